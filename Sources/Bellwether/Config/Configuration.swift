@@ -1,0 +1,155 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CBellwether
+
+/// Everything needed to spawn a worker, checked against the system.
+public struct Launch: Hashable, Sendable {
+    /// The resolved app executable.
+    public var executable: String
+    /// argv of the app, argv[0] as the user typed it.
+    public var arguments: [String]
+    /// "KEY=VALUE" entries every worker gets before its own WORKER_* variables.
+    public var environment: [String]
+    public var roleVariable: String
+    public var directory: String?
+}
+
+/// Validated settings: the core's plan, the launch, and start-only settings.
+public struct Configuration: Hashable, Sendable {
+    public var settings: Settings
+    public var plan: Plan
+    public var launch: Launch
+    public var tokenPath: String
+
+    /// Variables the master never passes on: its own settings (they may hold
+    /// secrets and would configure a nested bellwether) and the systemd
+    /// variables addressed to the master itself.
+    static func isPrivate(_ name: Substring) -> Bool {
+        name.hasPrefix("BELLWETHER_")
+            || ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"]
+                .contains(name)
+    }
+
+    static let perWorkerVariables = ["WORKERS_COUNT", "WORKER_ID", "WORKER_GENERATION"]
+
+    /// Checks `settings` against the system. `environment` is the master's
+    /// environment ("KEY=VALUE"), `directory` its working directory.
+    public static func resolve(_ settings: Settings, environment: [String],
+                               directory: String) throws(BellwetherError) -> Configuration {
+        let reserved = perWorkerVariables + [settings.roleEnv]
+        if perWorkerVariables.contains(settings.roleEnv) {
+            throw .reservedVariable(settings.source("role-env"), name: settings.roleEnv)
+        }
+        var variables: [(String, String)] = environment.compactMap { entry in
+            guard let equals = entry.firstIndex(of: "=") else { return nil }
+            let key = entry[..<equals]
+            if isPrivate(key) || reserved.contains(String(key)) { return nil }
+            return (String(key), String(entry[entry.index(after: equals)...]))
+        }
+        func set(_ key: String, _ value: String) {
+            variables.removeAll { $0.0 == key }
+            variables.append((key, value))
+        }
+        for entry in settings.env {
+            if reserved.contains(entry.key) { throw .reservedVariable(entry.source, name: entry.key) }
+            set(entry.key, entry.value)
+        }
+        if let zone = settings.timezone {
+            try checkTimezone(zone, source: settings.source("timezone"),
+                              zoneinfo: variables.first { $0.0 == "TZDIR" }?.1)
+            set("TZ", zone)
+        }
+
+        var workingDirectory = directory
+        if let chdir = settings.chdir {
+            workingDirectory = chdir.hasPrefix("/") ? chdir : directory + "/" + chdir
+            if let error = Sys.isDirectory(workingDirectory) {
+                throw .directoryUnusable(settings.source("chdir"), path: chdir, errno: error)
+            }
+        }
+        let path = variables.last { $0.0 == "PATH" }?.1 ?? "/usr/local/bin:/usr/bin:/bin"
+        let executable = try CommandResolver.resolve(settings.command[0], path: path, directory: workingDirectory)
+
+        let plan = Plan(workers: settings.workers ?? min(Int(bw_online_cpus()), Plan.maximumWorkers),
+                        scheduler: settings.scheduler, gracefulTimeout: settings.gracefulTimeout)
+        let launch = Launch(executable: executable, arguments: settings.command,
+                            environment: variables.map { "\($0.0)=\($0.1)" }, roleVariable: settings.roleEnv,
+                            directory: settings.chdir == nil ? nil : workingDirectory)
+        let tokenPath = settings.lease ?? defaultTokenPath(launch: launch, directory: workingDirectory,
+                                                            environment: variables)
+        return Configuration(settings: settings, plan: plan, launch: launch, tokenPath: tokenPath)
+    }
+
+    /// The zone must name a TZif file in the zoneinfo database.
+    static func checkTimezone(_ zone: String, source: SettingSource, zoneinfo: String?) throws(BellwetherError) {
+        let parts = zone.split(separator: "/", omittingEmptySubsequences: false)
+        guard !zone.isEmpty, !zone.hasPrefix("/"), !parts.contains(where: { $0.isEmpty || $0 == ".." || $0 == "." })
+        else { throw .unknownTimezone(source, zone: zone) }
+        let file = (zoneinfo ?? "/usr/share/zoneinfo") + "/" + zone
+        guard let bytes = try? Sys.readFile(file, limit: 4), bytes.starts(with: Array("TZif".utf8)) else {
+            throw .unknownTimezone(source, zone: zone)
+        }
+    }
+
+    /// The default scheduler token: one per app (working directory and
+    /// command line) per host, under the runtime directory.
+    static func defaultTokenPath(launch: Launch, directory: String, environment: [(String, String)]) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a
+        for byte in ([directory] + launch.arguments).joined(separator: "\0").utf8 {
+            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+        }
+        let hex = String(hash, radix: 16)
+        return runtimeDirectory(environment) + "/scheduler-" + String(repeating: "0", count: 16 - hex.count) + hex
+            + ".lock"
+    }
+
+    static func runtimeDirectory(_ environment: [(String, String)]) -> String {
+        if let xdg = environment.first(where: { $0.0 == "XDG_RUNTIME_DIR" })?.1, xdg.hasPrefix("/") {
+            return xdg + "/bellwether"
+        }
+        return getuid() == 0 ? "/run/bellwether" : "/tmp/bellwether-\(getuid())"
+    }
+}
+
+/// Finds COMMAND the way the worker's execvp would, but in the master, with
+/// the workers' PATH, so that a typo fails at start with one clear line.
+enum CommandResolver {
+    static func resolve(_ command: String, path: String, directory: String) throws(BellwetherError) -> String {
+        func absolute(_ candidate: String) -> String {
+            candidate.hasPrefix("/") ? candidate : directory + "/" + candidate
+        }
+        if command.contains("/") {
+            let candidate = absolute(command)
+            if let problem = problem(candidate) {
+                if problem == ENOENT { throw .commandNotFound(command) }
+                throw .notExecutable(command, reason: reason(problem))
+            }
+            return candidate
+        }
+        var firstProblem: Int32?
+        for entry in path.split(separator: ":", omittingEmptySubsequences: false) {
+            let candidate = absolute((entry.isEmpty ? "." : String(entry)) + "/" + command)
+            guard let problem = problem(candidate) else { return candidate }
+            if problem != ENOENT && problem != ENOTDIR && firstProblem == nil { firstProblem = problem }
+        }
+        if let firstProblem { throw .notExecutable(command, reason: reason(firstProblem)) }
+        throw .commandNotFound(command)
+    }
+
+    /// nil when `path` is an executable regular file, else why not.
+    static func problem(_ path: String) -> Int32? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return errno }
+        if (info.st_mode & S_IFMT) == S_IFDIR { return EISDIR }
+        if (info.st_mode & S_IFMT) != S_IFREG { return EACCES }
+        return access(path, X_OK) == 0 ? nil : errno
+    }
+
+    static func reason(_ code: Int32) -> String {
+        code == EISDIR ? "is a directory" : code == EACCES ? "permission denied (not an executable file)"
+            : describe(code)
+    }
+}

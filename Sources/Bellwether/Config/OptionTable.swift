@@ -1,0 +1,106 @@
+/// Every option, once: its names on the command line, in the environment and
+/// in the config file, its help line, and how it sets `Settings`. `--help`,
+/// the parser, the environment reader and the config reader all use this table.
+struct OptionSpec: Sendable {
+    struct Places: OptionSet, Sendable {
+        let rawValue: Int
+        static let environment = Places(rawValue: 1)
+        static let configFile = Places(rawValue: 2)
+        static let everywhere: Places = [.environment, .configFile]
+    }
+
+    typealias Apply = @Sendable (inout Settings, String, SettingSource) throws(BellwetherError) -> Void
+
+    let long: String
+    let short: Character?
+    /// nil for a switch that takes no value on the command line.
+    let valueName: String?
+    let help: String
+    let places: Places
+    /// Extra environment names, highest precedence first, before BELLWETHER_<LONG>.
+    let extraEnvironment: [String]
+    let apply: Apply
+
+    init(_ long: String, short: Character? = nil, value: String? = nil, places: Places = .everywhere,
+         environment: [String] = [], help: String, apply: @escaping Apply) {
+        self.long = long
+        self.short = short
+        self.valueName = value
+        self.places = places
+        self.extraEnvironment = environment
+        self.help = help
+        self.apply = apply
+    }
+
+    var environmentNames: [String] {
+        guard places.contains(.environment) else { return [] }
+        let upper = "BELLWETHER_" + String(long.uppercased().map { $0 == "-" ? "_" : $0 })
+        return extraEnvironment + [upper]
+    }
+
+    static func named(_ long: String) -> OptionSpec? { all.first { $0.long == long } }
+    static func named(short: Character) -> OptionSpec? { all.first { $0.short == short } }
+
+    static let all: [OptionSpec] = [
+        OptionSpec("workers", short: "w", value: "N", environment: ["WORKERS_COUNT"],
+                   help: "number of worker processes, 1-\(Plan.maximumWorkers) (default: online CPUs)") {
+            settings, value, source throws(BellwetherError) in
+            settings.workers = try Parse.count(value, source: source)
+        },
+        OptionSpec("role-env", value: "NAME", help: "variable that carries the role (default: WORKER_ROLE)") {
+            settings, value, source throws(BellwetherError) in
+            settings.roleEnv = try Parse.variableName(value, source: source)
+            settings.sources["role-env"] = source
+        },
+        OptionSpec("no-scheduler", help: "give every worker the role \"worker\"") {
+            settings, value, source throws(BellwetherError) in
+            settings.scheduler = !(try Parse.boolean(value, source: source))
+        },
+        OptionSpec("graceful-timeout", value: "SECONDS",
+                   help: "time a worker has to exit after TERM before SIGKILL (default: 30)") {
+            settings, value, source throws(BellwetherError) in
+            settings.gracefulTimeout = try Parse.seconds(value, source: source)
+        },
+        OptionSpec("env", short: "e", value: "KEY=VALUE", places: .configFile,
+                   help: "set a variable in every worker (repeatable)") {
+            settings, value, source throws(BellwetherError) in
+            settings.env.append(try Parse.envEntry(value, source: source))
+        },
+        OptionSpec("chdir", value: "DIR", help: "working directory of the workers") {
+            settings, value, source throws(BellwetherError) in
+            settings.chdir = try Parse.nonEmpty(value, source: source, expected: "a directory")
+            settings.sources["chdir"] = source
+        },
+        OptionSpec("pidfile", short: "p", value: "PATH", help: "write the master's pid to PATH") {
+            settings, value, source throws(BellwetherError) in
+            settings.pidfile = try Parse.nonEmpty(value, source: source, expected: "a file path")
+        },
+        OptionSpec("timezone", value: "ZONE", help: "export TZ=ZONE to workers, checked against zoneinfo") {
+            settings, value, source throws(BellwetherError) in
+            settings.timezone = value
+            settings.sources["timezone"] = source
+        },
+        OptionSpec("lease", value: "file:PATH",
+                   help: "scheduler token file; supervisors sharing it share one scheduler") {
+            settings, value, source throws(BellwetherError) in
+            settings.lease = try Parse.fileLease(value, source: source)
+        },
+        OptionSpec("config", short: "c", value: "FILE", places: .environment,
+                   help: "read settings from FILE (key = value lines); re-read on HUP") {
+            settings, value, source throws(BellwetherError) in
+            settings.config = try Parse.nonEmpty(value, source: source, expected: "a file path")
+        },
+        OptionSpec("check-config", places: [], help: "validate the settings and COMMAND, print them, exit") {
+            settings, _, _ throws(BellwetherError) in settings.checkConfig = true
+        },
+        OptionSpec("log-format", value: "text|json", help: "format of the log on stderr (default: text)") {
+            settings, value, source throws(BellwetherError) in
+            guard let format = LogFormat(rawValue: value) else {
+                throw .invalidValue(source, value: value, expected: "text or json")
+            }
+            settings.logFormat = format
+        },
+        OptionSpec("help", short: "h", places: [], help: "print this help and exit") { _, _, _ throws(BellwetherError) in },
+        OptionSpec("version", places: [], help: "print the version and exit") { _, _, _ throws(BellwetherError) in },
+    ]
+}

@@ -1,0 +1,66 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Value parsers for option values: each returns the value or throws an
+/// error that names the option, the value and what was expected.
+enum Parse {
+    static func count(_ text: String, source: SettingSource) throws(BellwetherError) -> Int {
+        let expected = "a whole number from 1 to \(Plan.maximumWorkers)"
+        guard let value = Int(text), (1...Plan.maximumWorkers).contains(value) else {
+            throw .invalidValue(source, value: text, expected: expected)
+        }
+        return value
+    }
+
+    static func seconds(_ text: String, source: SettingSource) throws(BellwetherError) -> Duration {
+        let expected = "a number of seconds from 0 to 86400"
+        guard text.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }),
+              let value = Double(text), value.isFinite, (0...86_400).contains(value) else {
+            throw .invalidValue(source, value: text, expected: expected)
+        }
+        return .nanoseconds(Int64(value * 1e9))
+    }
+
+    static func boolean(_ text: String, source: SettingSource) throws(BellwetherError) -> Bool {
+        switch text.lowercased() {
+        case "1", "true", "yes", "on": return true
+        case "0", "false", "no", "off": return false
+        default: throw .invalidValue(source, value: text, expected: "true or false")
+        }
+    }
+
+    static func nonEmpty(_ text: String, source: SettingSource, expected: String) throws(BellwetherError) -> String {
+        guard !text.isEmpty else { throw .invalidValue(source, value: text, expected: expected) }
+        return text
+    }
+
+    static func isVariableName(_ name: String) -> Bool {
+        guard let first = name.unicodeScalars.first, first == "_" || (first.isASCII && first.properties.isAlphabetic)
+        else { return false }
+        return name.unicodeScalars.allSatisfy { $0 == "_" || ($0.isASCII && $0.properties.isAlphabetic)
+            || ("0"..."9").contains($0) }
+    }
+
+    static func variableName(_ text: String, source: SettingSource) throws(BellwetherError) -> String {
+        guard isVariableName(text) else {
+            throw .invalidValue(source, value: text, expected: "a variable name ([A-Za-z_][A-Za-z0-9_]*)")
+        }
+        return text
+    }
+
+    static func envEntry(_ text: String, source: SettingSource) throws(BellwetherError) -> EnvEntry {
+        guard let equals = text.firstIndex(of: "="), isVariableName(String(text[..<equals])) else {
+            throw .invalidValue(source, value: text, expected: "KEY=VALUE with KEY a variable name")
+        }
+        return EnvEntry(key: String(text[..<equals]), value: String(text[text.index(after: equals)...]),
+                        source: source)
+    }
+
+    static func fileLease(_ text: String, source: SettingSource) throws(BellwetherError) -> String {
+        guard text.hasPrefix("file:"), text.count > 5 else { throw .unsupportedLease(source, value: text) }
+        return String(text.dropFirst(5))
+    }
+}

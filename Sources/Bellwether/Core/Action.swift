@@ -1,0 +1,27 @@
+/// What the core wants done. The shell performs actions in order and reports
+/// their outcomes as events.
+public enum Action: Hashable, Sendable {
+    /// Spawn a worker; answer with `.spawned` or `.spawnFailed`. When
+    /// `order.role` is `.scheduler` the shell hands the held token to the
+    /// child and, on success, closes its own copy.
+    case spawn(SpawnOrder)
+    /// Send a signal to one worker (its process-group leader).
+    case signal(pid: Int32, Signal)
+    /// SIGKILL a worker's whole process group (leader and stragglers).
+    case killGroup(pid: Int32)
+    /// Try to take the scheduler token; answer with `.token(...)`.
+    case acquireToken
+    /// Give up a token the master holds but has not passed on.
+    case releaseToken
+    case log(LogRecord)
+    /// Every worker is gone after a stop: exit with this status.
+    case exit(Int32)
+}
+
+public struct SpawnOrder: Hashable, Sendable {
+    public var ref: WorkerRef
+    public var slot: Int
+    public var role: Role
+    public var generation: Int
+    public var workersCount: Int
+}

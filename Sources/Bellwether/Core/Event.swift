@@ -1,0 +1,32 @@
+/// What happened, as observed by the shell. Every event is handled at an
+/// `Instant` that the shell passes along.
+public enum Event: Hashable, Sendable {
+    /// The master is up; spawn the first generation.
+    case start
+    /// The spawn ordered for this worker succeeded.
+    case spawned(WorkerRef, pid: Int32)
+    /// The spawn ordered for this worker failed before any process existed.
+    case spawnFailed(WorkerRef, reason: String)
+    /// The worker was reaped.
+    case exited(WorkerRef, ExitStatus)
+    /// The answer to `Action.acquireToken`.
+    case token(TokenAnswer)
+    /// SIGHUP with a valid new configuration.
+    case reload(Plan)
+    /// SIGTTIN / SIGTTOU.
+    case addWorker
+    case removeWorker
+    /// TERM (graceful) or INT/QUIT (quick).
+    case stop(quick: Bool)
+    /// A signal to pass on to every worker (USR1).
+    case forward(Signal)
+    /// A deadline the core asked for has come.
+    case tick
+}
+
+public enum TokenAnswer: Hashable, Sendable {
+    case acquired
+    /// Someone else holds the token: an orphaned scheduler, or another
+    /// supervisor sharing the lock file. `holder` is a pid, when it can be found.
+    case busy(holder: Int32?)
+}

@@ -1,0 +1,37 @@
+/// What the supervisor wants, as far as the core's decisions go: the parts of
+/// the configuration that a reload may change. The command, environment and
+/// other spawn details stay in the shell.
+public struct Plan: Hashable, Sendable {
+    /// N: the number of worker slots, 1...Plan.maximumWorkers.
+    public var workers: Int
+    /// Whether one worker is designated scheduler (`--no-scheduler` turns it off).
+    public var scheduler: Bool
+    /// How long a worker may take to exit after TERM before it is SIGKILLed.
+    public var gracefulTimeout: Duration
+
+    public static let maximumWorkers = 4096
+
+    public init(workers: Int, scheduler: Bool = true, gracefulTimeout: Duration = .seconds(30)) {
+        self.workers = workers
+        self.scheduler = scheduler
+        self.gracefulTimeout = gracefulTimeout
+    }
+}
+
+/// Fixed timings of the core. They are documented in the manual.
+public struct Timings: Hashable, Sendable {
+    /// A worker that lived at least this long resets its slot's back-off.
+    public var stableUptime: Duration = .seconds(1)
+    /// The delay after the second quick death in a row; it doubles after each.
+    public var backoffBase: Duration = .milliseconds(100)
+    public var backoffCap: Duration = .seconds(10)
+    /// The grace of a quick stop (INT, QUIT) before SIGKILL.
+    public var quickStopGrace: Duration = .seconds(1)
+    /// How long the scheduler slot stays empty waiting for a busy token before
+    /// it runs an ordinary worker (and is converted once the token frees).
+    public var tokenWaitGrace: Duration = .seconds(1)
+    public var tokenRetryFirst: Duration = .milliseconds(10)
+    public var tokenRetryCap: Duration = .milliseconds(250)
+
+    public init() {}
+}

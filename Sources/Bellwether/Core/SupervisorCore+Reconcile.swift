@@ -1,0 +1,179 @@
+/// Reconciliation: compare what is wanted (the plan, the generation) with what
+/// is observed (the worker table) and order what closes the gap. It runs after
+/// every event, so each decision is made in exactly one place.
+extension SupervisorCore {
+    var wantsScheduler: Bool { plan.scheduler && !isStopping }
+    var schedulerExists: Bool { workers.contains { $0.role == .scheduler } }
+
+    /// The worker of the current generation that serves `slot`, if any.
+    func current(in slot: Int) -> Worker? {
+        workers.first { $0.slot == slot && $0.generation == generation && !$0.isRetiring }
+    }
+
+    mutating func reconcile(at now: Instant, into actions: inout [Action]) {
+        enforceDeadlines(at: now, into: &actions)
+        if isStopping {
+            for index in workers.indices where workers[index].pid != nil && !workers[index].isRetiring {
+                retire(at: index, deadline: stopDeadline!, reason: "stopping", into: &actions)
+            }
+            if workers.isEmpty {
+                finished = true
+                actions.append(.log(LogRecord(.info, "stopped", "all workers are gone; exiting")))
+                actions.append(.exit(0))
+            }
+            return
+        }
+        retireObsolete(at: now, into: &actions)
+        manageToken(at: now, into: &actions)
+        spawnMissing(at: now, into: &actions)
+        noteReloadFinished(at: now, into: &actions)
+    }
+
+    mutating func enforceDeadlines(at now: Instant, into actions: inout [Action]) {
+        for index in workers.indices {
+            guard let deadline = workers[index].retireDeadline, deadline <= now, !workers[index].killed,
+                  let pid = workers[index].pid else { continue }
+            workers[index].killed = true
+            actions.append(.killGroup(pid: pid))
+            actions.append(.log(LogRecord(.warning, "kill", "worker \(workers[index].slot) (pid \(pid)) "
+                + "did not exit in time; sent SIGKILL to its process group", Self.fields(workers[index]))))
+        }
+    }
+
+    mutating func retireObsolete(at now: Instant, into actions: inout [Action]) {
+        let deadline = now + plan.gracefulTimeout
+        let converting = token == .held && wantsScheduler && !schedulerExists
+        for index in workers.indices {
+            let worker = workers[index]
+            guard worker.pid != nil, !worker.isRetiring else { continue }
+            let removedSlot = worker.slot >= plan.workers
+            let oldGeneration = worker.generation != generation
+            var reason: String?
+            if worker.role == .scheduler {
+                if removedSlot || oldGeneration || !plan.scheduler { reason = "scheduler handover" }
+            } else if removedSlot {
+                reason = "slot removed"
+            } else if oldGeneration {
+                if current(in: worker.slot)?.pid != nil { reason = "replaced by generation \(generation)" }
+            } else if converting && worker.slot == Self.schedulerSlot {
+                reason = "making room for the scheduler"
+            }
+            if let reason { retire(at: index, deadline: deadline, reason: reason, into: &actions) }
+        }
+    }
+
+    mutating func retire(at index: Int, deadline: Instant, reason: String, into actions: inout [Action]) {
+        guard let pid = workers[index].pid else { return }
+        workers[index].retireDeadline = deadline
+        actions.append(.signal(pid: pid, .terminate))
+        actions.append(.log(LogRecord(.info, "retiring", "retiring \(workers[index].role.rawValue) \(workers[index].slot) (pid \(pid)): \(reason)",
+                                      Self.fields(workers[index]) + [.init("reason", .string(reason))])))
+    }
+
+    mutating func manageToken(at now: Instant, into actions: inout [Action]) {
+        if !wantsScheduler {
+            if token == .held {
+                token = .notHeld
+                actions.append(.releaseToken)
+            }
+            tokenWait = nil
+            return
+        }
+        guard token == .notHeld, !schedulerExists else { return }
+        if let wait = tokenWait, wait.retryAt > now { return }
+        token = .acquiring
+        actions.append(.acquireToken)
+    }
+
+    mutating func spawnMissing(at now: Instant, into actions: inout [Action]) {
+        for slot in 0..<plan.workers where current(in: slot) == nil {
+            if let notBefore = slots[slot]?.notBefore, notBefore > now { continue }
+            var role = Role.worker
+            if slot == Self.schedulerSlot && wantsScheduler {
+                if schedulerExists || token == .acquiring { continue }  // handover or answer pending
+                if token == .held {
+                    role = .scheduler
+                } else if let wait = tokenWait, now < wait.since + timings.tokenWaitGrace {
+                    continue  // keep the slot free a moment for a token about to be freed
+                }
+            }
+            let order = SpawnOrder(ref: WorkerRef(nextSerial), slot: slot, role: role,
+                                   generation: generation, workersCount: plan.workers)
+            nextSerial += 1
+            workers.append(Worker(ref: order.ref, slot: slot, generation: generation, role: role,
+                                  pid: nil, startedAt: now))
+            actions.append(.spawn(order))
+        }
+    }
+
+    mutating func noteReloadFinished(at now: Instant, into actions: inout [Action]) {
+        guard let startedAt = reloadStartedAt else { return }
+        let settled = workers.allSatisfy { $0.generation == generation && $0.pid != nil && !$0.isRetiring }
+            && (0..<plan.workers).allSatisfy { current(in: $0) != nil }
+            && (!plan.scheduler || schedulerExists)
+        guard settled else { return }
+        reloadStartedAt = nil
+        actions.append(.log(LogRecord(.info, "reload_finished",
+            "reload finished: generation \(generation) in \((now - startedAt).shortDescription)",
+            [.init("generation", .int(generation)), .init("seconds", .double((now - startedAt).seconds))])))
+    }
+
+    /// The earliest future instant at which the core has something to do, or
+    /// nil when only an event can change anything (the master then sleeps).
+    public func nextDeadline(after now: Instant) -> Instant? {
+        var candidates: [Instant] = []
+        for worker in workers where !worker.killed {
+            if let deadline = worker.retireDeadline { candidates.append(deadline) }
+        }
+        if !isStopping {
+            for slot in 0..<plan.workers where current(in: slot) == nil {
+                if let notBefore = slots[slot]?.notBefore { candidates.append(notBefore) }
+            }
+            if let wait = tokenWait, wantsScheduler, !schedulerExists {
+                candidates.append(wait.retryAt)
+                candidates.append(wait.since + timings.tokenWaitGrace)
+            }
+        }
+        return candidates.filter { $0 > now }.min()
+    }
+}
+
+extension SupervisorCore {
+    static func fields(_ worker: Worker) -> [LogRecord.Field] {
+        var fields: [LogRecord.Field] = [
+            .init("slot", .int(worker.slot)), .init("role", .string(worker.role.rawValue)),
+            .init("generation", .int(worker.generation)),
+        ]
+        if let pid = worker.pid { fields.insert(.init("pid", .int(Int(pid))), at: 0) }
+        return fields
+    }
+
+    static func spawnedRecord(_ worker: Worker, pid: Int32) -> LogRecord {
+        LogRecord(.info, "spawned",
+                  "spawned \(worker.role.rawValue) \(worker.slot) (pid \(pid), generation \(worker.generation))",
+                  fields(worker))
+    }
+
+    static func exitedRecord(_ worker: Worker, status: ExitStatus, at now: Instant) -> LogRecord {
+        let who = worker.pid.map { "pid \($0)" } ?? "no pid"
+        let uptime = now - worker.startedAt
+        var fields = fields(worker) + [.init("uptime", .double(uptime.seconds))]
+        let level: LogRecord.Level
+        switch status {
+        case .exited(let code):
+            fields.append(.init("status", .int(Int(code))))
+            level = code == 0 || worker.isRetiring ? .info : .warning
+        case .signaled(let signal, let core):
+            fields.append(.init("signal", .string(signal.description)))
+            if core { fields.append(.init("core_dumped", .bool(true))) }
+            level = worker.isRetiring ? .info : .warning
+        }
+        return LogRecord(level, "exited",
+                         "\(worker.role.rawValue) \(worker.slot) (\(who)) exited with \(status) "
+                             + "after \(uptime.shortDescription)", fields)
+    }
+
+    static func resizedRecord(_ workers: Int) -> LogRecord {
+        LogRecord(.info, "resized", "worker count is now \(workers)", [.init("workers", .int(workers))])
+    }
+}

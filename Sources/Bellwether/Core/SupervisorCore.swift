@@ -1,0 +1,210 @@
+/// The supervisor's decisions, as a pure state machine: `handle(event, at:)`
+/// returns the actions to perform and never touches the system.
+///
+/// Invariants (checked by the randomized tests):
+/// - at most one worker with `Role.scheduler` is in `workers` — alive, being
+///   spawned, or retiring but not yet reaped; a new scheduler is ordered only
+///   when no scheduler is left in the table, i.e. after the last one was reaped;
+/// - a scheduler is ordered only while the master holds the scheduler token,
+///   which passes to that worker and is freed only when it is reaped;
+/// - the scheduler lives in slot 0, so resizing never retires it;
+/// - once events stop, every slot 0..<N holds one worker of the current
+///   generation and nothing else is left.
+public struct SupervisorCore: Sendable {
+    public struct Worker: Hashable, Sendable {
+        public let ref: WorkerRef
+        public let slot: Int
+        public let generation: Int
+        public let role: Role
+        /// Known once the spawn has been confirmed.
+        public var pid: Int32?
+        public var startedAt: Instant
+        /// Set when TERM was sent: SIGKILL to the group at this instant.
+        public var retireDeadline: Instant?
+        /// SIGKILL was sent to the group; only the reap is left.
+        public var killed = false
+
+        public var isRetiring: Bool { retireDeadline != nil || killed }
+    }
+
+    enum TokenState: Hashable, Sendable {
+        case notHeld
+        case acquiring
+        /// The master holds the lock and has not passed it on yet.
+        case held
+        /// The lock belongs to this scheduler until it is reaped.
+        case passed(WorkerRef)
+    }
+
+    struct TokenWait: Hashable, Sendable {
+        var since: Instant
+        var retryAt: Instant
+        var attempts: Int
+    }
+
+    struct SlotHealth: Hashable, Sendable {
+        var quickDeaths = 0
+        var notBefore: Instant?
+    }
+
+    static let schedulerSlot = 0
+
+    public internal(set) var plan: Plan
+    public internal(set) var generation = 0
+    /// Every process the master has ordered and not yet reaped, in spawn order.
+    public internal(set) var workers: [Worker] = []
+    public let timings: Timings
+
+    var slots: [Int: SlotHealth] = [:]
+    var token: TokenState = .notHeld
+    var tokenWait: TokenWait?
+    var stopDeadline: Instant?
+    var reloadStartedAt: Instant?
+    var started = false
+    var finished = false
+    var nextSerial: UInt64 = 1
+
+    public init(plan: Plan, timings: Timings = Timings()) {
+        self.plan = plan
+        self.timings = timings
+    }
+
+    public var isStopping: Bool { stopDeadline != nil }
+    public var isFinished: Bool { finished }
+
+    /// The live scheduler's pid, if one is running.
+    public var schedulerPID: Int32? { workers.first { $0.role == .scheduler }?.pid }
+
+    public mutating func handle(_ event: Event, at now: Instant) -> [Action] {
+        guard !finished else { return [] }
+        var actions: [Action] = []
+        switch event {
+        case .start:
+            guard !started else { return [] }
+            started = true
+        case .spawned(let ref, let pid):
+            guard let index = index(of: ref) else { return [] }
+            workers[index].pid = pid
+            workers[index].startedAt = now
+            if case .passed = token {} else if workers[index].role == .scheduler { token = .passed(ref) }
+            actions.append(.log(Self.spawnedRecord(workers[index], pid: pid)))
+        case .spawnFailed(let ref, let reason):
+            guard let index = index(of: ref) else { return [] }
+            let worker = workers.remove(at: index)
+            actions.append(.log(LogRecord(.error, "spawn_failed", "could not spawn worker \(worker.slot): \(reason)",
+                                          Self.fields(worker) + [.init("reason", .string(reason))])))
+            noteDeath(of: worker, at: now, into: &actions)
+        case .exited(let ref, let status):
+            guard let index = index(of: ref) else { return [] }
+            let worker = workers.remove(at: index)
+            if let pid = worker.pid { actions.append(.killGroup(pid: pid)) }
+            if token == .passed(ref) { token = .notHeld }
+            actions.append(.log(Self.exitedRecord(worker, status: status, at: now)))
+            noteDeath(of: worker, at: now, into: &actions)
+        case .token(let answer):
+            guard token == .acquiring else { return [] }
+            acceptToken(answer, at: now, into: &actions)
+        case .reload(let newPlan):
+            guard started, !isStopping else { return [] }
+            plan = newPlan
+            generation += 1
+            slots = [:]
+            reloadStartedAt = now
+            actions.append(.log(LogRecord(.info, "reload_started",
+                "reload started: generation \(generation), \(plan.workers) workers",
+                [.init("generation", .int(generation)), .init("workers", .int(plan.workers))])))
+        case .addWorker:
+            guard started, !isStopping else { return [] }
+            if plan.workers < Plan.maximumWorkers {
+                plan.workers += 1
+                actions.append(.log(Self.resizedRecord(plan.workers)))
+            }
+        case .removeWorker:
+            guard started, !isStopping else { return [] }
+            if plan.workers > 1 {
+                plan.workers -= 1
+                actions.append(.log(Self.resizedRecord(plan.workers)))
+            } else {
+                actions.append(.log(LogRecord(.warning, "resize_refused", "TTOU ignored: already at 1 worker")))
+            }
+        case .stop(let quick):
+            beginStop(quick: quick, at: now, into: &actions)
+        case .forward(let signal):
+            for worker in workers { if let pid = worker.pid { actions.append(.signal(pid: pid, signal)) } }
+        case .tick:
+            break
+        }
+        if started { reconcile(at: now, into: &actions) }
+        return actions
+    }
+
+    func index(of ref: WorkerRef) -> Int? { workers.firstIndex { $0.ref == ref } }
+
+    /// Book-keeping after a worker is gone: back-off for a current worker that
+    /// died on its own, nothing for one that was retired or stopped.
+    mutating func noteDeath(of worker: Worker, at now: Instant, into actions: inout [Action]) {
+        guard !isStopping, !worker.isRetiring, worker.generation == generation,
+              worker.slot < plan.workers else { return }
+        var health = slots[worker.slot] ?? SlotHealth()
+        if now - worker.startedAt >= timings.stableUptime {
+            health = SlotHealth()
+        } else {
+            health.quickDeaths += 1
+            let delay = Backoff.delay(afterQuickDeaths: health.quickDeaths, timings: timings)
+            health.notBefore = now + delay
+            if delay > .zero {
+                actions.append(.log(LogRecord(.warning, "backoff",
+                    "worker \(worker.slot) died \(health.quickDeaths) times in a row within "
+                        + "\(timings.stableUptime.shortDescription) of starting; next start in \(delay.shortDescription)",
+                    [.init("slot", .int(worker.slot)), .init("failures", .int(health.quickDeaths)),
+                     .init("delay", .double(delay.seconds))])))
+            }
+        }
+        slots[worker.slot] = health
+    }
+
+    mutating func acceptToken(_ answer: TokenAnswer, at now: Instant, into actions: inout [Action]) {
+        switch answer {
+        case .acquired:
+            token = .held
+            if let wait = tokenWait {
+                actions.append(.log(LogRecord(.info, "token_acquired",
+                    "scheduler token acquired after waiting \((now - wait.since).shortDescription)",
+                    [.init("waited", .double((now - wait.since).seconds))])))
+            }
+            tokenWait = nil
+        case .busy(let holder):
+            token = .notHeld
+            var wait = tokenWait ?? TokenWait(since: now, retryAt: now, attempts: 0)
+            if tokenWait == nil {
+                let who = holder.map { "pid \($0)" } ?? "another process"
+                actions.append(.log(LogRecord(.warning, "token_busy",
+                    "scheduler token is held by \(who); no scheduler until it is released",
+                    holder.map { [.init("holder", .int(Int($0)))] } ?? [])))
+            }
+            wait.attempts += 1
+            wait.retryAt = now + Backoff.tokenRetry(attempt: wait.attempts, timings: timings)
+            tokenWait = wait
+        }
+    }
+
+    mutating func beginStop(quick: Bool, at now: Instant, into actions: inout [Action]) {
+        let grace = quick ? min(timings.quickStopGrace, plan.gracefulTimeout) : plan.gracefulTimeout
+        let deadline = now + grace
+        if let current = stopDeadline, current <= deadline { return }
+        stopDeadline = deadline
+        actions.append(.log(LogRecord(.info, "stopping",
+            (quick ? "quick stop" : "graceful stop") + ": \(workers.count) workers, SIGKILL after \(grace.shortDescription)",
+            [.init("quick", .bool(quick)), .init("grace", .double(grace.seconds))])))
+        for index in workers.indices where !workers[index].killed {
+            if let pending = workers[index].retireDeadline {
+                workers[index].retireDeadline = min(pending, deadline)
+            }
+        }
+        if token == .held {
+            token = .notHeld
+            actions.append(.releaseToken)
+        }
+        tokenWait = nil
+    }
+}

@@ -1,0 +1,59 @@
+/// The program: parse the configuration, build the master, run it, and map
+/// the outcome to an exit status.
+public enum Bellwether {
+    public static func main(arguments: [String]) -> Int32 {
+        let environment = Sys.environment()
+        do throws(BellwetherError) {
+            let request = try SettingsLoader.request(arguments: Array(arguments.dropFirst()),
+                                                     environment: Self.dictionary(environment))
+            let loader: SettingsLoader
+            switch request {
+            case .help: print(Help.text, terminator: ""); return ExitCode.success.rawValue
+            case .version: print("bellwether \(Version.current)"); return ExitCode.success.rawValue
+            case .run(let value): loader = value
+            }
+            let directory = Sys.currentDirectory()
+            let configuration = try Configuration.resolve(try loader.load(), environment: environment,
+                                                          directory: directory)
+            if configuration.settings.checkConfig {
+                print(Self.summary(configuration), terminator: "")
+                return ExitCode.success.rawValue
+            }
+            let master = try Master(configuration: configuration, loader: loader, environment: environment,
+                                    directory: directory)
+            return master.run()
+        } catch {
+            try? Sys.writeAll(2, Array("bellwether: \(error.message)\n".utf8))
+            return error.exitCode.rawValue
+        }
+    }
+
+    static func dictionary(_ environment: [String]) -> [String: String] {
+        var result: [String: String] = [:]
+        for entry in environment {
+            guard let equals = entry.firstIndex(of: "=") else { continue }
+            result[String(entry[..<equals])] = String(entry[entry.index(after: equals)...])
+        }
+        return result
+    }
+
+    static func summary(_ configuration: Configuration) -> String {
+        let settings = configuration.settings
+        var lines = [
+            "configuration OK",
+            "workers = \(configuration.plan.workers)",
+            "scheduler = \(configuration.plan.scheduler)",
+            "role-env = \(settings.roleEnv)",
+            "graceful-timeout = \(configuration.plan.gracefulTimeout.shortDescription)",
+            "token = \(configuration.tokenPath)",
+            "log-format = \(settings.logFormat.rawValue)",
+            "command = \(configuration.launch.executable)"
+                + configuration.launch.arguments.dropFirst().map { " " + $0 }.joined(),
+        ]
+        if let chdir = settings.chdir { lines.append("chdir = \(chdir)") }
+        if let pidfile = settings.pidfile { lines.append("pidfile = \(pidfile)") }
+        if let zone = settings.timezone { lines.append("timezone = \(zone)") }
+        for entry in settings.env { lines.append("env = \(entry.key)=\(entry.value)") }
+        return lines.joined(separator: "\n") + "\n"
+    }
+}

@@ -1,0 +1,130 @@
+/// The exit statuses of `bellwether`, documented in the manual's EXIT STATUS.
+public struct ExitCode: RawRepresentable, Hashable, Sendable {
+    public var rawValue: Int32
+    public init(rawValue: Int32) { self.rawValue = rawValue }
+
+    /// Stopped by TERM, INT or QUIT after every worker was reaped; --help, --version, --check-config.
+    public static let success = ExitCode(rawValue: 0)
+    /// A bad flag, option value, environment value or --env entry (EX_USAGE).
+    public static let usage = ExitCode(rawValue: 64)
+    /// An operating-system call failed at start, or the exec shim is missing (EX_OSERR).
+    public static let system = ExitCode(rawValue: 71)
+    /// The pidfile or the scheduler token file cannot be created, or the pidfile
+    /// names a running process (EX_CANTCREAT).
+    public static let cannotCreate = ExitCode(rawValue: 73)
+    /// The config file cannot be read or has a bad line (EX_CONFIG).
+    public static let config = ExitCode(rawValue: 78)
+    /// COMMAND was found but cannot be executed.
+    public static let notExecutable = ExitCode(rawValue: 126)
+    /// COMMAND was not found in the workers' PATH.
+    public static let commandNotFound = ExitCode(rawValue: 127)
+}
+
+/// Where a setting came from, for error messages.
+public enum SettingSource: Hashable, Sendable, CustomStringConvertible {
+    case flag(String)
+    case environment(String)
+    case configFile(path: String, line: Int)
+
+    public var description: String {
+        switch self {
+        case .flag(let name): name
+        case .environment(let name): name
+        case .configFile(let path, let line): "\(path):\(line)"
+        }
+    }
+}
+
+/// Every error a user can see, with its message and exit status in one place.
+public enum BellwetherError: Error, Hashable, Sendable {
+    case unknownOption(String)
+    case missingValue(String)
+    case unexpectedValue(String)
+    case missingCommand
+    case invalidValue(SettingSource, value: String, expected: String)
+    case reservedVariable(SettingSource, name: String)
+    case configUnreadable(path: String, errno: Int32)
+    case configSyntax(path: String, line: Int, text: String)
+    case configUnknownKey(path: String, line: Int, key: String)
+    case configKeyNotAllowed(path: String, line: Int, key: String)
+    case unknownTimezone(SettingSource, zone: String)
+    case directoryUnusable(SettingSource, path: String, errno: Int32)
+    case commandNotFound(String)
+    case notExecutable(String, reason: String)
+    case unsupportedLease(SettingSource, value: String)
+    case pidfileBusy(path: String, pid: Int32)
+    case cannotCreate(what: String, path: String, errno: Int32)
+    case system(call: String, errno: Int32)
+    case shimMissing(path: String)
+
+    public var exitCode: ExitCode {
+        switch self {
+        case .unknownOption, .missingValue, .unexpectedValue, .missingCommand, .invalidValue,
+             .reservedVariable, .unknownTimezone, .directoryUnusable, .unsupportedLease:
+            .usage
+        case .configUnreadable, .configSyntax, .configUnknownKey, .configKeyNotAllowed: .config
+        case .commandNotFound: .commandNotFound
+        case .notExecutable: .notExecutable
+        case .pidfileBusy, .cannotCreate: .cannotCreate
+        case .system, .shimMissing: .system
+        }
+    }
+
+    /// One line, without the "bellwether: " prefix.
+    public var message: String {
+        switch self {
+        case .unknownOption(let option):
+            "unknown option \(option) (see bellwether --help)"
+        case .missingValue(let option):
+            "\(option): a value is required"
+        case .unexpectedValue(let option):
+            "\(option): takes no value"
+        case .missingCommand:
+            "no COMMAND given (usage: bellwether [OPTIONS] [--] COMMAND [ARG...])"
+        case .invalidValue(let source, let value, let expected):
+            "\(source): expected \(expected), got \(quoted(value))"
+        case .reservedVariable(let source, let name):
+            "\(source): \(name) is set by bellwether for each worker and cannot be overridden"
+        case .configUnreadable(let path, let errno):
+            "config file \(path): \(describe(errno))"
+        case .configSyntax(let path, let line, let text):
+            "\(path):\(line): expected \"key = value\", got \(quoted(text))"
+        case .configUnknownKey(let path, let line, let key):
+            "\(path):\(line): unknown setting \(quoted(key))"
+        case .configKeyNotAllowed(let path, let line, let key):
+            "\(path):\(line): \(quoted(key)) cannot be set in a config file"
+        case .unknownTimezone(let source, let zone):
+            "\(source): unknown time zone \(quoted(zone)) (not in the zoneinfo database)"
+        case .directoryUnusable(let source, let path, let errno):
+            "\(source): \(path): \(describe(errno))"
+        case .commandNotFound(let name):
+            "\(name): command not found in the workers' PATH"
+        case .notExecutable(let path, let reason):
+            "\(path): cannot be executed: \(reason)"
+        case .unsupportedLease(let source, let value):
+            "\(source): expected file:PATH, got \(quoted(value))"
+        case .pidfileBusy(let path, let pid):
+            "pidfile \(path) names running process \(pid); is bellwether already running?"
+        case .cannotCreate(let what, let path, let errno):
+            "cannot create \(what) \(path): \(describe(errno))"
+        case .system(let call, let errno):
+            "\(call): \(describe(errno))"
+        case .shimMissing(let path):
+            "exec shim \(path) is missing or not executable; install bellwether-exec beside bellwether"
+        }
+    }
+}
+
+func quoted(_ text: String) -> String {
+    var out = "\""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case _ where scalar.value < 0x20 || scalar.value == 0x7f:
+            out += "\\x" + String(scalar.value, radix: 16)
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out + "\""
+}

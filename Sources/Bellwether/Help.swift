@@ -1,0 +1,52 @@
+/// The text of `bellwether --help`. The options come from `OptionSpec.all`;
+/// the tables mirror the README and the manual page.
+enum Help {
+    static var text: String {
+        var lines = [
+            "usage: bellwether [OPTIONS] [--] COMMAND [ARG...]",
+            "",
+            "Run COMMAND as N worker processes; exactly one live worker gets WORKER_ROLE=scheduler.",
+            "Options stop at the first argument that is not an option (or at --).",
+            "",
+            "options:",
+        ]
+        for spec in OptionSpec.all {
+            var names = spec.short.map { "-\($0), " } ?? "    "
+            names += "--" + spec.long + (spec.valueName.map { " " + $0 } ?? "")
+            lines.append("  " + names.padded(to: 30) + " " + spec.help)
+        }
+        lines += [
+            "",
+            "Settings come from flags, then the environment (WORKERS_COUNT, BELLWETHER_<OPTION>),",
+            "then the config file, then defaults. Config keys are the long option names.",
+            "",
+            "each worker gets:",
+            "  WORKER_ROLE         scheduler (exactly one live worker) or worker; see --role-env",
+            "  WORKERS_COUNT       N",
+            "  WORKER_ID           its slot, 0..N-1, kept by its replacements; the scheduler is slot 0",
+            "  WORKER_GENERATION   0 at start, +1 at every reload",
+            "  TZ                  with --timezone",
+            "",
+            "signals:",
+            "  HUP         reload: re-read the config file, start a new generation, hand the scheduler over",
+            "  TERM        graceful stop: TERM to workers, SIGKILL after --graceful-timeout, exit 0",
+            "  INT, QUIT   quick stop: TERM to workers, SIGKILL after 1 second, exit 0",
+            "  TTIN, TTOU  one worker more / one fewer (never below 1, never the scheduler)",
+            "  USR1        forwarded to every worker",
+            "",
+            "exit status:",
+            "  0    stopped by TERM, INT or QUIT; --help, --version, --check-config",
+            "  64   bad option, option value, environment value or --env entry",
+            "  71   a system call failed at start, or bellwether-exec is missing",
+            "  73   cannot create the pidfile or token file, or the pidfile names a running process",
+            "  78   config file unreadable or malformed",
+            "  126  COMMAND cannot be executed",
+            "  127  COMMAND not found in the workers' PATH",
+        ]
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+extension String {
+    func padded(to width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
+}

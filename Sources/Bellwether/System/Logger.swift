@@ -1,0 +1,60 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Writes one line per record to stderr, as text or JSON.
+public struct Logger: Sendable {
+    public var format: LogFormat
+    let masterPID: Int32
+
+    public init(format: LogFormat) {
+        self.format = format
+        self.masterPID = getpid()
+    }
+
+    public func write(_ record: LogRecord) {
+        let line = format == .json ? json(record) : text(record)
+        try? Sys.writeAll(2, Array((line + "\n").utf8))
+    }
+
+    func text(_ record: LogRecord) -> String {
+        let level = record.level == .info ? "" : record.level.rawValue + ": "
+        return "\(Self.timestamp()) bellwether[\(masterPID)]: \(level)\(record.message)"
+    }
+
+    func json(_ record: LogRecord) -> String {
+        var parts = [
+            "\"time\":\(quoted(Self.timestamp()))", "\"level\":\"\(record.level.rawValue)\"",
+            "\"master\":\(masterPID)", "\"event\":\(quoted(record.event))", "\"message\":\(quoted(record.message))",
+        ]
+        for field in record.fields {
+            let value: String
+            switch field.value {
+            case .int(let number): value = String(number)
+            case .double(let number): value = number.isFinite ? String(number) : "null"
+            case .bool(let flag): value = flag ? "true" : "false"
+            case .string(let text): value = quoted(text)
+            }
+            parts.append("\(quoted(field.key)):\(value)")
+        }
+        return "{" + parts.joined(separator: ",") + "}"
+    }
+
+    /// UTC, millisecond precision: 2026-11-21T05:25:27.123Z.
+    static func timestamp() -> String {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        var seconds = spec.tv_sec
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func pad(_ value: Int32, _ width: Int) -> String {
+            let text = String(value)
+            return String(repeating: "0", count: max(0, width - text.count)) + text
+        }
+        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
+            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2))."
+            + "\(pad(Int32(spec.tv_nsec / 1_000_000), 3))Z"
+    }
+}

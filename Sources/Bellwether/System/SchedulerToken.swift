@@ -1,0 +1,85 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The scheduler token: an flock on a file. The master takes it, passes the
+/// locked descriptor to the scheduler worker only, and closes its own copy, so
+/// the lock lives exactly as long as the scheduler (and anything it forked).
+/// A master that finds it taken waits: an old scheduler, or another
+/// supervisor's, still runs.
+final class SchedulerToken {
+    let path: String
+    private(set) var fd: Int32 = -1
+    private var lastWasBusy = false
+
+    init(path: String) { self.path = path }
+
+    /// Creates the token's directory and file, so that a bad path fails at start.
+    func prepare() throws(BellwetherError) {
+        if let slash = path.lastIndex(of: "/"), slash != path.startIndex {
+            let directory = String(path[..<slash])
+            if mkdir(directory, 0o700) != 0 && errno != EEXIST {
+                throw .cannotCreate(what: "token directory", path: directory, errno: errno)
+            }
+        }
+        do { Sys.closeFile(try Sys.openFile(path, O_RDWR | O_CREAT, mode: 0o600)) } catch {
+            throw .cannotCreate(what: "scheduler token", path: path, errno: error.errno)
+        }
+    }
+
+    func acquire(logger: Logger) -> TokenAnswer {
+        if fd >= 0 { return .acquired }
+        do {
+            let candidate = try Sys.openFile(path, O_RDWR | O_CREAT, mode: 0o600)
+            if try Sys.tryLock(candidate) {
+                fd = candidate
+                lastWasBusy = false
+                return .acquired
+            }
+            Sys.closeFile(candidate)
+        } catch {
+            logger.write(LogRecord(.error, "token_error", "scheduler token \(path): \(error)"))
+        }
+        // Finding the holder scans /proc: do it once per wait, not per retry.
+        defer { lastWasBusy = true }
+        return .busy(holder: lastWasBusy ? nil : holder())
+    }
+
+    /// The master's copy is no longer needed: the scheduler holds the lock now,
+    /// or the master gives it up.
+    func release() {
+        if fd >= 0 { Sys.closeFile(fd) }
+        fd = -1
+    }
+
+    /// A process that has the token file open, found through /proc.
+    func holder() -> Int32? {
+        #if os(Linux)
+        guard let resolved = realpath(path, nil) else { return nil }
+        let target = String(cString: resolved)
+        free(resolved)
+        guard let processes = opendir("/proc") else { return nil }
+        defer { closedir(processes) }
+        let own = getpid()
+        while let entry = readdir(processes) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard let pid = Int32(name), pid != own else { continue }
+            guard let descriptors = opendir("/proc/\(pid)/fd") else { continue }
+            defer { closedir(descriptors) }
+            while let fdEntry = readdir(descriptors) {
+                let fdName = withUnsafeBytes(of: fdEntry.pointee.d_name) {
+                    String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+                }
+                var buffer = [CChar](repeating: 0, count: 4096)
+                let length = readlink("/proc/\(pid)/fd/\(fdName)", &buffer, buffer.count - 1)
+                if length > 0 && String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self) == target {
+                    return pid
+                }
+            }
+        }
+        #endif
+        return nil
+    }
+}

@@ -1,0 +1,146 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CBellwether
+
+/// A failed system call: which one, and errno.
+public struct SystemCallError: Error, Hashable, Sendable, CustomStringConvertible {
+    public var call: String
+    public var errno: Int32
+    public var description: String { "\(call): \(describe(errno))" }
+}
+
+/// strerror, as a Swift string.
+func describe(_ code: Int32) -> String { String(cString: strerror(code)) }
+
+/// The thin layer every system call of the shell goes through: each wrapper
+/// retries EINTR here, in one place, and throws `SystemCallError` otherwise.
+enum Sys {
+    @discardableResult
+    static func retrying(_ call: String, _ body: () -> Int32) throws(SystemCallError) -> Int32 {
+        while true {
+            let result = body()
+            if result != -1 { return result }
+            let code = errno
+            if code != EINTR { throw SystemCallError(call: call, errno: code) }
+        }
+    }
+
+    static func openFile(_ path: String, _ flags: Int32, mode: mode_t = 0o644) throws(SystemCallError) -> Int32 {
+        try retrying("open \(path)") { open(path, flags | O_CLOEXEC, mode) }
+    }
+
+    static func closeFile(_ fd: Int32) { _ = close(fd) }
+
+    /// Sends a signal; a process that is already gone is not an error.
+    static func send(_ signal: Signal, to pid: Int32) {
+        _ = kill(pid, signal.rawValue)
+    }
+
+    /// flock(LOCK_EX|LOCK_NB): true when taken, false when someone else holds it.
+    static func tryLock(_ fd: Int32) throws(SystemCallError) -> Bool {
+        do {
+            try retrying("flock") { flock(fd, LOCK_EX | LOCK_NB) }
+            return true
+        } catch where error.errno == EWOULDBLOCK {
+            return false
+        }
+    }
+
+    /// One non-blocking waitpid(-1): nil when no child has changed state.
+    static func reapOne() -> (pid: Int32, status: ExitStatus)? {
+        var status: Int32 = 0
+        while true {
+            let pid = waitpid(-1, &status, WNOHANG)
+            if pid > 0 { return (pid, decode(status)) }
+            if pid == -1 && errno == EINTR { continue }
+            return nil
+        }
+    }
+
+    static func decode(_ status: Int32) -> ExitStatus {
+        if bw_wifsignaled(status) != 0 {
+            return .signaled(Signal(rawValue: bw_wtermsig(status)), coreDumped: bw_wcoredump(status) != 0)
+        }
+        return .exited(bw_wifexited(status) != 0 ? bw_wexitstatus(status) : -1)
+    }
+
+    /// Waits until `fd` is readable or `timeout` passes (nil: forever).
+    static func waitReadable(_ fd: Int32, timeout: Duration?) {
+        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        var milliseconds: Int32 = -1
+        if let timeout {
+            // Round up, so that the loop never wakes just before a deadline.
+            let ms = (max(timeout.nanoseconds, 0) + 999_999) / 1_000_000
+            milliseconds = Int32(clamping: ms)
+        }
+        _ = poll(&entry, 1, milliseconds)
+    }
+
+    static func monotonicNow() -> Instant {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return Instant(nanoseconds: Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec))
+    }
+
+    /// Writes all of `bytes`, retrying short writes and EINTR.
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws(SystemCallError) {
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { buffer in
+                write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+            }
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw SystemCallError(call: "write", errno: errno)
+            }
+            offset += written
+        }
+    }
+
+    /// The whole content of a small file.
+    static func readFile(_ path: String, limit: Int = 1 << 20) throws(SystemCallError) -> [UInt8] {
+        let fd = try openFile(path, O_RDONLY)
+        defer { closeFile(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16384)
+        while bytes.count <= limit {
+            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw SystemCallError(call: "read \(path)", errno: errno)
+            }
+            if count == 0 { break }
+            bytes += chunk[0..<count]
+        }
+        return bytes
+    }
+
+    static func isDirectory(_ path: String) -> Int32? {
+        var info = stat()
+        if stat(path, &info) != 0 { return errno }
+        return (info.st_mode & S_IFMT) == S_IFDIR ? nil : ENOTDIR
+    }
+
+    static func currentDirectory() -> String {
+        guard let pointer = getcwd(nil, 0) else { return "/" }
+        defer { free(pointer) }
+        return String(cString: pointer)
+    }
+
+    static func environment() -> [String] {
+        var result: [String] = []
+        #if canImport(Darwin)
+        guard var pointer = _NSGetEnviron()?.pointee else { return [] }
+        #else
+        var pointer = environ
+        #endif
+        while let entry = pointer.pointee {
+            result.append(String(cString: entry))
+            pointer += 1
+        }
+        return result
+    }
+}

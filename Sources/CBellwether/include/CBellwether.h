@@ -1,0 +1,47 @@
+// C shims for what Swift cannot call directly: variadic prctl/fcntl, signalfd,
+// the wait-status macros and posix_spawn attribute plumbing. Every function
+// returns 0 or a positive errno value unless documented otherwise; none of
+// them allocates memory that the caller must free.
+#ifndef CBELLWETHER_H
+#define CBELLWETHER_H
+
+#include <sys/types.h>
+
+/// Blocks `signals` in the calling thread and returns a non-blocking, CLOEXEC
+/// descriptor from which they can be read with `bw_signal_source_read`
+/// (a signalfd on Linux, a self-pipe elsewhere). Returns -errno on failure.
+int bw_signal_source_open(const int *signals, int count);
+
+/// Returns the next pending signal number, 0 when none is pending, -errno on error.
+int bw_signal_source_read(int fd);
+
+/// Sets the disposition of `sig` to default (ignore != 0: to SIG_IGN).
+int bw_signal_disposition(int sig, int ignore);
+
+/// Spawns `path` with `argv`/`envp` in a new process group, with an empty
+/// signal mask and default dispositions, stdin on /dev/null, `inherit[i]`
+/// placed at descriptor 3+i and every other descriptor above 2 closed.
+/// `directory` (may be NULL) becomes the child's working directory.
+int bw_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
+             const int *inherit, int ninherit, const char *directory);
+
+/// Marks every open descriptor >= `lowest` close-on-exec.
+int bw_cloexec_from(int lowest);
+
+/// Sets FD_CLOEXEC on one descriptor.
+int bw_set_cloexec(int fd);
+
+int bw_wifexited(int status);
+int bw_wexitstatus(int status);
+int bw_wifsignaled(int status);
+int bw_wtermsig(int status);
+int bw_wcoredump(int status);
+
+/// Makes the caller a child subreaper (Linux), so that orphans of its
+/// workers' process groups are reparented to it and reaped, not left as zombies.
+int bw_set_child_subreaper(void);
+
+/// Number of online CPUs (at least 1).
+int bw_online_cpus(void);
+
+#endif

@@ -1,0 +1,158 @@
+@testable import Bellwether
+
+/// A fake operating system for the core: processes that live in simulated
+/// time, a token that only one holder can take, and a queue of events. It
+/// performs the core's actions the way the real shell does and records the
+/// facts the invariants speak about.
+struct SimulatedWorld {
+    struct Process {
+        var ref: WorkerRef
+        var role: Role
+        var slot: Int
+        var ignoresTerm: Bool
+        var exitAt: Instant?
+    }
+
+    enum TokenHolder: Equatable { case nobody, master, process(Int32) }
+
+    var core: SupervisorCore
+    var now = Instant(nanoseconds: 1_000_000_000)
+    var alive: [Int32: Process] = [:]
+    var pending: [Event] = []
+    var token = TokenHolder.nobody
+    var externalHolder = false
+    var nextPID: Int32 = 100
+    var exitStatus: Int32?
+    var rng: SplitMix
+    var spawnFailureRate = 0.03
+    var ignoreTermRate = 0.1
+    var violations: [String] = []
+    var actionsSeen = 0
+
+    init(plan: Plan, seed: UInt64) {
+        core = SupervisorCore(plan: plan)
+        rng = SplitMix(seed: seed)
+    }
+
+    var aliveSchedulers: Int { alive.values.filter { $0.role == .scheduler }.count }
+
+    mutating func send(_ event: Event) {
+        pending.append(event)
+        drain()
+    }
+
+    mutating func drain() {
+        while !pending.isEmpty {
+            let event = pending.removeFirst()
+            for action in core.handle(event, at: now) { perform(action) }
+            check()
+        }
+    }
+
+    mutating func perform(_ action: Action) {
+        actionsSeen += 1
+        switch action {
+        case .spawn(let order):
+            if rng.chance(spawnFailureRate) {
+                pending.append(.spawnFailed(order.ref, reason: "simulated failure"))
+                return
+            }
+            if order.role == .scheduler {
+                if token != .master { violations.append("scheduler spawned without the token (\(token))") }
+            }
+            let pid = nextPID
+            nextPID += 1
+            alive[pid] = Process(ref: order.ref, role: order.role, slot: order.slot,
+                                 ignoresTerm: rng.chance(ignoreTermRate))
+            if order.role == .scheduler { token = .process(pid) }
+            if aliveSchedulers > 1 { violations.append("two schedulers alive at \(now)") }
+            pending.append(.spawned(order.ref, pid: pid))
+        case .signal(let pid, let signal):
+            guard signal == .terminate, var process = alive[pid], !process.ignoresTerm else { return }
+            let exitAt = now + .milliseconds(Int64(rng.below(300)))
+            process.exitAt = min(process.exitAt ?? exitAt, exitAt)
+            alive[pid] = process
+        case .killGroup(let pid):
+            guard var process = alive[pid] else { return }
+            process.exitAt = min(process.exitAt ?? now, now + .milliseconds(1))
+            alive[pid] = process
+        case .acquireToken:
+            if externalHolder || token != .nobody {
+                pending.append(.token(.busy(holder: nil)))
+            } else {
+                token = .master
+                pending.append(.token(.acquired))
+            }
+        case .releaseToken:
+            if token == .master { token = .nobody }
+        case .log:
+            break
+        case .exit(let status):
+            exitStatus = status
+        }
+    }
+
+    /// A process dies now (crash, or the exit it was scheduled for) and is reaped.
+    mutating func die(_ pid: Int32, status: ExitStatus) {
+        guard let process = alive.removeValue(forKey: pid) else { return }
+        if token == .process(pid) { token = .nobody }
+        send(.exited(process.ref, status))
+    }
+
+    /// Moves the clock to `instant`, delivering the exits and deadlines on the way.
+    mutating func advance(to instant: Instant) {
+        while true {
+            let nextExit = alive.compactMap { pid, process in process.exitAt.map { (pid, $0) } }
+                .min { $0.1 < $1.1 }
+            let nextTick = core.nextDeadline(after: now)
+            let next = [nextExit?.1, nextTick].compactMap { $0 }.filter { $0 <= instant }.min()
+            guard let next else { break }
+            now = max(now, next)
+            if let (pid, at) = nextExit, at <= now {
+                die(pid, status: .signaled(.terminate, coreDumped: false))
+            } else {
+                send(.tick)
+            }
+        }
+        now = max(now, instant)
+    }
+
+    /// No more outside events: let every pending exit and deadline play out.
+    mutating func quiesce() {
+        externalHolder = false
+        for _ in 0..<10_000 {
+            let hasExit = alive.values.contains { $0.exitAt != nil }
+            guard hasExit || core.nextDeadline(after: now) != nil else { return }
+            advance(to: now + .seconds(60))
+        }
+        violations.append("did not settle")
+    }
+
+    mutating func check() {
+        let schedulersInTable = core.workers.filter { $0.role == .scheduler }.count
+        if schedulersInTable > 1 { violations.append("\(schedulersInTable) schedulers in the table at \(now)") }
+        if aliveSchedulers > 1 { violations.append("\(aliveSchedulers) schedulers alive at \(now)") }
+        // No busy loop: a tick at the same instant must find nothing to do.
+        var copy = core
+        let again = copy.handle(.tick, at: now).filter { if case .log = $0 { false } else { true } }
+        if !again.isEmpty { violations.append("work left at the same instant: \(again)") }
+        if let deadline = core.nextDeadline(after: now), deadline <= now {
+            violations.append("deadline in the past")
+        }
+    }
+}
+
+/// A small deterministic random generator, so a failing seed can be replayed.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
+    mutating func chance(_ probability: Double) -> Bool { Double(next() % 1_000_000) / 1_000_000 < probability }
+}

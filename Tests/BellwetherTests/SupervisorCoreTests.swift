@@ -1,0 +1,178 @@
+import Testing
+@testable import Bellwether
+
+@Suite("Supervisor core")
+struct SupervisorCoreTests {
+    func started(_ plan: Plan, seed: UInt64 = 1) -> SimulatedWorld {
+        var world = SimulatedWorld(plan: plan, seed: seed)
+        world.spawnFailureRate = 0
+        world.ignoreTermRate = 0
+        world.send(.start)
+        world.quiesce()
+        return world
+    }
+
+    func schedulerPID(_ world: SimulatedWorld) -> Int32? {
+        world.alive.first { $0.value.role == .scheduler }?.key
+    }
+
+    @Test func startsNWorkersWithOneSchedulerInSlotZero() {
+        let world = started(Plan(workers: 4))
+        #expect(world.alive.count == 4)
+        #expect(world.aliveSchedulers == 1)
+        #expect(world.alive.values.first { $0.role == .scheduler }?.slot == 0)
+        #expect(Set(world.alive.values.map(\.slot)) == [0, 1, 2, 3])
+        #expect(world.violations.isEmpty)
+    }
+
+    @Test func noSchedulerMeansAllWorkers() {
+        let world = started(Plan(workers: 3, scheduler: false))
+        #expect(world.alive.count == 3)
+        #expect(world.aliveSchedulers == 0)
+    }
+
+    @Test func deadSchedulerIsReplacedInItsSlotAfterTheReap() {
+        var world = started(Plan(workers: 3))
+        world.advance(to: world.now + .seconds(5))
+        let old = schedulerPID(world)!
+        world.die(old, status: .signaled(.kill, coreDumped: false))
+        let new = schedulerPID(world)
+        #expect(new != nil && new != old)
+        #expect(world.alive[new!]?.slot == 0)
+        #expect(world.alive.count == 3)
+    }
+
+    @Test func reloadRetiresTheOldSchedulerBeforeSpawningTheNew() {
+        var world = started(Plan(workers: 3))
+        let old = schedulerPID(world)!
+        world.send(.reload(Plan(workers: 3)))
+        // The old scheduler has been sent TERM but not yet exited: no new one yet.
+        #expect(world.aliveSchedulers == 1)
+        #expect(schedulerPID(world) == old)
+        world.quiesce()
+        #expect(schedulerPID(world) != old)
+        #expect(world.core.generation == 1)
+        #expect(world.alive.count == 3)
+        #expect(world.core.workers.allSatisfy { $0.generation == 1 })
+        #expect(world.violations.isEmpty)
+    }
+
+    @Test func ttouNeverRetiresTheSchedulerAndStopsAtOne() {
+        var world = started(Plan(workers: 2))
+        let scheduler = schedulerPID(world)!
+        for _ in 0..<5 { world.send(.removeWorker) }
+        world.quiesce()
+        #expect(world.core.plan.workers == 1)
+        #expect(world.alive.count == 1)
+        #expect(schedulerPID(world) == scheduler)
+        for _ in 0..<3 { world.send(.addWorker) }
+        world.quiesce()
+        #expect(world.alive.count == 4)
+        #expect(schedulerPID(world) == scheduler)
+    }
+
+    @Test func quickDeathsBackOffExponentially() {
+        var world = started(Plan(workers: 2, scheduler: false))
+        var delays: [Duration] = []
+        for _ in 0..<7 {
+            let pid = world.alive.first { $0.value.slot == 1 }!.key
+            let diedAt = world.now
+            world.die(pid, status: .exited(1))
+            if let deadline = world.core.nextDeadline(after: world.now) { world.advance(to: deadline) }
+            let restarted = world.core.workers.first { $0.slot == 1 }!.startedAt
+            delays.append(restarted - diedAt)
+        }
+        // Every worker died as soon as it started: 0, 0.1, 0.2, 0.4 ... capped at 10 s.
+        #expect(delays.map { $0.nanoseconds / 1_000_000 } == [0, 100, 200, 400, 800, 1600, 3200])
+    }
+
+    @Test func aStableWorkerResetsTheBackoff() {
+        var world = started(Plan(workers: 1, scheduler: false))
+        for _ in 0..<4 {
+            world.die(world.alive.keys.first!, status: .exited(1))
+            world.advance(to: world.now + .seconds(30))
+        }
+        world.advance(to: world.now + .seconds(2))  // lives past the stable uptime
+        let diedAt = world.now
+        world.die(world.alive.keys.first!, status: .exited(1))
+        #expect(world.core.workers.first!.startedAt == diedAt)
+    }
+
+    @Test func busyTokenWaitsThenRunsAWorkerThenConverts() {
+        var world = SimulatedWorld(plan: Plan(workers: 2), seed: 7)
+        world.spawnFailureRate = 0
+        world.ignoreTermRate = 0
+        world.externalHolder = true
+        world.send(.start)
+        #expect(world.alive.count == 1)  // slot 0 kept free for a moment
+        world.advance(to: world.now + .seconds(3))
+        #expect(world.alive.count == 2)
+        #expect(world.aliveSchedulers == 0)
+        world.externalHolder = false
+        world.advance(to: world.now + .seconds(3))
+        #expect(world.aliveSchedulers == 1)
+        #expect(world.alive.count == 2)
+        #expect(world.violations.isEmpty)
+    }
+
+    @Test func gracefulStopKillsWorkersThatIgnoreTermAtTheDeadline() {
+        var world = started(Plan(workers: 3, gracefulTimeout: .seconds(5)))
+        for pid in world.alive.keys { world.alive[pid]!.ignoresTerm = true }
+        let stoppedAt = world.now
+        world.send(.stop(quick: false))
+        world.advance(to: stoppedAt + .milliseconds(4900))
+        #expect(world.alive.count == 3)
+        #expect(world.exitStatus == nil)
+        world.advance(to: stoppedAt + .seconds(6))
+        #expect(world.alive.isEmpty)
+        #expect(world.exitStatus == 0)
+    }
+
+    @Test(arguments: 0..<40)
+    func randomEventSequencesKeepTheInvariants(batch: Int) {
+        for seed in 0..<100 {
+            let id = UInt64(batch * 100 + seed)
+            var world = SimulatedWorld(plan: Plan(workers: 1 + Int(id % 5), gracefulTimeout: .seconds(2)), seed: id)
+            world.send(.start)
+            for _ in 0..<60 { randomStep(&world) }
+            world.quiesce()
+            let plan = world.core.plan
+            let description = "seed \(id): \(world.violations.prefix(3))"
+            #expect(world.violations.isEmpty, "\(description)")
+            #expect(world.alive.count == plan.workers, "seed \(id): \(world.alive.count) alive, want \(plan.workers)")
+            #expect(world.core.workers.count == plan.workers, "seed \(id)")
+            #expect(Set(world.core.workers.map(\.slot)) == Set(0..<plan.workers), "seed \(id)")
+            #expect(world.core.workers.allSatisfy { $0.generation == world.core.generation && $0.pid != nil })
+            #expect(world.aliveSchedulers == (plan.scheduler ? 1 : 0), "seed \(id)")
+            if plan.scheduler { #expect(world.alive[world.core.schedulerPID ?? -1]?.slot == 0, "seed \(id)") }
+
+            world.send(.stop(quick: world.rng.chance(0.5)))
+            world.quiesce()
+            #expect(world.exitStatus == 0, "seed \(id)")
+            #expect(world.alive.isEmpty, "seed \(id)")
+        }
+    }
+
+    func randomStep(_ world: inout SimulatedWorld) {
+        switch world.rng.below(100) {
+        case 0..<35:
+            world.advance(to: world.now + .milliseconds(Int64(world.rng.below(1500))))
+        case 35..<55:
+            if let pid = world.alive.keys.sorted().dropFirst(world.rng.below(max(world.alive.count, 1))).first {
+                world.die(pid, status: world.rng.chance(0.5) ? .exited(1) : .signaled(.kill, coreDumped: false))
+            }
+        case 55..<67:
+            let plan = Plan(workers: 1 + world.rng.below(6), scheduler: !world.rng.chance(0.15),
+                            gracefulTimeout: .milliseconds(Int64(200 + world.rng.below(2000))))
+            world.send(.reload(plan))
+        case 67..<77:
+            world.send(.addWorker)
+        case 77..<87:
+            world.send(.removeWorker)
+        case 87..<92:
+            world.send(.forward(.user1))
+        default:
+            world.externalHolder.toggle()
+        }
+    }
+}

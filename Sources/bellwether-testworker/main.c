@@ -49,6 +49,10 @@ static void record(const char *dir, const char *role) {
     if (out == NULL) { perror("testworker: record"); exit(4); }
     fprintf(out, "pid=%d\nppid=%d\npgid=%d\nrole=%s\n", (int)getpid(), (int)getppid(),
             (int)getpgrp(), role ? role : "");
+    char link[4096];
+    ssize_t n = readlink("/proc/self/fd/0", link, sizeof link - 1);
+    link[n > 0 ? n : 0] = '\0';
+    fprintf(out, "stdin=%s\n", link);
     fprintf(out, "fds=");
     DIR *fds = opendir("/proc/self/fd");
     int own = fds ? dirfd(fds) : -1, first = 1;
@@ -68,6 +72,21 @@ static void record(const char *dir, const char *role) {
     for (char **env = environ; *env != NULL; env++) fprintf(out, "env.%s\n", *env);
     fclose(out);
     rename(tmp, final);
+}
+
+static char usr1_log[4096];
+
+static void on_usr1(int sig) {
+    (void)sig;
+    char line[32];
+    int len = 0, pid = (int)getpid();
+    char digits[16];
+    int count = 0;
+    do { digits[count++] = (char)('0' + pid % 10); pid /= 10; } while (pid > 0);
+    while (count > 0) line[len++] = digits[--count];
+    line[len++] = '\n';
+    int fd = open(usr1_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd >= 0) { (void)!write(fd, line, (size_t)len); close(fd); }
 }
 
 int main(int argc, char **argv) {
@@ -107,8 +126,18 @@ int main(int argc, char **argv) {
         if (child == 0) {
             for (;;) pause();
         }
+        if (record_dir != NULL) {
+            char path[4096], line[64];
+            snprintf(path, sizeof path, "%s/%d.straggler", record_dir, (int)getpid());
+            snprintf(line, sizeof line, "%d\n", (int)child);
+            append_line(path, line);
+        }
     }
     if (record_dir != NULL) record(record_dir, role);
+    if (record_dir != NULL) {
+        snprintf(usr1_log, sizeof usr1_log, "%s/usr1.log", record_dir);
+        signal(SIGUSR1, on_usr1);
+    }
     if (exit_after >= 0) {
         struct timespec delay = {exit_after / 1000, (exit_after % 1000) * 1000000L};
         nanosleep(&delay, NULL);

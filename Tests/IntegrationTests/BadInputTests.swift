@@ -1,0 +1,116 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Every bad input gets one line on stderr that names the problem, the
+/// documented exit status, and no crash trace.
+@Suite("Bad input", .timeLimit(.minutes(2)))
+struct BadInputTests {
+    struct Case: CustomTestStringConvertible, Sendable {
+        var name: String
+        var arguments: [String]
+        var environment: [String: String] = [:]
+        var status: Int32
+        var mentions: String
+        var testDescription: String { name }
+    }
+
+    static let directory = Harness.scratch("badinput")
+    static let malformedConfig: String = {
+        let path = directory + "/malformed.conf"
+        try! "workers = 2\nthis line has no equals sign\n".write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }()
+    static let unknownKeyConfig: String = {
+        let path = directory + "/unknown.conf"
+        try! "# comment\nworkerz = 2\n".write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }()
+    static let badValueConfig: String = {
+        let path = directory + "/badvalue.conf"
+        try! "graceful-timeout = soon\n".write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }()
+    static let notExecutable: String = {
+        let path = directory + "/script.sh"
+        try! "#!/bin/sh\n".write(toFile: path, atomically: true, encoding: .utf8)
+        chmod(path, 0o644)
+        return path
+    }()
+
+    static let cases: [Case] = [
+        Case(name: "workers 0", arguments: ["--workers", "0", "true"], status: 64, mentions: "--workers"),
+        Case(name: "workers -1", arguments: ["-w", "-1", "true"], status: 64, mentions: "-w"),
+        Case(name: "workers abc", arguments: ["--workers=abc", "true"], status: 64, mentions: "\"abc\""),
+        Case(name: "workers huge", arguments: ["-w", "99999999999", "true"], status: 64, mentions: "99999999999"),
+        Case(name: "WORKERS_COUNT=abc", arguments: ["true"], environment: ["WORKERS_COUNT": "abc"],
+             status: 64, mentions: "WORKERS_COUNT"),
+        Case(name: "BELLWETHER_GRACEFUL_TIMEOUT=x", arguments: ["true"],
+             environment: ["BELLWETHER_GRACEFUL_TIMEOUT": "x"], status: 64, mentions: "BELLWETHER_GRACEFUL_TIMEOUT"),
+        Case(name: "unknown flag", arguments: ["--frobnicate", "true"], status: 64, mentions: "--frobnicate"),
+        Case(name: "missing value", arguments: ["--workers"], status: 64, mentions: "--workers"),
+        Case(name: "missing command", arguments: ["-w", "2"], status: 64, mentions: "COMMAND"),
+        Case(name: "command not found", arguments: ["no-such-command-xyz"], status: 127, mentions: "no-such-command-xyz"),
+        Case(name: "not executable", arguments: [notExecutable], status: 126, mentions: "permission denied"),
+        Case(name: "a directory", arguments: ["/tmp"], status: 126, mentions: "is a directory"),
+        Case(name: "bad timezone", arguments: ["--timezone", "Mars/Olympus", "true"], status: 64, mentions: "Mars/Olympus"),
+        Case(name: "timezone escape", arguments: ["--timezone", "../../etc/passwd", "true"], status: 64,
+             mentions: "unknown time zone"),
+        Case(name: "unreadable config", arguments: ["-c", "/nonexistent/bellwether.conf", "true"], status: 78,
+             mentions: "/nonexistent/bellwether.conf"),
+        Case(name: "malformed config", arguments: ["--config", malformedConfig, "true"], status: 78,
+             mentions: ":2:"),
+        Case(name: "unknown config key", arguments: ["--config", unknownKeyConfig, "true"], status: 78,
+             mentions: "workerz"),
+        Case(name: "bad config value", arguments: ["--config", badValueConfig, "true"], status: 64,
+             mentions: "badvalue.conf:1"),
+        Case(name: "bad --env", arguments: ["-e", "NOEQUALS", "true"], status: 64, mentions: "KEY=VALUE"),
+        Case(name: "bad --env key", arguments: ["-e", "1X=2", "true"], status: 64, mentions: "1X=2"),
+        Case(name: "reserved --env", arguments: ["-e", "WORKER_ID=7", "true"], status: 64, mentions: "WORKER_ID"),
+        Case(name: "negative graceful timeout", arguments: ["--graceful-timeout", "-3", "true"], status: 64,
+             mentions: "--graceful-timeout"),
+        Case(name: "bad log format", arguments: ["--log-format", "xml", "true"], status: 64, mentions: "text or json"),
+        Case(name: "bad role env", arguments: ["--role-env", "A-B", "true"], status: 64, mentions: "--role-env"),
+        Case(name: "missing chdir", arguments: ["--chdir", "/nonexistent-dir", "true"], status: 64,
+             mentions: "/nonexistent-dir"),
+        Case(name: "bad lease", arguments: ["--lease", "zookeeper://x", "true"], status: 64, mentions: "file:PATH"),
+        Case(name: "switch with value", arguments: ["--no-scheduler=yes", "true"], status: 64, mentions: "takes no value"),
+        Case(name: "pidfile in missing dir", arguments: ["-p", "/nonexistent-dir/b.pid", "true"], status: 73,
+             mentions: "pidfile"),
+    ]
+
+    @Test(arguments: cases)
+    func badInputGetsOneLineAndItsExitStatus(_ testCase: Case) {
+        let result = Harness.run([Harness.bellwether] + testCase.arguments, environment: testCase.environment)
+        let lines = result.stderr.split(separator: "\n")
+        #expect(result.status == testCase.status, "stderr: \(result.stderr)")
+        #expect(lines.count == 1, "stderr: \(result.stderr)")
+        #expect(result.stderr.hasPrefix("bellwether: "))
+        #expect(result.stderr.contains(testCase.mentions), "stderr: \(result.stderr)")
+        #expect(!result.stderr.contains("Fatal error") && !result.stderr.contains("Backtrace"))
+    }
+
+    @Test func pidfileNamingARunningProcessIsRefused() {
+        let pidfile = Self.directory + "/running.pid"
+        try! "1\n".write(toFile: pidfile, atomically: true, encoding: .utf8)
+        let result = Harness.run([Harness.bellwether, "-p", pidfile, "--lease", "file:" + Self.directory + "/t.lock",
+                                  "true"])
+        #expect(result.status == 73)
+        #expect(result.stderr.contains("names running process 1"))
+    }
+
+    @Test func helpAndVersionSucceed() {
+        let help = Harness.run([Harness.bellwether, "--help"])
+        #expect(help.status == 0)
+        #expect(help.stdout.contains("usage: bellwether"))
+        for option in ["--workers", "--role-env", "--no-scheduler", "--graceful-timeout", "--env", "--chdir",
+                       "--pidfile", "--timezone", "--config", "--check-config", "--log-format", "--lease"] {
+            #expect(help.stdout.contains(option))
+        }
+        let version = Harness.run([Harness.bellwether, "--version"])
+        #expect(version.status == 0)
+        #expect(version.stdout.hasPrefix("bellwether "))
+    }
+}

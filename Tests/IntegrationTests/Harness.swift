@@ -1,0 +1,213 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs the built `bellwether` binary with real child processes and reads
+/// what the test workers recorded. Every wait is bounded.
+enum Harness {
+    /// The directory holding the built products (beside the test bundle).
+    static let productsDirectory: String = {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        let own = String(decoding: buffer[0..<max(length, 0)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        var directory = (own as NSString).deletingLastPathComponent
+        // The XCTest bundle on Linux is a plain executable in the products directory.
+        while !FileManager.default.fileExists(atPath: directory + "/bellwether") && directory.count > 1 {
+            directory = (directory as NSString).deletingLastPathComponent
+        }
+        return directory
+    }()
+
+    static var bellwether: String { productsDirectory + "/bellwether" }
+    static var testWorker: String { productsDirectory + "/bellwether-testworker" }
+
+    /// A fresh scratch directory.
+    static func scratch(_ name: String) -> String {
+        let path = NSTemporaryDirectory() + "bellwether-it-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    /// Polls `condition` every 20 ms until it holds or `timeout` passes.
+    @discardableResult
+    static func wait(_ timeout: Double = 10, _ condition: () -> Bool) -> Bool {
+        let end = Date().addingTimeInterval(timeout)
+        while Date() < end {
+            if condition() { return true }
+            usleep(20_000)
+        }
+        return condition()
+    }
+
+    /// Alive and not a zombie (PID 1 here may never reap orphans).
+    static func isAlive(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        let state = stat[stat.index(close, offsetBy: 2)]
+        return state != "Z" && state != "X"
+    }
+
+    /// Runs a command to completion and returns its status and output.
+    static func run(_ arguments: [String], environment: [String: String] = [:], removing: [String] = [],
+                    timeout: Double = 20) -> (status: Int32, stdout: String, stderr: String) {
+        let directory = scratch("run")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let process = spawn(arguments, environment: environment, removing: removing,
+                            stdout: directory + "/out", stderr: directory + "/err")
+        var status: Int32 = 0
+        let finished = wait(timeout) { waitpid(process, &status, WNOHANG) == process }
+        if !finished {
+            kill(process, SIGKILL)
+            waitpid(process, &status, 0)
+        }
+        let out = (try? String(contentsOfFile: directory + "/out", encoding: .utf8)) ?? ""
+        let err = (try? String(contentsOfFile: directory + "/err", encoding: .utf8)) ?? ""
+        return (decode(status), out, err)
+    }
+
+    static func decode(_ status: Int32) -> Int32 {
+        (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    }
+
+    /// posix_spawn with stdout and stderr redirected to files.
+    static func spawn(_ arguments: [String], environment: [String: String], removing: [String] = [],
+                      stdout: String, stderr: String) -> Int32 {
+        var env = ProcessInfo.processInfo.environment
+        for name in removing { env.removeValue(forKey: name) }
+        for name in env.keys where name.hasPrefix("BELLWETHER_") || name == "WORKERS_COUNT" {
+            env.removeValue(forKey: name)
+        }
+        for (key, value) in environment { env[key] = value }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
+        let argv = arguments.map { strdup($0) } + [nil]
+        let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { (argv + envp).forEach { free($0) } }
+        var pid: pid_t = 0
+        let error = posix_spawn(&pid, arguments[0], &actions, &attributes, argv, envp)
+        precondition(error == 0, "posix_spawn \(arguments[0]): \(error)")
+        return pid
+    }
+}
+
+/// What one test worker recorded at start.
+struct WorkerRecord {
+    var pid: Int32
+    var role: String
+    var fds: [Int]
+    var stdin: String
+    var values: [String: String]
+    var env: [String: String]
+
+    init?(path: String) {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        var values: [String: String] = [:]
+        var env: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            guard let equals = line.firstIndex(of: "=") else { continue }
+            let key = String(line[..<equals])
+            let value = String(line[line.index(after: equals)...])
+            if key.hasPrefix("env.") { env[String(key.dropFirst(4))] = value } else { values[key] = value }
+        }
+        guard let pid = Int32(values["pid"] ?? "") else { return nil }
+        self.pid = pid
+        self.role = values["role"] ?? ""
+        self.fds = (values["fds"] ?? "").split(separator: ",").compactMap { Int($0) }
+        self.stdin = values["stdin"] ?? ""
+        self.values = values
+        self.env = env
+    }
+
+    var slot: Int { Int(env["WORKER_ID"] ?? "") ?? -1 }
+    var generation: Int { Int(env["WORKER_GENERATION"] ?? "") ?? -1 }
+    var isScheduler: Bool { role == "scheduler" }
+}
+
+/// One running master under test, with its scratch directory, log and oracle.
+final class Supervisor {
+    let directory: String
+    let pid: Int32
+    let token: String
+    var reaped: Int32?
+    let log: String
+
+    let oracle: String
+
+    /// Starts `bellwether OPTIONS -- testworker WORKER_ARGS`.
+    init(_ options: [String], worker: [String] = [], environment: [String: String] = [:],
+         directory: String? = nil, token: String? = nil, oracle: String? = nil, name: String = "sup") {
+        let directory = directory ?? Harness.scratch(name)
+        self.directory = directory
+        self.oracle = oracle ?? directory + "/oracle"
+        self.token = token ?? directory + "/scheduler.lock"
+        self.log = directory + "/\(name).log"
+        let arguments = [Harness.bellwether] + options + ["--lease", "file:" + self.token, "--"]
+            + [Harness.testWorker, "--record", directory, "--oracle", self.oracle] + worker
+        pid = Harness.spawn(arguments, environment: environment, stdout: log, stderr: log)
+    }
+
+    deinit {
+        if reaped == nil {
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+        }
+        for record in records() where Harness.isAlive(record.pid) { kill(record.pid, SIGKILL) }
+    }
+
+    func signal(_ signal: Int32) { kill(pid, signal) }
+
+    /// Waits for the master to exit and returns its exit status.
+    func waitForExit(_ timeout: Double = 40) -> Int32? {
+        if let reaped { return reaped }
+        var status: Int32 = 0
+        guard Harness.wait(timeout, { waitpid(pid, &status, WNOHANG) == pid }) else { return nil }
+        reaped = Harness.decode(status)
+        return reaped
+    }
+
+    func records() -> [WorkerRecord] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return names.filter { $0.hasSuffix(".rec") }.compactMap { WorkerRecord(path: directory + "/" + $0) }
+    }
+
+    /// Workers that recorded themselves and are still alive.
+    func live() -> [WorkerRecord] { records().filter { Harness.isAlive($0.pid) } }
+
+    func liveSchedulers() -> [WorkerRecord] { live().filter(\.isScheduler) }
+
+    /// Oracle failures: lines written by schedulers that found the lock taken.
+    func overlaps() -> String { (try? String(contentsOfFile: oracle + ".failures", encoding: .utf8)) ?? "" }
+
+    /// The highest generation a reload has started, from the log.
+    func lastGeneration() -> Int {
+        logText().components(separatedBy: "reload started: generation ").dropFirst()
+            .compactMap { Int($0.prefix { $0.isNumber }) }.max() ?? 0
+    }
+
+    func logText() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+    /// N live workers, one of them scheduler in slot 0, all of generation `generation` (if given).
+    func settled(workers: Int, generation: Int? = nil, scheduler: Bool = true) -> Bool {
+        let live = live()
+        let schedulers = live.filter(\.isScheduler)
+        return live.count == workers
+            && Set(live.map(\.slot)) == Set(0..<workers)
+            && schedulers.count == (scheduler ? 1 : 0)
+            && (!scheduler || schedulers.first?.slot == 0)
+            && (generation == nil || live.allSatisfy { $0.generation == generation })
+    }
+}

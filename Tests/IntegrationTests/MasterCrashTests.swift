@@ -1,0 +1,60 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Master killed with SIGKILL", .serialized, .timeLimit(.minutes(2)))
+struct MasterCrashTests {
+    @Test func workersDieWithTheMasterAndANewMasterWaitsForTheOrphan() throws {
+        let directory = Harness.scratch("crash")
+        let first = Supervisor(["-w", "3"], worker: ["--straggler"], directory: directory, name: "first")
+        #expect(Harness.wait { first.settled(workers: 3) })
+        let workers = first.live().map(\.pid)
+        let scheduler = try #require(first.liveSchedulers().first)
+        let stragglerText = try String(contentsOfFile: directory + "/\(scheduler.pid).straggler", encoding: .utf8)
+        let orphan = try #require(Int32(stragglerText.trimmingCharacters(in: .whitespacesAndNewlines)))
+
+        first.signal(SIGKILL)
+        _ = first.waitForExit()
+        let killedAt = Date()
+        #expect(Harness.wait(1) { workers.allSatisfy { !Harness.isAlive($0) } },
+                "every worker is dead (or a zombie) within 1 s")
+        #expect(Date().timeIntervalSince(killedAt) < 1.0)
+        // The scheduler's forked child has no death signal: it outlives the
+        // master and still holds the scheduler token.
+        #expect(Harness.isAlive(orphan))
+
+        let second = Supervisor(["-w", "3"], directory: directory, token: first.token, name: "second")
+        #expect(Harness.wait { second.logText().contains("scheduler token is held by pid \(orphan)") },
+                "\(second.logText())")
+        // Meanwhile it serves with all-worker processes and designates nobody.
+        #expect(Harness.wait { second.settled(workers: 3, scheduler: false) }, "\(second.logText())")
+        usleep(500_000)
+        #expect(second.liveSchedulers().isEmpty)
+
+        kill(orphan, SIGKILL)
+        #expect(Harness.wait { second.settled(workers: 3) }, "\(second.logText())")
+        #expect(second.logText().contains("scheduler token acquired after waiting"))
+        #expect(second.overlaps().isEmpty)
+        second.signal(SIGTERM)
+        #expect(second.waitForExit() == 0)
+    }
+
+    @Test func twoSupervisorsSharingATokenRunOneScheduler() {
+        let a = Supervisor(["-w", "2"], name: "a")
+        #expect(Harness.wait { a.settled(workers: 2) })
+        let b = Supervisor(["-w", "2"], token: a.token, oracle: a.oracle, name: "b")
+        #expect(Harness.wait { b.logText().contains("scheduler token is held") })
+        #expect(Harness.wait { a.live().count + b.live().count == 4 })
+        #expect(a.liveSchedulers().count + b.liveSchedulers().count == 1)
+        a.signal(SIGTERM)
+        #expect(a.waitForExit() == 0)
+        // B takes over once A's scheduler is gone.
+        #expect(Harness.wait { b.liveSchedulers().count == 1 }, "\(b.logText())")
+        #expect(a.overlaps().isEmpty)
+        #expect(Harness.wait { b.settled(workers: 2) })
+        b.signal(SIGTERM)
+        #expect(b.waitForExit() == 0)
+    }
+}

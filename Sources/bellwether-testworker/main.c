@@ -5,7 +5,7 @@
 // worker then appends a line to ORACLE.failures and exits with status 3.
 //
 //   bellwether-testworker [--record DIR] [--oracle FILE] [--role-env NAME]
-//                         [--ignore-term] [--straggler] [--exit-after MS]
+//                         [--ignore-term] [--straggler] [--exit-after MS] [--stamp FILE]
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -90,6 +90,8 @@ static void on_usr1(int sig) {
 }
 
 int main(int argc, char **argv) {
+    struct timespec started;
+    clock_gettime(CLOCK_MONOTONIC, &started);
     const char *record_dir = NULL, *oracle = NULL, *role_env = "WORKER_ROLE";
     int ignore_term = 0, straggler = 0;
     long exit_after = -1;
@@ -98,6 +100,14 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--oracle") == 0 && i + 1 < argc) oracle = argv[++i];
         else if (strcmp(argv[i], "--role-env") == 0 && i + 1 < argc) role_env = argv[++i];
         else if (strcmp(argv[i], "--exit-after") == 0 && i + 1 < argc) exit_after = atol(argv[++i]);
+        else if (strcmp(argv[i], "--stamp") == 0 && i + 1 < argc) {
+            // For the failover benchmark: when this process began running main.
+            char line[128];
+            const char *r = getenv("WORKER_ROLE");
+            snprintf(line, sizeof line, "%d %s %lld\n", (int)getpid(), r ? r : "-",
+                     (long long)started.tv_sec * 1000000000LL + started.tv_nsec);
+            append_line(argv[++i], line);
+        }
         else if (strcmp(argv[i], "--ignore-term") == 0) ignore_term = 1;
         else if (strcmp(argv[i], "--straggler") == 0) straggler = 1;
         else { fprintf(stderr, "testworker: unknown argument %s\n", argv[i]); return 2; }

@@ -4,13 +4,16 @@
 //
 // Measures, in one run and with the same APP (bellwether-testworker, which
 // stamps CLOCK_MONOTONIC as the first thing in main):
-//   bare   posix_spawn+execve of APP by this program -> APP's main runs
-//   shim   posix_spawn of the exec shim, which execs APP -> APP's main runs
+//   warm   posix_spawn+execve of APP by this program -> APP's main runs,
+//          back to back
+//   shim   the same through the exec shim, which execs APP, back to back
 //   self   posix_spawn+exit of `bellwether --version` (what a self-exec
 //          shim would cost at the least: the Swift binary's start-up)
 //   death  SIGKILL to a child -> its parent has reaped it (the floor of
 //          any failover: the kernel's exit and the parent's wake-up)
+//   bare   as warm, but each after 1.1 s of idling, like the kills below
 //   fail   SIGKILL to bellwether's scheduler -> its replacement's main runs
+//          (each after 1.1 s, so that no restart back-off applies)
 // and prints the median and 90th percentile of each, in microseconds.
 #define _GNU_SOURCE
 #include <errno.h>
@@ -69,12 +72,14 @@ static int wait_stamp(int lines, const char *role, int *pid, long long *at) {
     exit(1);
 }
 
+// Spawns argv and returns the time until its stamp; `lines` counts the
+// stamps of processes without a role (those this program spawns itself).
 static long long spawn_until_stamp(char *const argv[], int *lines) {
     pid_t pid;
     long long start = now_ns(), at;
     int stamped;
     if (posix_spawn(&pid, argv[0], NULL, NULL, argv, environ) != 0) { perror("posix_spawn"); exit(1); }
-    *lines = wait_stamp(*lines, NULL, &stamped, &at);
+    *lines = wait_stamp(*lines, "-", &stamped, &at);
     waitpid(pid, NULL, 0);
     return at - start;
 }
@@ -100,10 +105,16 @@ int main(int argc, char **argv) {
     snprintf(master, sizeof master, "%d", (int)getpid());
     for (int i = 0; i < kills; i++) {
         char *direct[] = {(char *)app, "--stamp", stamps, "--exit-after", "0", NULL};
-        bare[i] = spawn_until_stamp(direct, &lines);
         char *shimmed[] = {(char *)shim, master, (char *)app, (char *)app, "--stamp", stamps,
                            "--exit-after", "0", NULL};
-        viashim[i] = spawn_until_stamp(shimmed, &lines);
+        // Alternate the order, so that neither always runs first.
+        if (i % 2 == 0) {
+            bare[i] = spawn_until_stamp(direct, &lines);
+            viashim[i] = spawn_until_stamp(shimmed, &lines);
+        } else {
+            viashim[i] = spawn_until_stamp(shimmed, &lines);
+            bare[i] = spawn_until_stamp(direct, &lines);
+        }
         char *version[] = {(char *)bellwether, "--version", NULL};
         pid_t pid;
         int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
@@ -140,7 +151,14 @@ int main(int argc, char **argv) {
     int schedulers = 0, scheduler;
     long long at;
     schedulers = wait_stamp(0, "scheduler", &scheduler, &at);
+    long long *cold = calloc((size_t)kills, sizeof *cold);
+    int plain = 0;
     for (int i = 0; i < kills; i++) {
+        // The bare spawn again, at the same cadence as the kills: after the
+        // same idle time, so that both start from equally cold CPUs.
+        usleep(1100000);
+        char *direct[] = {(char *)app, "--stamp", stamps, "--exit-after", "0", NULL};
+        cold[i] = spawn_until_stamp(direct, &plain);
         usleep(1100000);  // past the stable uptime: no back-off
         long long start = now_ns();
         kill(scheduler, SIGKILL);
@@ -150,10 +168,11 @@ int main(int argc, char **argv) {
     kill(supervisor, SIGTERM);
     waitpid(supervisor, NULL, 0);
 
-    report("bare", bare, kills);
+    report("warm", bare, kills);
     report("shim", viashim, kills);
     report("self", self, kills);
     report("death", death, kills);
+    report("bare", cold, kills);
     report("fail", fail, kills);
     char command[4300];
     snprintf(command, sizeof command, "rm -rf %s", dir);

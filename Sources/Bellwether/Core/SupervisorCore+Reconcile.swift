@@ -110,7 +110,7 @@ extension SupervisorCore {
         guard let startedAt = reloadStartedAt else { return }
         let settled = workers.allSatisfy { $0.generation == generation && $0.pid != nil && !$0.isRetiring }
             && (0..<plan.workers).allSatisfy { current(in: $0) != nil }
-            && (!plan.scheduler || schedulerExists)
+            && (!wantsScheduler || schedulerExists || tokenWait != nil)  // a busy token is not the reload's
         guard settled else { return }
         reloadStartedAt = nil
         actions.append(.log(LogRecord(.info, "reload_finished",

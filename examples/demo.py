@@ -19,7 +19,9 @@ pid = os.getpid()
 
 
 def say(text):
-    print(f"[worker {worker_id}/{count} pid {pid} gen {generation}] {text}", flush=True)
+    # One write per line, so that lines of several workers never interleave.
+    sys.stdout.write(f"[worker {worker_id}/{count} pid {pid} gen {generation}] {text}\n")
+    sys.stdout.flush()
 
 
 def stop(signum, frame):

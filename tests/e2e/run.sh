@@ -40,8 +40,8 @@ at_least() { [ "$(ticks_of_gen "$1")" -ge "$2" ]; }
 "$bin" -w 3 --timezone Asia/Shanghai --lease "file:$out/token" -- python3 examples/demo.py >"$out/log" 2>&1 &
 master=$!
 wait_for 15 at_least 0 3
-check "three workers start" [ "$(grep -c 'started as' "$out/log")" -eq 3 ]
-check "exactly one of them is the scheduler" [ "$(grep -c 'started as scheduler' "$out/log")" -eq 1 ]
+check "three workers start" [ "$(grep -o 'started as' "$out/log" | wc -l)" -eq 3 ]
+check "exactly one of them is the scheduler" [ "$(grep -o 'started as scheduler' "$out/log" | wc -l)" -eq 1 ]
 check "the scheduler sees TZ" has "TZ=Asia/Shanghai"
 check "only one process ticks" [ "$(ticking_pids | wc -l)" -eq 1 ]
 
@@ -68,7 +68,7 @@ kill -TERM "$master"
 wait "$master"
 status=$?
 check "TERM stops the master with status 0" [ "$status" -eq 0 ]
-check "every worker got TERM" [ "$(grep -c 'gen 1\] got TERM' "$out/log")" -eq 3 ]
+check "every worker got TERM" [ "$(grep -o 'gen 1\] got TERM' "$out/log" | wc -l)" -eq 3 ]
 
 # --check-config validates without starting anything.
 "$bin" --check-config -w 2 -- python3 examples/demo.py >"$out/log" 2>&1

@@ -1,0 +1,32 @@
+// Socket helpers: listening sockets, the sd_notify datagram socket, and
+// credentials-carrying receive. Descriptors are CLOEXEC. Functions return a
+// descriptor or 0 on success, -errno on failure.
+#ifndef CBELLWETHER_SOCKETS_H
+#define CBELLWETHER_SOCKETS_H
+
+#include <sys/types.h>
+
+/// A TCP listening socket on an IPv4 (family 4) or IPv6 (family 6) literal.
+int bw_listen_inet(int family, const char *host, int port, int backlog);
+
+/// A stream listening socket on a Unix path; `mode` < 0 leaves the umask's.
+int bw_listen_unix(const char *path, int mode, int backlog);
+
+/// The port a bound inet socket listens on, or -errno.
+int bw_local_port(int fd);
+
+/// 1 if `fd` is a listening stream socket, 0 if not, -errno if not a socket.
+int bw_is_listening(int fd);
+
+/// A datagram socket bound to the abstract Unix address "\0name", with
+/// SO_PASSCRED, non-blocking.
+int bw_notify_open(const char *name);
+
+/// Receives one datagram into buf (NUL-terminated, truncated to len-1) and
+/// the sender's pid. Returns the length, 0 when nothing is pending, -errno.
+int bw_notify_receive(int fd, char *buf, int len, pid_t *pid);
+
+/// Sends `message` to the sd_notify address (a path, or "@name" for abstract).
+int bw_notify_send(const char *address, const char *message);
+
+#endif

@@ -1,0 +1,151 @@
+#define _GNU_SOURCE
+#include "CBellwetherSockets.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static int fail(int fd) {
+    int error = errno;
+    if (fd >= 0) close(fd);
+    return -error;
+}
+
+int bw_listen_inet(int family, const char *host, int port, int backlog) {
+    struct sockaddr_storage address;
+    socklen_t length;
+    memset(&address, 0, sizeof address);
+    if (family == 6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&address;
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((unsigned short)port);
+        if (inet_pton(AF_INET6, host, &in6->sin6_addr) != 1) return -EINVAL;
+        length = sizeof *in6;
+    } else {
+        struct sockaddr_in *in4 = (struct sockaddr_in *)&address;
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons((unsigned short)port);
+        if (inet_pton(AF_INET, host, &in4->sin_addr) != 1) return -EINVAL;
+        length = sizeof *in4;
+    }
+    int fd = socket(family == 6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return fail(-1);
+    int on = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    if (family == 6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
+    if (bind(fd, (struct sockaddr *)&address, length) != 0) return fail(fd);
+    if (listen(fd, backlog) != 0) return fail(fd);
+    return fd;
+}
+
+int bw_listen_unix(const char *path, int mode, int backlog) {
+    struct sockaddr_un address;
+    memset(&address, 0, sizeof address);
+    address.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof address.sun_path) return -ENAMETOOLONG;
+    strcpy(address.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return fail(-1);
+    if (bind(fd, (struct sockaddr *)&address, sizeof address) != 0) return fail(fd);
+    if (mode >= 0 && chmod(path, (mode_t)mode) != 0) {
+        int error = errno;
+        unlink(path);
+        close(fd);
+        return -error;
+    }
+    if (listen(fd, backlog) != 0) {
+        int error = errno;
+        unlink(path);
+        close(fd);
+        return -error;
+    }
+    return fd;
+}
+
+int bw_local_port(int fd) {
+    struct sockaddr_storage address;
+    socklen_t length = sizeof address;
+    if (getsockname(fd, (struct sockaddr *)&address, &length) != 0) return -errno;
+    if (address.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&address)->sin_port);
+    if (address.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&address)->sin6_port);
+    return -EAFNOSUPPORT;
+}
+
+int bw_is_listening(int fd) {
+    int value = 0;
+    socklen_t length = sizeof value;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &value, &length) != 0) return -errno;
+    return value ? 1 : 0;
+}
+
+int bw_notify_open(const char *name) {
+    struct sockaddr_un address;
+    memset(&address, 0, sizeof address);
+    address.sun_family = AF_UNIX;
+    size_t size = strlen(name);
+    if (size + 1 >= sizeof address.sun_path) return -ENAMETOOLONG;
+    memcpy(address.sun_path + 1, name, size);  // abstract: sun_path[0] == 0
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) return fail(-1);
+    int on = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0) return fail(fd);
+    socklen_t length = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + size);
+    if (bind(fd, (struct sockaddr *)&address, length) != 0) return fail(fd);
+    return fd;
+}
+
+int bw_notify_receive(int fd, char *buf, int len, pid_t *pid) {
+    char control[CMSG_SPACE(sizeof(struct ucred))];
+    struct iovec vector = {buf, (size_t)(len - 1)};
+    struct msghdr message;
+    memset(&message, 0, sizeof message);
+    message.msg_iov = &vector;
+    message.msg_iovlen = 1;
+    message.msg_control = control;
+    message.msg_controllen = sizeof control;
+    ssize_t n;
+    do n = recvmsg(fd, &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -errno;
+    buf[n] = '\0';
+    *pid = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&message); c != NULL; c = CMSG_NXTHDR(&message, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
+            struct ucred credentials;
+            memcpy(&credentials, CMSG_DATA(c), sizeof credentials);
+            *pid = credentials.pid;
+        } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            // Descriptors sent along (FDSTORE=1) are not kept: close them.
+            int count = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+            for (int i = 0; i < count; i++) {
+                int passed;
+                memcpy(&passed, CMSG_DATA(c) + i * sizeof(int), sizeof passed);
+                close(passed);
+            }
+        }
+    }
+    return n == 0 ? -EAGAIN : (int)n;
+}
+
+int bw_notify_send(const char *address, const char *message) {
+    struct sockaddr_un target;
+    memset(&target, 0, sizeof target);
+    target.sun_family = AF_UNIX;
+    size_t size = strlen(address);
+    if (size == 0 || size >= sizeof target.sun_path) return -EINVAL;
+    memcpy(target.sun_path, address, size);
+    if (address[0] == '@') target.sun_path[0] = '\0';
+    socklen_t length = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + size + (address[0] == '@' ? 0 : 1));
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return fail(-1);
+    ssize_t sent = sendto(fd, message, strlen(message), MSG_NOSIGNAL, (struct sockaddr *)&target, length);
+    int error = sent < 0 ? errno : 0;
+    close(fd);
+    return -error;
+}

@@ -7,6 +7,8 @@ public struct ExitCode: RawRepresentable, Hashable, Sendable {
     public static let success = ExitCode(rawValue: 0)
     /// A bad flag, option value, environment value or --env entry (EX_USAGE).
     public static let usage = ExitCode(rawValue: 64)
+    /// A listening address cannot be bound: in use, permission denied (EX_UNAVAILABLE).
+    public static let unavailable = ExitCode(rawValue: 69)
     /// An operating-system call failed at start, or the exec shim is missing (EX_OSERR).
     public static let system = ExitCode(rawValue: 71)
     /// The pidfile or the scheduler token file cannot be created, or the pidfile
@@ -25,6 +27,15 @@ public enum SettingSource: Hashable, Sendable, CustomStringConvertible {
     case flag(String)
     case environment(String)
     case configFile(path: String, line: Int)
+
+    /// Flags, environment and config file are layers: 2, 1, 0.
+    var layer: Int {
+        switch self {
+        case .flag: 2
+        case .environment: 1
+        case .configFile: 0
+        }
+    }
 
     public var description: String {
         switch self {
@@ -56,6 +67,8 @@ public enum BellwetherError: Error, Hashable, Sendable {
     case cannotCreate(what: String, path: String, errno: Int32)
     case system(call: String, errno: Int32)
     case shimMissing(path: String)
+    case cannotBind(address: String, errno: Int32)
+    case notInherited(address: String, reason: String)
 
     public var exitCode: ExitCode {
         switch self {
@@ -67,6 +80,8 @@ public enum BellwetherError: Error, Hashable, Sendable {
         case .notExecutable: .notExecutable
         case .pidfileBusy, .cannotCreate: .cannotCreate
         case .system, .shimMissing: .system
+        case .cannotBind: .unavailable
+        case .notInherited: .usage
         }
     }
 
@@ -109,6 +124,10 @@ public enum BellwetherError: Error, Hashable, Sendable {
             "cannot create \(what) \(path): \(describe(errno))"
         case .system(let call, let errno):
             "\(call): \(describe(errno))"
+        case .cannotBind(let address, let errno):
+            "cannot listen on \(address): \(describe(errno))"
+        case .notInherited(let address, let reason):
+            "\(address): \(reason)"
         case .shimMissing(let path):
             "exec shim \(path) is missing or not executable; install bellwether-exec beside bellwether"
         }

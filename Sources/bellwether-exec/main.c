@@ -6,7 +6,8 @@
 // survives execve), then checks that the master is still its parent — the
 // master may have died between posix_spawn and prctl, in which case the
 // death signal would never come — resets the two signals glibc's
-// posix_spawn leaves ignored, and execve()s the app in place.
+// posix_spawn leaves ignored, sets LISTEN_PID and WATCHDOG_PID to its own
+// pid, and execve()s the app in place.
 //
 // It runs on every worker start, so it must cost next to nothing. On Linux
 // x86_64 and aarch64 it has its own entry point and makes raw system calls:
@@ -16,8 +17,8 @@
 #if defined(__linux__) && (defined(__x86_64__) || defined(__aarch64__))
 
 #if defined(__x86_64__)
-enum { SYS_WRITE = 1, SYS_RT_SIGACTION = 13, SYS_GETPPID = 110, SYS_PRCTL = 157, SYS_EXECVE = 59,
-       SYS_EXIT_GROUP = 231 };
+enum { SYS_WRITE = 1, SYS_RT_SIGACTION = 13, SYS_GETPID = 39, SYS_GETPPID = 110, SYS_PRCTL = 157,
+       SYS_EXECVE = 59, SYS_EXIT_GROUP = 231 };
 
 static long raw(long n, long a, long b, long c, long d) {
     long result;
@@ -36,8 +37,8 @@ __asm__(".text\n"
         "  call shim_main\n"
         "  hlt\n");
 #else
-enum { SYS_WRITE = 64, SYS_RT_SIGACTION = 134, SYS_GETPPID = 173, SYS_PRCTL = 167, SYS_EXECVE = 221,
-       SYS_EXIT_GROUP = 94 };
+enum { SYS_WRITE = 64, SYS_RT_SIGACTION = 134, SYS_GETPID = 172, SYS_GETPPID = 173, SYS_PRCTL = 167,
+       SYS_EXECVE = 221, SYS_EXIT_GROUP = 94 };
 
 static long raw(long n, long a, long b, long c, long d) {
     register long x8 __asm__("x8") = n;
@@ -70,6 +71,22 @@ static unsigned long length(const char *text) {
     return n;
 }
 
+// "NAME=" followed by `pid` in decimal, into `buffer`.
+static char *with_pid(char *buffer, const char *name, long pid) {
+    char *out = buffer, digits[24];
+    int count = 0;
+    while (*name) *out++ = *name++;
+    do { digits[count++] = (char)('0' + pid % 10); pid /= 10; } while (pid > 0);
+    while (count > 0) *out++ = digits[--count];
+    *out = '\0';
+    return buffer;
+}
+
+static int starts_with(const char *text, const char *prefix) {
+    while (*prefix) if (*text++ != *prefix++) return 0;
+    return 1;
+}
+
 static void say(const char *text) { raw(SYS_WRITE, 2, (long)text, (long)length(text), 0); }
 
 static __attribute__((noreturn)) void leave(int status) {
@@ -95,6 +112,16 @@ __attribute__((noreturn, used)) void shim_main(long *stack) {
     // struct kernel_sigaction {handler, flags, restorer, mask}: all zero = SIG_DFL.
     volatile unsigned long dfl[4] = {0, 0, 0, 0};
     for (long sig = 32; sig <= 33; sig++) raw(SYS_RT_SIGACTION, sig, (long)dfl, 0, 8);
+
+    // systemd's convention: LISTEN_PID and WATCHDOG_PID name the process the
+    // sockets and the watchdog are for, which is this one once it executes
+    // the app. The master leaves placeholders; fill in our pid.
+    static char listen_pid[40], watchdog_pid[40];
+    long self = raw(SYS_GETPID, 0, 0, 0, 0);
+    for (char **entry = envp; *entry; entry++) {
+        if (starts_with(*entry, "LISTEN_PID=")) *entry = with_pid(listen_pid, "LISTEN_PID=", self);
+        else if (starts_with(*entry, "WATCHDOG_PID=")) *entry = with_pid(watchdog_pid, "WATCHDOG_PID=", self);
+    }
 
     long error = -raw(SYS_EXECVE, (long)argv[2], (long)(argv + 3), (long)envp, 0);
     say("bellwether-exec: ");
@@ -132,6 +159,10 @@ int main(int argc, char **argv) {
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) return 125;
 #endif
     if (getppid() != (pid_t)master) return 125;
+    char pid[24];
+    snprintf(pid, sizeof pid, "%d", (int)getpid());
+    if (getenv("LISTEN_PID")) setenv("LISTEN_PID", pid, 1);
+    if (getenv("WATCHDOG_PID")) setenv("WATCHDOG_PID", pid, 1);
     execve(argv[2], argv + 3, environ);
     int error = errno;
     fprintf(stderr, "bellwether-exec: %s: %s\n", argv[2], strerror(error));

@@ -28,6 +28,7 @@ struct SimulatedWorld {
     var ignoreTermRate = 0.1
     var violations: [String] = []
     var actionsSeen = 0
+    var announcements: [Announcement] = []
 
     init(plan: Plan, seed: UInt64) {
         core = SupervisorCore(plan: plan)
@@ -87,6 +88,8 @@ struct SimulatedWorld {
             if token == .master { token = .nobody }
         case .log:
             break
+        case .announce(let announcement):
+            announcements.append(announcement)
         case .exit(let status):
             exitStatus = status
         }

@@ -23,6 +23,8 @@ public struct Configuration: Hashable, Sendable {
     public var plan: Plan
     public var launch: Launch
     public var tokenPath: String
+    /// Sockets the master inherited from systemd (fd -> name), when LISTEN_PID is ours.
+    public var inherited: [Int32: String]
 
     /// Variables the master never passes on: its own settings (they may hold
     /// secrets and would configure a nested bellwether) and the systemd
@@ -73,14 +75,46 @@ public struct Configuration: Hashable, Sendable {
         let path = variables.last { $0.0 == "PATH" }?.1 ?? "/usr/local/bin:/usr/bin:/bin"
         let executable = try CommandResolver.resolve(settings.command[0], path: path, directory: workingDirectory)
 
+        let inherited = inheritedSockets(environment)
+        for address in settings.binds + [settings.schedulerBind].compactMap({ $0 }) {
+            guard case .inherited(let fd) = address else { continue }
+            if inherited.isEmpty {
+                throw .notInherited(address: address.description,
+                                    reason: "no socket inherited from systemd (LISTEN_FDS is not set for this process)")
+            }
+            if inherited[fd] == nil {
+                throw .notInherited(address: address.description,
+                                    reason: "systemd passed descriptors \(inherited.keys.sorted().map(String.init).joined(separator: ", ")) only")
+            }
+        }
         let plan = Plan(workers: settings.workers ?? min(Int(bw_online_cpus()), Plan.maximumWorkers),
-                        scheduler: settings.scheduler, gracefulTimeout: settings.gracefulTimeout)
+                        scheduler: settings.scheduler, gracefulTimeout: settings.gracefulTimeout,
+                        notifyReadiness: settings.ready == .notify, readyTimeout: settings.readyTimeout,
+                        watchdog: settings.watchdog)
         let launch = Launch(executable: executable, arguments: settings.command,
                             environment: variables.map { "\($0.0)=\($0.1)" }, roleVariable: settings.roleEnv,
                             directory: settings.chdir == nil ? nil : workingDirectory)
         let tokenPath = settings.lease ?? defaultTokenPath(launch: launch, directory: workingDirectory,
                                                             environment: variables)
-        return Configuration(settings: settings, plan: plan, launch: launch, tokenPath: tokenPath)
+        return Configuration(settings: settings, plan: plan, launch: launch, tokenPath: tokenPath,
+                             inherited: inherited)
+    }
+
+    /// LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES addressed to this process.
+    static func inheritedSockets(_ environment: [String]) -> [Int32: String] {
+        var values: [String: String] = [:]
+        for entry in environment {
+            guard let equals = entry.firstIndex(of: "=") else { continue }
+            values[String(entry[..<equals])] = String(entry[entry.index(after: equals)...])
+        }
+        guard let count = values["LISTEN_FDS"].flatMap({ Int32($0) }), count > 0,
+              values["LISTEN_PID"].flatMap({ Int32($0) }) == getpid() else { return [:] }
+        let names = (values["LISTEN_FDNAMES"] ?? "").split(separator: ":", omittingEmptySubsequences: false)
+        var result: [Int32: String] = [:]
+        for index in 0..<count {
+            result[3 + index] = Int(index) < names.count ? String(names[Int(index)]) : ""
+        }
+        return result
     }
 
     /// The zone must name a TZif file in the zoneinfo database.

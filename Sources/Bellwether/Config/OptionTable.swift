@@ -80,6 +80,53 @@ struct OptionSpec: Sendable {
             settings.timezone = value
             settings.sources["timezone"] = source
         },
+        OptionSpec("bind", short: "b", value: "ADDRESS",
+                   help: "listen on HOST:PORT, [IPV6]:PORT, :PORT, unix:PATH or fd://N (repeatable)") {
+            settings, value, source throws(BellwetherError) in
+            let address = try BindAddress.parse(value, source: source)
+            if settings.bindsLayer != source.layer { settings.binds = [] }
+            settings.bindsLayer = source.layer
+            if !settings.binds.contains(address) { settings.binds.append(address) }
+            settings.sources["bind"] = source
+        },
+        OptionSpec("bind-mode", value: "OCTAL", help: "permissions of unix: socket files (e.g. 660)") {
+            settings, value, source throws(BellwetherError) in
+            guard let mode = Int(value, radix: 8), (0...0o777).contains(mode) else {
+                throw .invalidValue(source, value: value, expected: "an octal file mode such as 660")
+            }
+            settings.bindMode = mode
+        },
+        OptionSpec("backlog", value: "N", help: "listen backlog of bound sockets (default: 2048)") {
+            settings, value, source throws(BellwetherError) in
+            guard let backlog = Int(value), (1...65535).contains(backlog) else {
+                throw .invalidValue(source, value: value, expected: "a whole number from 1 to 65535")
+            }
+            settings.backlog = backlog
+        },
+        OptionSpec("scheduler-bind", value: "ADDRESS",
+                   help: "a socket only the scheduler worker receives, named \"scheduler\"") {
+            settings, value, source throws(BellwetherError) in
+            settings.schedulerBind = try BindAddress.parse(value, source: source)
+            settings.sources["scheduler-bind"] = source
+        },
+        OptionSpec("ready", value: "exec|notify",
+                   help: "a worker is ready once up for 1 s (exec) or after READY=1 (notify)") {
+            settings, value, source throws(BellwetherError) in
+            guard let ready = Readiness(rawValue: value) else {
+                throw .invalidValue(source, value: value, expected: "exec or notify")
+            }
+            settings.ready = ready
+        },
+        OptionSpec("ready-timeout", value: "SECONDS",
+                   help: "kill a worker not ready after SECONDS (default: 60)") {
+            settings, value, source throws(BellwetherError) in
+            settings.readyTimeout = try Parse.seconds(value, source: source, minimum: 0.001)
+        },
+        OptionSpec("timeout", value: "SECONDS",
+                   help: "watchdog: abort a worker silent for SECONDS after WATCHDOG=1 (default: off)") {
+            settings, value, source throws(BellwetherError) in
+            settings.watchdog = try Parse.seconds(value, source: source)
+        },
         OptionSpec("lease", value: "file:PATH",
                    help: "scheduler token file; supervisors sharing it share one scheduler") {
             settings, value, source throws(BellwetherError) in

@@ -15,10 +15,10 @@ enum Parse {
         return value
     }
 
-    static func seconds(_ text: String, source: SettingSource) throws(BellwetherError) -> Duration {
-        let expected = "a number of seconds from 0 to 86400"
+    static func seconds(_ text: String, source: SettingSource, minimum: Double = 0) throws(BellwetherError) -> Duration {
+        let expected = minimum > 0 ? "a number of seconds above 0, up to 86400" : "a number of seconds from 0 to 86400"
         guard text.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }),
-              let value = Double(text), value.isFinite, (0...86_400).contains(value) else {
+              let value = Double(text), value.isFinite, (minimum...86_400).contains(value) else {
             throw .invalidValue(source, value: text, expected: expected)
         }
         return .nanoseconds(Int64(value * 1e9))

@@ -1,5 +1,9 @@
 public enum LogFormat: String, Hashable, Sendable { case text, json }
 
+/// When a new worker counts as ready: once it has stayed up for a short
+/// boot grace (`exec`), or once it has sent READY=1 (`notify`).
+public enum Readiness: String, Hashable, Sendable { case exec, notify }
+
 /// Settings as given, before validation against the system: the merge of
 /// flags, environment, config file and defaults (highest first).
 public struct Settings: Hashable, Sendable {
@@ -17,6 +21,16 @@ public struct Settings: Hashable, Sendable {
     public var checkConfig = false
     public var logFormat = LogFormat.text
     public var lease: String?
+    /// --bind addresses; a layer that sets any replaces the lower layers' list.
+    public var binds: [BindAddress] = []
+    var bindsLayer: Int?
+    public var bindMode: Int?
+    public var backlog = 2048
+    public var schedulerBind: BindAddress?
+    public var ready = Readiness.exec
+    public var readyTimeout: Duration = .seconds(60)
+    /// The watchdog timeout (--timeout); zero: no watchdog.
+    public var watchdog: Duration = .zero
     public var command: [String] = []
 
     /// Sources of the settings validated later, for error messages.

@@ -14,6 +14,8 @@ public enum Action: Hashable, Sendable {
     /// Give up a token the master holds but has not passed on.
     case releaseToken
     case log(LogRecord)
+    /// Tell the master's own supervisor (systemd) about a state change.
+    case announce(Announcement)
     /// Every worker is gone after a stop: exit with this status.
     case exit(Int32)
 }
@@ -24,4 +26,13 @@ public struct SpawnOrder: Hashable, Sendable {
     public var role: Role
     public var generation: Int
     public var workersCount: Int
+}
+
+/// What the master tells systemd, when it runs as a notify service.
+public enum Announcement: Hashable, Sendable {
+    /// The first generation is ready, or a reload is over (done or failed).
+    case ready(status: String)
+    case reloading
+    case stopping
+    case status(String)
 }

@@ -9,6 +9,10 @@ public enum Event: Hashable, Sendable {
     case spawnFailed(WorkerRef, reason: String)
     /// The worker was reaped.
     case exited(WorkerRef, ExitStatus)
+    /// The worker sent READY=1 on the notify socket.
+    case ready(WorkerRef)
+    /// The worker sent WATCHDOG=1.
+    case watchdog(WorkerRef)
     /// The answer to `Action.acquireToken`.
     case token(TokenAnswer)
     /// SIGHUP with a valid new configuration.

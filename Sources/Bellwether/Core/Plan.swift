@@ -8,13 +8,24 @@ public struct Plan: Hashable, Sendable {
     public var scheduler: Bool
     /// How long a worker may take to exit after TERM before it is SIGKILLed.
     public var gracefulTimeout: Duration
+    /// true: ready only after READY=1; false: ready after `Timings.bootGrace` up.
+    public var notifyReadiness: Bool
+    /// A worker not ready this long after its start is killed.
+    public var readyTimeout: Duration
+    /// Watchdog: a worker that pinged WATCHDOG=1 and then stays silent this
+    /// long is aborted. Zero: no watchdog.
+    public var watchdog: Duration
 
     public static let maximumWorkers = 4096
 
-    public init(workers: Int, scheduler: Bool = true, gracefulTimeout: Duration = .seconds(30)) {
+    public init(workers: Int, scheduler: Bool = true, gracefulTimeout: Duration = .seconds(30),
+                notifyReadiness: Bool = false, readyTimeout: Duration = .seconds(60), watchdog: Duration = .zero) {
         self.workers = workers
         self.scheduler = scheduler
         self.gracefulTimeout = gracefulTimeout
+        self.notifyReadiness = notifyReadiness
+        self.readyTimeout = readyTimeout
+        self.watchdog = watchdog
     }
 }
 
@@ -32,6 +43,10 @@ public struct Timings: Hashable, Sendable {
     public var tokenWaitGrace: Duration = .seconds(1)
     public var tokenRetryFirst: Duration = .milliseconds(10)
     public var tokenRetryCap: Duration = .milliseconds(250)
+    /// With exec readiness, a worker up this long counts as ready.
+    public var bootGrace: Duration = .seconds(1)
+    /// After SIGABRT from the watchdog, SIGKILL to the group this much later.
+    public var abortGrace: Duration = .milliseconds(500)
 
     public init() {}
 }

@@ -23,10 +23,44 @@ extension SupervisorCore {
             }
             return
         }
+        watchReadiness(at: now, into: &actions)
         retireObsolete(at: now, into: &actions)
         manageToken(at: now, into: &actions)
         spawnMissing(at: now, into: &actions)
-        noteReloadFinished(at: now, into: &actions)
+        noteGenerationReady(at: now, into: &actions)
+    }
+
+    /// Boot grace (exec readiness), ready timeout and watchdog.
+    mutating func watchReadiness(at now: Instant, into actions: inout [Action]) {
+        var abandon: String?
+        for index in workers.indices {
+            let worker = workers[index]
+            guard let pid = worker.pid, !worker.killed else { continue }
+            if !worker.ready && !plan.notifyReadiness && now >= worker.startedAt + timings.bootGrace {
+                workers[index].ready = true
+            }
+            if !workers[index].ready && !worker.isRetiring && now >= worker.startedAt + plan.readyTimeout {
+                workers[index].killed = true
+                actions.append(.killGroup(pid: pid))
+                let reason = "\(worker.role.rawValue) \(worker.slot) (pid \(pid)) not ready after "
+                    + plan.readyTimeout.shortDescription
+                actions.append(.log(LogRecord(.warning, "ready_timeout", reason + "; killed", Self.fields(worker))))
+                if worker.generation == generation { abandon = reason }
+            }
+            guard plan.watchdog > .zero, let ping = worker.lastPing else { continue }
+            if let aborted = worker.abortedAt {
+                if now >= aborted + timings.abortGrace {
+                    workers[index].killed = true
+                    actions.append(.killGroup(pid: pid))
+                }
+            } else if now >= ping + plan.watchdog {
+                workers[index].abortedAt = now
+                actions.append(.signal(pid: pid, .abort))
+                actions.append(.log(LogRecord(.warning, "watchdog", "\(worker.role.rawValue) \(worker.slot) (pid \(pid)) "
+                    + "sent no WATCHDOG=1 for \(plan.watchdog.shortDescription); sent SIGABRT", Self.fields(worker))))
+            }
+        }
+        if let abandon { abandonReload(at: now, reason: abandon, into: &actions) }
     }
 
     mutating func enforceDeadlines(at now: Instant, into actions: inout [Action]) {
@@ -54,7 +88,7 @@ extension SupervisorCore {
             } else if removedSlot {
                 reason = "slot removed"
             } else if oldGeneration {
-                if current(in: worker.slot)?.pid != nil { reason = "replaced by generation \(generation)" }
+                if current(in: worker.slot)?.ready == true { reason = "replaced by generation \(generation)" }
             } else if converting && worker.slot == Self.schedulerSlot {
                 reason = "making room for the scheduler"
             }
@@ -106,16 +140,28 @@ extension SupervisorCore {
         }
     }
 
-    mutating func noteReloadFinished(at now: Instant, into actions: inout [Action]) {
-        guard let startedAt = reloadStartedAt else { return }
-        let settled = workers.allSatisfy { $0.generation == generation && $0.pid != nil && !$0.isRetiring }
-            && (0..<plan.workers).allSatisfy { current(in: $0) != nil }
-            && (!wantsScheduler || schedulerExists || tokenWait != nil)  // a busy token is not the reload's
-        guard settled else { return }
+    /// The current generation is ready once every slot has a ready worker
+    /// (and the scheduler runs, unless the token is someone else's): then it
+    /// becomes the stable generation, and systemd hears READY=1.
+    mutating func noteGenerationReady(at now: Instant, into actions: inout [Action]) {
+        guard stableGeneration != generation else { return }
+        let ready = (0..<plan.workers).allSatisfy { current(in: $0)?.ready == true }
+            && (!wantsScheduler || tokenWait != nil || workers.contains { $0.role == .scheduler && $0.ready
+                && $0.generation == generation })
+        guard ready else { return }
+        let first = stableGeneration == nil
+        stableGeneration = generation
+        let status = "\(plan.workers) workers ready, generation \(generation)"
+        if first {
+            actions.append(.log(LogRecord(.info, "ready", "generation \(generation) is ready: \(plan.workers) workers",
+                                          [.init("generation", .int(generation)), .init("workers", .int(plan.workers))])))
+        } else if let startedAt = reloadStartedAt {
+            actions.append(.log(LogRecord(.info, "reload_finished",
+                "reload finished: generation \(generation) in \((now - startedAt).shortDescription)",
+                [.init("generation", .int(generation)), .init("seconds", .double((now - startedAt).seconds))])))
+        }
         reloadStartedAt = nil
-        actions.append(.log(LogRecord(.info, "reload_finished",
-            "reload finished: generation \(generation) in \((now - startedAt).shortDescription)",
-            [.init("generation", .int(generation)), .init("seconds", .double((now - startedAt).seconds))])))
+        actions.append(.announce(.ready(status: status)))
     }
 
     /// The earliest future instant at which the core has something to do, or
@@ -132,6 +178,15 @@ extension SupervisorCore {
             if let wait = tokenWait, wantsScheduler, !schedulerExists {
                 candidates.append(wait.retryAt)
                 candidates.append(wait.since + timings.tokenWaitGrace)
+            }
+            for worker in workers where worker.pid != nil && !worker.killed {
+                if !worker.ready {
+                    if !plan.notifyReadiness { candidates.append(worker.startedAt + timings.bootGrace) }
+                    if !worker.isRetiring { candidates.append(worker.startedAt + plan.readyTimeout) }
+                }
+                if plan.watchdog > .zero, let ping = worker.lastPing {
+                    candidates.append(worker.abortedAt.map { $0 + timings.abortGrace } ?? ping + plan.watchdog)
+                }
             }
         }
         return candidates.filter { $0 > now }.min()

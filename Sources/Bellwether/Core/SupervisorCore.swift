@@ -23,6 +23,12 @@ public struct SupervisorCore: Sendable {
         public var retireDeadline: Instant?
         /// SIGKILL was sent to the group; only the reap is left.
         public var killed = false
+        /// Ready to serve: READY=1 received, or up for the boot grace.
+        public var ready = false
+        /// The last WATCHDOG=1; the watchdog applies only once it has pinged.
+        public var lastPing: Instant?
+        /// When the watchdog sent SIGABRT.
+        public var abortedAt: Instant?
 
         public var isRetiring: Bool { retireDeadline != nil || killed }
     }
@@ -60,6 +66,10 @@ public struct SupervisorCore: Sendable {
     var tokenWait: TokenWait?
     var stopDeadline: Instant?
     var reloadStartedAt: Instant?
+    /// The last generation whose every slot became ready: the one a failed
+    /// reload falls back to. nil until the first generation is ready.
+    public internal(set) var stableGeneration: Int?
+    var nextGeneration = 1
     var started = false
     var finished = false
     var nextSerial: UInt64 = 1
@@ -100,16 +110,30 @@ public struct SupervisorCore: Sendable {
             if let pid = worker.pid { actions.append(.killGroup(pid: pid)) }
             if token == .passed(ref) { token = .notHeld }
             actions.append(.log(Self.exitedRecord(worker, status: status, at: now)))
+            if !worker.ready && !worker.isRetiring && worker.generation == generation {
+                abandonReload(at: now, reason: "\(worker.role.rawValue) \(worker.slot) exited with \(status) "
+                    + "before it was ready", into: &actions)
+            }
             noteDeath(of: worker, at: now, into: &actions)
+        case .ready(let ref):
+            guard let index = index(of: ref), !workers[index].ready else { return [] }
+            workers[index].ready = true
+            actions.append(.log(LogRecord(.info, "ready", "\(workers[index].role.rawValue) \(workers[index].slot) "
+                + "(pid \(workers[index].pid ?? 0)) is ready", Self.fields(workers[index]))))
+        case .watchdog(let ref):
+            guard plan.watchdog > .zero, let index = index(of: ref) else { return [] }
+            workers[index].lastPing = now
         case .token(let answer):
             guard token == .acquiring else { return [] }
             acceptToken(answer, at: now, into: &actions)
         case .reload(let newPlan):
             guard started, !isStopping else { return [] }
             plan = newPlan
-            generation += 1
+            generation = nextGeneration
+            nextGeneration += 1
             slots = [:]
             reloadStartedAt = now
+            actions.append(.announce(.reloading))
             actions.append(.log(LogRecord(.info, "reload_started",
                 "reload started: generation \(generation), \(plan.workers) workers",
                 [.init("generation", .int(generation)), .init("workers", .int(plan.workers))])))
@@ -163,6 +187,21 @@ public struct SupervisorCore: Sendable {
         slots[worker.slot] = health
     }
 
+    /// A reload whose new generation cannot become ready is abandoned: the
+    /// last stable generation becomes current again and keeps serving (its
+    /// workers were retired only as their replacements became ready).
+    mutating func abandonReload(at now: Instant, reason: String, into actions: inout [Action]) {
+        guard let stable = stableGeneration, generation != stable, !isStopping else { return }
+        let failed = generation
+        generation = stable
+        slots = [:]
+        reloadStartedAt = nil
+        let message = "reload to generation \(failed) failed: \(reason); generation \(stable) keeps serving"
+        actions.append(.log(LogRecord(.error, "reload_failed", message,
+            [.init("generation", .int(failed)), .init("serving", .int(stable)), .init("reason", .string(reason))])))
+        actions.append(.announce(.ready(status: message)))
+    }
+
     mutating func acceptToken(_ answer: TokenAnswer, at now: Instant, into actions: inout [Action]) {
         switch answer {
         case .acquired:
@@ -193,6 +232,7 @@ public struct SupervisorCore: Sendable {
         let deadline = now + grace
         if let current = stopDeadline, current <= deadline { return }
         stopDeadline = deadline
+        actions.append(.announce(.stopping))
         actions.append(.log(LogRecord(.info, "stopping",
             (quick ? "quick stop" : "graceful stop") + ": \(workers.count) workers, SIGKILL after \(grace.shortDescription)",
             [.init("quick", .bool(quick)), .init("grace", .double(grace.seconds))])))

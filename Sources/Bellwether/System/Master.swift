@@ -18,6 +18,12 @@ final class Master {
     private let token: SchedulerToken
     private let spawner: Spawner
     private let pidfile: Pidfile?
+    private let listeners: Listeners
+    private let notifySocket: WorkerNotifySocket
+    private let systemd: SystemdNotifier
+    private var nextWatchdogPing: Instant?
+    /// The launch of every generation still running or to fall back to.
+    private var launches: [Int: Launch] = [:]
     private let environment: [String]
     private let directory: String
     private var refs: [Int32: WorkerRef] = [:]
@@ -41,14 +47,25 @@ final class Master {
         _ = bw_signal_disposition(SIGPIPE, 1)
         _ = bw_cloexec_from(3)
         _ = bw_set_child_subreaper()
-        do { signals = try SignalSource() } catch { throw .system(call: error.call, errno: error.errno) }
+        do {
+            signals = try SignalSource()
+            notifySocket = try WorkerNotifySocket()
+        } catch { throw .system(call: error.call, errno: error.errno) }
+        systemd = SystemdNotifier(environment: Bellwether.dictionary(environment))
 
         spawner = Spawner(shim: Spawner.locateShim(), masterPID: getpid())
         guard access(spawner.shim, X_OK) == 0 else { throw .shimMissing(path: spawner.shim) }
         token = SchedulerToken(path: configuration.tokenPath)
         try token.prepare()
+        let settings = configuration.settings
+        listeners = Listeners(logger: logger, backlog: settings.backlog, mode: settings.bindMode)
+        try listeners.update(settings.binds, schedulerAddress: settings.schedulerBind, backlog: settings.backlog,
+                             mode: settings.bindMode, inherited: configuration.inherited)
         pidfile = configuration.settings.pidfile.map { Pidfile(path: $0) }
-        try pidfile?.write()
+        do { try pidfile?.write() } catch {
+            listeners.closeAll()
+            throw error
+        }
     }
 
     func run() -> Int32 {
@@ -59,20 +76,47 @@ final class Master {
                 + ", command \(configuration.launch.executable)",
             [.init("workers", .int(plan.workers)), .init("token", .string(token.path)),
              .init("command", .string(configuration.launch.executable))]))
+        systemd.send("MAINPID=\(getpid())")
+        nextWatchdogPing = systemd.watchdogInterval.map { Sys.monotonicNow() + $0 }
         queue.append(.start)
         process()
         while exitStatus == nil {
             let now = Sys.monotonicNow()
             let deadline = core.nextDeadline(after: now)
-            Sys.waitReadable(signals.fd, timeout: deadline.map { $0 - now })
+            let wake = [deadline, nextWatchdogPing].compactMap { $0 }.min()
+            Sys.waitReadable([signals.fd, notifySocket.fd], timeout: wake.map { $0 - now })
             for signal in signals.drain() { receive(signal) }
+            for message in notifySocket.drain() { receive(message.fields, from: message.pid) }
             reap()
-            if let deadline, Sys.monotonicNow() >= deadline { queue.append(.tick) }
+            let after = Sys.monotonicNow()
+            if let deadline, after >= deadline { queue.append(.tick) }
+            if let ping = nextWatchdogPing, after >= ping, let interval = systemd.watchdogInterval {
+                systemd.send("WATCHDOG=1")
+                nextWatchdogPing = after + interval
+            }
             process()
         }
+        listeners.closeAll()
         pidfile?.remove()
         token.release()
         return exitStatus ?? 0
+    }
+
+    /// An sd_notify message from a worker (or anything in its process group).
+    private func receive(_ fields: [(String, String)], from pid: Int32) {
+        guard let ref = refs[pid] ?? refs[getpgid(pid)] else { return }
+        for (key, value) in fields {
+            switch key {
+            case "READY" where value == "1": queue.append(.ready(ref))
+            case "WATCHDOG" where value == "1": queue.append(.watchdog(ref))
+            case "STATUS":
+                logger.write(LogRecord(.info, "worker_status", "pid \(pid): \(value)",
+                                       [.init("pid", .int(Int(pid))), .init("status", .string(value))]))
+            case "STOPPING" where value == "1":
+                logger.write(LogRecord(.info, "worker_stopping", "pid \(pid) is stopping", [.init("pid", .int(Int(pid)))]))
+            default: break
+            }
+        }
     }
 
     private func receive(_ signal: Signal) {
@@ -94,13 +138,19 @@ final class Master {
         guard !core.isStopping else { return }
         do throws(BellwetherError) {
             let settings = try loader.load()
-            configuration = try Configuration.resolve(settings, environment: environment, directory: directory)
+            let candidate = try Configuration.resolve(settings, environment: environment, directory: directory)
+            try listeners.update(settings.binds, schedulerAddress: settings.schedulerBind, backlog: settings.backlog,
+                                 mode: settings.bindMode, inherited: candidate.inherited)
+            configuration = candidate
             logger.format = settings.logFormat
+            if !settings.scheduler { listeners.closeScheduler() }
         } catch {
             logger.write(LogRecord(.error, "reload_config_rejected",
                 "reload: \(error.message); keeping the current configuration",
                 [.init("error", .string(error.message))]))
         }
+        let keep = Set(core.workers.map(\.generation) + [core.generation] + [core.stableGeneration].compactMap { $0 })
+        launches = launches.filter { keep.contains($0.key) }
         queue.append(.reload(configuration.plan))
     }
 
@@ -126,7 +176,15 @@ final class Master {
                 queue.append(.spawnFailed(order.ref, reason: "scheduler token not held"))
                 return
             }
-            switch spawner.spawn(order, launch: configuration.launch, token: handsToken ? token.fd : nil) {
+            let launch = launches[order.generation] ?? configuration.launch
+            launches[order.generation] = launch
+            var extra = ["NOTIFY_SOCKET=\(notifySocket.address)"]
+            if core.plan.watchdog > .zero {
+                extra += ["WATCHDOG_USEC=\(core.plan.watchdog.nanoseconds / 1000)", "WATCHDOG_PID=0"]
+            }
+            let sockets = listeners.passed(toScheduler: handsToken)
+            switch spawner.spawn(order, launch: launch, sockets: sockets, token: handsToken ? token.fd : nil,
+                                 extraEnvironment: extra) {
             case .success(let pid):
                 refs[pid] = order.ref
                 if handsToken { token.release() }
@@ -139,9 +197,16 @@ final class Master {
         case .killGroup(let pid):
             Sys.send(.kill, to: -pid)
         case .acquireToken:
-            queue.append(.token(token.acquire(logger: logger)))
+            let answer = token.acquire(logger: logger)
+            // The scheduler socket is bound only while this master designates
+            // the scheduler: a balancer's retry then finds the holder.
+            if answer == .acquired { listeners.openScheduler() } else { listeners.closeScheduler() }
+            queue.append(.token(answer))
         case .releaseToken:
             token.release()
+            listeners.closeScheduler()
+        case .announce(let announcement):
+            systemd.announce(announcement, schedulerPID: core.schedulerPID)
         case .log(let record):
             logger.write(record)
         case .exit(let status):

@@ -8,7 +8,7 @@ import CBellwether
 /// Spawns workers through the exec shim: posix_spawn (never fork) of
 /// `bellwether-exec MASTER_PID APP ARGV...` in a new process group, with an
 /// empty signal mask, default dispositions and stdin on /dev/null; the
-/// scheduler also gets the token descriptor at fd 3.
+/// listening sockets at fds 3, 4, … and, for the scheduler, the token after them.
 struct Spawner {
     let shim: String
     let masterPID: Int32
@@ -25,13 +25,21 @@ struct Spawner {
         return directory + "/bellwether-exec"
     }
 
-    func spawn(_ order: SpawnOrder, launch: Launch, token: Int32?) -> Result<Int32, SystemCallError> {
+    /// `sockets` go to descriptors 3, 4, … (LISTEN_FDS), the token after them.
+    /// LISTEN_PID and WATCHDOG_PID are placeholders that the shim sets to the
+    /// worker's own pid.
+    func spawn(_ order: SpawnOrder, launch: Launch, sockets: [(fd: Int32, name: String)], token: Int32?,
+               extraEnvironment: [String]) -> Result<Int32, SystemCallError> {
         let arguments = [shim, String(masterPID), launch.executable] + launch.arguments
-        let environment = launch.environment + [
+        var environment = launch.environment + extraEnvironment + [
             "WORKERS_COUNT=\(order.workersCount)", "WORKER_ID=\(order.slot)",
             "WORKER_GENERATION=\(order.generation)", "\(launch.roleVariable)=\(order.role.rawValue)",
         ]
-        let inherit: [Int32] = token.map { [$0] } ?? []
+        if !sockets.isEmpty {
+            environment += ["LISTEN_FDS=\(sockets.count)", "LISTEN_FDNAMES=" + sockets.map(\.name).joined(separator: ":"),
+                            "LISTEN_PID=0"]
+        }
+        let inherit: [Int32] = sockets.map(\.fd) + (token.map { [$0] } ?? [])
         var pid: pid_t = 0
         let error = withCStrings(arguments) { argv in
             withCStrings(environment) { envp in

@@ -67,16 +67,16 @@ enum Sys {
         return .exited(bw_wifexited(status) != 0 ? bw_wexitstatus(status) : -1)
     }
 
-    /// Waits until `fd` is readable or `timeout` passes (nil: forever).
-    static func waitReadable(_ fd: Int32, timeout: Duration?) {
-        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+    /// Waits until one of `fds` is readable or `timeout` passes (nil: forever).
+    static func waitReadable(_ fds: [Int32], timeout: Duration?) {
+        var entries = fds.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
         var milliseconds: Int32 = -1
         if let timeout {
             // Round up, so that the loop never wakes just before a deadline.
             let ms = (max(timeout.nanoseconds, 0) + 999_999) / 1_000_000
             milliseconds = Int32(clamping: ms)
         }
-        _ = poll(&entry, 1, milliseconds)
+        _ = poll(&entries, nfds_t(entries.count), milliseconds)
     }
 
     static func monotonicNow() -> Instant {

@@ -6,6 +6,7 @@
 #define CBELLWETHER_H
 
 #include <sys/types.h>
+#include "CBellwetherSockets.h"
 
 /// Blocks `signals` in the calling thread and returns a non-blocking, CLOEXEC
 /// descriptor from which they can be read with `bw_signal_source_read`

@@ -1,0 +1,126 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CBellwether
+
+/// The listening sockets the master owns and passes to every worker at
+/// descriptors 3, 4, … (systemd's LISTEN_FDS convention). They are bound once,
+/// stay open across reloads, and are closed only when a reload's config no
+/// longer names them or at exit. The scheduler socket (--scheduler-bind) is
+/// bound only while this master designates a scheduler.
+final class Listeners {
+    struct Socket {
+        let address: BindAddress
+        let fd: Int32
+        /// A Unix socket file this master created, removed at exit.
+        let createdPath: String?
+        let name: String
+        let shown: String
+    }
+
+    private(set) var sockets: [Socket] = []
+    private(set) var scheduler: Socket?
+    private var schedulerAddress: BindAddress?
+    private var backlog: Int
+    private var mode: Int?
+    private let logger: Logger
+
+    init(logger: Logger, backlog: Int, mode: Int?) {
+        self.logger = logger
+        self.backlog = backlog
+        self.mode = mode
+    }
+
+    /// Binds what `addresses` adds and closes what it drops.
+    func update(_ addresses: [BindAddress], schedulerAddress: BindAddress?, backlog: Int, mode: Int?,
+                inherited: [Int32: String]) throws(BellwetherError) {
+        self.backlog = backlog
+        self.mode = mode
+        var kept: [Socket] = []
+        for address in addresses {
+            if let existing = sockets.first(where: { $0.address == address }) {
+                kept.append(existing)
+            } else {
+                kept.append(try open(address, inherited: inherited))
+            }
+        }
+        for socket in sockets where !kept.contains(where: { $0.address == socket.address }) { close(socket) }
+        sockets = kept
+        if self.schedulerAddress != schedulerAddress {
+            if let scheduler { close(scheduler) }
+            scheduler = nil
+            self.schedulerAddress = schedulerAddress
+        }
+    }
+
+    /// Binds the scheduler socket if there is one to bind; a failure is logged
+    /// and retried at the next designation, the scheduler runs meanwhile.
+    func openScheduler() {
+        guard scheduler == nil, let address = schedulerAddress else { return }
+        do { scheduler = try open(address, inherited: [:], name: "scheduler") } catch {
+            logger.write(LogRecord(.error, "scheduler_bind", error.message))
+        }
+    }
+
+    func closeScheduler() {
+        if let scheduler {
+            close(scheduler)
+            logger.write(LogRecord(.info, "scheduler_unbound", "closed the scheduler socket \(scheduler.shown)"))
+        }
+        scheduler = nil
+    }
+
+    func closeAll() {
+        for socket in sockets { close(socket) }
+        sockets = []
+        closeScheduler()
+    }
+
+    /// Descriptors and names for a worker; the scheduler also gets its socket.
+    func passed(toScheduler: Bool) -> [(fd: Int32, name: String)] {
+        var list = sockets.map { ($0.fd, $0.name) }
+        if toScheduler, let scheduler { list.append((scheduler.fd, scheduler.name)) }
+        return list
+    }
+
+    private func open(_ address: BindAddress, inherited: [Int32: String], name: String = "bind")
+        throws(BellwetherError) -> Socket
+    {
+        let fd: Int32
+        var created: String?
+        var shown = address.description
+        var socketName = name
+        switch address {
+        case .ipv4(let host, let port), .ipv6(let host, let port):
+            let family: Int32 = if case .ipv6 = address { 6 } else { 4 }
+            fd = bw_listen_inet(family, host, Int32(port), Int32(backlog))
+            if fd >= 0 && port == 0 {
+                let actual = bw_local_port(fd)
+                shown = family == 6 ? "[\(host)]:\(actual)" : "\(host):\(actual)"
+            }
+        case .unix(let path):
+            fd = bw_listen_unix(path, Int32(mode ?? -1), Int32(backlog))
+            created = path
+        case .inherited(let number):
+            guard let inheritedName = inherited[number] else {
+                throw .notInherited(address: address.description, reason: "not among the sockets systemd passed")
+            }
+            guard bw_is_listening(number) == 1 else {
+                throw .notInherited(address: address.description, reason: "not a listening socket")
+            }
+            fd = number
+            if name != "scheduler" && !inheritedName.isEmpty { socketName = inheritedName }
+        }
+        guard fd >= 0 else { throw .cannotBind(address: address.description, errno: -fd) }
+        logger.write(LogRecord(.info, "listening", "listening on \(shown)" + (name == "scheduler" ? " (scheduler)" : ""),
+                               [.init("address", .string(shown)), .init("name", .string(socketName))]))
+        return Socket(address: address, fd: fd, createdPath: created, name: socketName, shown: shown)
+    }
+
+    private func close(_ socket: Socket) {
+        Sys.closeFile(socket.fd)
+        if let path = socket.createdPath { unlink(path) }
+    }
+}

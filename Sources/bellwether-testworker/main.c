@@ -6,6 +6,16 @@
 //
 //   bellwether-testworker [--record DIR] [--oracle FILE] [--role-env NAME]
 //                         [--ignore-term] [--straggler] [--exit-after MS] [--stamp FILE]
+//                         [--serve] [--boot-ms MS] [--notify] [--watchdog-once]
+//   bellwether-testworker --client HOST:PORT|unix:PATH --seconds S
+//
+// --serve answers HTTP requests on every LISTEN_FDS socket, one at a time,
+// with "pid=… role=… slot=… generation=…", and on TERM finishes the request
+// in hand and exits 0. --boot-ms delays serving; --notify sends READY=1 once
+// serving; --watchdog-once sends WATCHDOG=1 once and then hangs. With
+// TESTWORKER_FAIL_AT_BOOT=1 in its environment it exits 1 at once.
+// --client sends requests one after another for S seconds and prints
+// "requests=N failures=M generations=a,b,…".
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -15,6 +25,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <stddef.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -75,6 +91,138 @@ static void record(const char *dir, const char *role) {
 }
 
 static char usr1_log[4096];
+static volatile sig_atomic_t stopping = 0;
+
+static void on_term(int sig) { (void)sig; stopping = 1; }
+
+static void notify(const char *message) {
+    const char *address = getenv("NOTIFY_SOCKET");
+    if (address == NULL || *address == '\0') return;
+    struct sockaddr_un target;
+    memset(&target, 0, sizeof target);
+    target.sun_family = AF_UNIX;
+    size_t size = strlen(address);
+    if (size >= sizeof target.sun_path) return;
+    memcpy(target.sun_path, address, size);
+    if (address[0] == '@') target.sun_path[0] = '\0';
+    socklen_t length = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + size + (address[0] == '@' ? 0 : 1));
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sendto(fd, message, strlen(message), 0, (struct sockaddr *)&target, length);
+    close(fd);
+}
+
+static void write_all(int fd, const char *data, size_t size) {
+    while (size > 0) {
+        ssize_t n = write(fd, data, size);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return;
+        data += n;
+        size -= (size_t)n;
+    }
+}
+
+static void answer(int connection, const char *role) {
+    char request[8192];
+    size_t used = 0;
+    while (used < sizeof request - 1) {
+        ssize_t n = read(connection, request + used, sizeof request - 1 - used);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        used += (size_t)n;
+        request[used] = '\0';
+        if (strstr(request, "\r\n\r\n")) break;
+    }
+    char body[256], response[512];
+    snprintf(body, sizeof body, "pid=%d role=%s slot=%s generation=%s\n", (int)getpid(), role ? role : "",
+             getenv("WORKER_ID") ? getenv("WORKER_ID") : "?",
+             getenv("WORKER_GENERATION") ? getenv("WORKER_GENERATION") : "?");
+    int size = snprintf(response, sizeof response,
+                        "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n\r\n%s",
+                        strlen(body), body);
+    write_all(connection, response, (size_t)size);
+    close(connection);
+}
+
+static int serve(const char *role) {
+    const char *count_text = getenv("LISTEN_FDS"), *pid_text = getenv("LISTEN_PID");
+    if (count_text == NULL || pid_text == NULL || atoi(pid_text) != (int)getpid()) {
+        fprintf(stderr, "testworker: LISTEN_FDS/LISTEN_PID not for this process\n");
+        return 5;
+    }
+    int count = atoi(count_text);
+    struct pollfd fds[16];
+    for (int i = 0; i < count && i < 16; i++) fds[i] = (struct pollfd){.fd = 3 + i, .events = POLLIN};
+    while (!stopping) {
+        if (poll(fds, (nfds_t)count, -1) < 0) continue;  // EINTR: TERM
+        for (int i = 0; i < count && !stopping; i++) {
+            if (!(fds[i].revents & POLLIN)) continue;
+            int connection = accept4(fds[i].fd, NULL, NULL, SOCK_CLOEXEC);
+            if (connection >= 0) answer(connection, role);
+        }
+    }
+    return 0;
+}
+
+static int connect_to(const char *target) {
+    int fd;
+    if (strncmp(target, "unix:", 5) == 0) {
+        struct sockaddr_un address;
+        memset(&address, 0, sizeof address);
+        address.sun_family = AF_UNIX;
+        strncpy(address.sun_path, target + 5, sizeof address.sun_path - 1);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (connect(fd, (struct sockaddr *)&address, sizeof address) != 0) { close(fd); return -1; }
+        return fd;
+    }
+    char host[64];
+    const char *colon = strrchr(target, ':');
+    if (!colon || colon - target >= (long)sizeof host) return -1;
+    memcpy(host, target, (size_t)(colon - target));
+    host[colon - target] = '\0';
+    struct sockaddr_in address;
+    memset(&address, 0, sizeof address);
+    address.sin_family = AF_INET;
+    address.sin_port = htons((unsigned short)atoi(colon + 1));
+    inet_pton(AF_INET, host, &address.sin_addr);
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (connect(fd, (struct sockaddr *)&address, sizeof address) != 0) { close(fd); return -1; }
+    return fd;
+}
+
+static int client(const char *target, double seconds) {
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    long requests = 0, failures = 0;
+    char seen[4096] = "";
+    char pids[65536] = "";
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((double)(now.tv_sec - start.tv_sec) + (now.tv_nsec - start.tv_nsec) / 1e9 >= seconds) break;
+        requests++;
+        int fd = connect_to(target);
+        if (fd < 0) { failures++; continue; }
+        struct timeval limit = {5, 0};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+        const char *get = "GET / HTTP/1.0\r\nHost: test\r\n\r\n";
+        write_all(fd, get, strlen(get));
+        char reply[2048];
+        size_t used = 0;
+        ssize_t n;
+        while (used < sizeof reply - 1 && (n = read(fd, reply + used, sizeof reply - 1 - used)) > 0) used += (size_t)n;
+        reply[used] = '\0';
+        close(fd);
+        char *generation = strstr(reply, "generation=");
+        char *pid = strstr(reply, "pid=");
+        if (strncmp(reply, "HTTP/1.0 200", 12) != 0 || generation == NULL || pid == NULL) { failures++; continue; }
+        char token[32];
+        snprintf(token, sizeof token, ",%d,", atoi(generation + 11));
+        if (!strstr(seen, token) && strlen(seen) < sizeof seen - 40) strcat(seen[0] ? seen : strcpy(seen, ","), token + 1);
+        snprintf(token, sizeof token, ",%d,", atoi(pid + 4));
+        if (!strstr(pids, token) && strlen(pids) < sizeof pids - 40) strcat(pids[0] ? pids : strcpy(pids, ","), token + 1);
+    }
+    printf("requests=%ld failures=%ld generations=%s pids=%s\n", requests, failures, seen, pids);
+    return 0;
+}
 
 static void on_usr1(int sig) {
     (void)sig;
@@ -92,8 +240,10 @@ static void on_usr1(int sig) {
 int main(int argc, char **argv) {
     struct timespec started;
     clock_gettime(CLOCK_MONOTONIC, &started);
-    const char *record_dir = NULL, *oracle = NULL, *role_env = "WORKER_ROLE";
-    int ignore_term = 0, straggler = 0;
+    const char *record_dir = NULL, *oracle = NULL, *role_env = "WORKER_ROLE", *client_target = NULL;
+    int ignore_term = 0, straggler = 0, serving = 0, ready_notify = 0, watchdog_once = 0;
+    long boot_ms = 0;
+    double client_seconds = 1;
     long exit_after = -1;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--record") == 0 && i + 1 < argc) record_dir = argv[++i];
@@ -109,8 +259,20 @@ int main(int argc, char **argv) {
             append_line(argv[++i], line);
         }
         else if (strcmp(argv[i], "--ignore-term") == 0) ignore_term = 1;
+        else if (strcmp(argv[i], "--serve") == 0) serving = 1;
+        else if (strcmp(argv[i], "--notify") == 0) ready_notify = 1;
+        else if (strcmp(argv[i], "--watchdog-once") == 0) watchdog_once = 1;
+        else if (strcmp(argv[i], "--boot-ms") == 0 && i + 1 < argc) boot_ms = atol(argv[++i]);
+        else if (strcmp(argv[i], "--client") == 0 && i + 1 < argc) client_target = argv[++i];
+        else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) client_seconds = atof(argv[++i]);
         else if (strcmp(argv[i], "--straggler") == 0) straggler = 1;
         else { fprintf(stderr, "testworker: unknown argument %s\n", argv[i]); return 2; }
+    }
+    if (client_target != NULL) return client(client_target, client_seconds);
+    const char *fail = getenv("TESTWORKER_FAIL_AT_BOOT");
+    if (fail != NULL && strcmp(fail, "1") == 0) {
+        fprintf(stderr, "testworker: failing at boot as asked\n");
+        return 1;
     }
     const char *role = getenv(role_env);
     int scheduler = role != NULL && strcmp(role, "scheduler") == 0;
@@ -148,6 +310,24 @@ int main(int argc, char **argv) {
         snprintf(usr1_log, sizeof usr1_log, "%s/usr1.log", record_dir);
         signal(SIGUSR1, on_usr1);
     }
+    if (boot_ms > 0) {
+        struct timespec delay = {boot_ms / 1000, (boot_ms % 1000) * 1000000L};
+        while (nanosleep(&delay, &delay) != 0 && errno == EINTR) {}
+    }
+    if (watchdog_once) {
+        notify("WATCHDOG=1");
+        for (;;) pause();  // hung: no more pings
+    }
+    if (serving) {
+        struct sigaction action;
+        memset(&action, 0, sizeof action);
+        action.sa_handler = on_term;  // no SA_RESTART: a blocked accept returns EINTR
+        sigaction(SIGTERM, &action, NULL);
+        if (ignore_term) signal(SIGTERM, SIG_IGN);
+        if (ready_notify) notify("READY=1\nSTATUS=serving");
+        return serve(role);
+    }
+    if (ready_notify) notify("READY=1");
     if (exit_after >= 0) {
         struct timespec delay = {exit_after / 1000, (exit_after % 1000) * 1000000L};
         nanosleep(&delay, NULL);

@@ -11,6 +11,8 @@ struct SimulatedWorld {
         var slot: Int
         var ignoresTerm: Bool
         var exitAt: Instant?
+        /// When it will send READY=1 (nil: never).
+        var readyAt: Instant?
     }
 
     enum TokenHolder: Equatable { case nobody, master, process(Int32) }
@@ -26,6 +28,8 @@ struct SimulatedWorld {
     var rng: SplitMix
     var spawnFailureRate = 0.03
     var ignoreTermRate = 0.1
+    /// With notify readiness: the share of processes that never send READY=1.
+    var neverReadyRate = 0.05
     var violations: [String] = []
     var actionsSeen = 0
     var announcements: [Announcement] = []
@@ -63,8 +67,9 @@ struct SimulatedWorld {
             }
             let pid = nextPID
             nextPID += 1
+            let readyAt = rng.chance(neverReadyRate) ? nil : now + .milliseconds(Int64(rng.below(1500)))
             alive[pid] = Process(ref: order.ref, role: order.role, slot: order.slot,
-                                 ignoresTerm: rng.chance(ignoreTermRate))
+                                 ignoresTerm: rng.chance(ignoreTermRate), readyAt: readyAt)
             if order.role == .scheduler { token = .process(pid) }
             if aliveSchedulers > 1 { violations.append("two schedulers alive at \(now)") }
             pending.append(.spawned(order.ref, pid: pid))
@@ -107,12 +112,17 @@ struct SimulatedWorld {
         while true {
             let nextExit = alive.compactMap { pid, process in process.exitAt.map { (pid, $0) } }
                 .min { $0.1 < $1.1 }
+            let nextReady = core.plan.notifyReadiness
+                ? alive.compactMap { pid, process in process.readyAt.map { (pid, $0) } }.min { $0.1 < $1.1 } : nil
             let nextTick = core.nextDeadline(after: now)
-            let next = [nextExit?.1, nextTick].compactMap { $0 }.filter { $0 <= instant }.min()
+            let next = [nextExit?.1, nextReady?.1, nextTick].compactMap { $0 }.filter { $0 <= instant }.min()
             guard let next else { break }
             now = max(now, next)
             if let (pid, at) = nextExit, at <= now {
                 die(pid, status: .signaled(.terminate, coreDumped: false))
+            } else if let (pid, at) = nextReady, at <= now {
+                alive[pid]!.readyAt = nil
+                send(.ready(alive[pid]!.ref))
             } else {
                 send(.tick)
             }
@@ -124,7 +134,7 @@ struct SimulatedWorld {
     mutating func quiesce() {
         externalHolder = false
         for _ in 0..<10_000 {
-            let hasExit = alive.values.contains { $0.exitAt != nil }
+            let hasExit = alive.values.contains { $0.exitAt != nil || (core.plan.notifyReadiness && $0.readyAt != nil) }
             guard hasExit || core.nextDeadline(after: now) != nil else { return }
             advance(to: now + .seconds(60))
         }

@@ -133,7 +133,8 @@ struct SupervisorCoreTests {
     func randomEventSequencesKeepTheInvariants(batch: Int) {
         for seed in 0..<100 {
             let id = UInt64(batch * 100 + seed)
-            var world = SimulatedWorld(plan: Plan(workers: 1 + Int(id % 5), gracefulTimeout: .seconds(2)), seed: id)
+            var world = SimulatedWorld(plan: Plan(workers: 1 + Int(id % 5), gracefulTimeout: .seconds(2),
+                                                  notifyReadiness: id % 2 == 1, readyTimeout: .seconds(3)), seed: id)
             world.send(.start)
             for _ in 0..<60 { randomStep(&world) }
             world.quiesce()
@@ -143,7 +144,8 @@ struct SupervisorCoreTests {
             #expect(world.alive.count == plan.workers, "seed \(id): \(world.alive.count) alive, want \(plan.workers)")
             #expect(world.core.workers.count == plan.workers, "seed \(id)")
             #expect(Set(world.core.workers.map(\.slot)) == Set(0..<plan.workers), "seed \(id)")
-            #expect(world.core.workers.allSatisfy { $0.generation == world.core.generation && $0.pid != nil })
+            #expect(world.core.workers.allSatisfy { $0.generation == world.core.generation && $0.pid != nil && $0.ready })
+            #expect(world.core.stableGeneration == world.core.generation, "seed \(id)")
             #expect(world.aliveSchedulers == (plan.scheduler ? 1 : 0), "seed \(id)")
             if plan.scheduler { #expect(world.alive[world.core.schedulerPID ?? -1]?.slot == 0, "seed \(id)") }
 
@@ -152,6 +154,94 @@ struct SupervisorCoreTests {
             #expect(world.exitStatus == 0, "seed \(id)")
             #expect(world.alive.isEmpty, "seed \(id)")
         }
+    }
+
+    // MARK: readiness, failed reloads, watchdog, systemd
+
+    func notifyWorld(_ plan: Plan) -> SimulatedWorld {
+        var world = SimulatedWorld(plan: plan, seed: 3)
+        world.spawnFailureRate = 0
+        world.ignoreTermRate = 0
+        world.neverReadyRate = 0
+        world.send(.start)
+        world.quiesce()
+        return world
+    }
+
+    @Test func oldWorkersRetireOnlyOnceTheirReplacementIsReady() {
+        var world = notifyWorld(Plan(workers: 3, notifyReadiness: true))
+        for pid in world.alive.keys { world.alive[pid]!.readyAt = nil }
+        let old = Set(world.alive.filter { $0.value.role == .worker }.keys)
+        world.neverReadyRate = 1  // the new generation does not say READY=1 yet
+        world.send(.reload(Plan(workers: 3, notifyReadiness: true)))
+        world.advance(to: world.now + .seconds(5))
+        #expect(old.allSatisfy { world.alive[$0] != nil }, "old workers keep serving until replacements are ready")
+        let newWorker = world.core.workers.first { $0.generation == 1 && $0.slot == 1 }!
+        world.send(.ready(newWorker.ref))
+        world.advance(to: world.now + .seconds(1))
+        #expect(world.alive.values.filter { $0.slot == 1 }.count == 1, "slot 1's old worker retired")
+        #expect(world.alive.values.filter { $0.slot == 2 }.count == 2, "slot 2's not yet")
+    }
+
+    @Test func aGenerationThatDiesAtBootIsAbandonedAndTheOldOneKeepsServing() {
+        var world = notifyWorld(Plan(workers: 3, notifyReadiness: true))
+        let old = Set(world.alive.filter { $0.value.role == .worker }.keys)
+        world.neverReadyRate = 1
+        world.send(.reload(Plan(workers: 3, notifyReadiness: true)))
+        let failing = world.core.workers.first { $0.generation == 1 && $0.role == .worker && $0.pid != nil }!.pid!
+        world.die(failing, status: .exited(1))
+        #expect(world.core.generation == 0)
+        #expect(world.core.stableGeneration == 0)
+        world.neverReadyRate = 0
+        world.quiesce()
+        #expect(old.allSatisfy { world.alive[$0] != nil }, "the old workers were never retired")
+        #expect(world.alive.count == 3)
+        #expect(world.aliveSchedulers == 1)
+        #expect(world.core.workers.allSatisfy { $0.generation == 0 })
+        // The next reload gets a fresh generation number.
+        world.send(.reload(Plan(workers: 3, notifyReadiness: true)))
+        #expect(world.core.generation == 2)
+    }
+
+    @Test func aWorkerNeverReadyIsKilledAtTheReadyTimeout() {
+        var world = notifyWorld(Plan(workers: 2, notifyReadiness: true, readyTimeout: .seconds(5)))
+        world.neverReadyRate = 1
+        world.send(.reload(Plan(workers: 2, notifyReadiness: true, readyTimeout: .seconds(5))))
+        let reloadedAt = world.now
+        world.advance(to: reloadedAt + .milliseconds(4900))
+        #expect(world.core.generation == 1)
+        world.advance(to: reloadedAt + .milliseconds(5100))
+        #expect(world.core.generation == 0, "abandoned at the ready timeout")
+    }
+
+    @Test func theWatchdogAbortsThenKillsASilentWorker() {
+        var world = notifyWorld(Plan(workers: 2, scheduler: false, watchdog: .seconds(2)))
+        let (pid, process) = world.alive.first { $0.value.slot == 1 }!
+        world.alive[pid]!.ignoresTerm = true
+        world.send(.watchdog(process.ref))
+        let pingedAt = world.now
+        world.advance(to: pingedAt + .milliseconds(1900))
+        #expect(world.alive[pid] != nil)
+        world.advance(to: pingedAt + .seconds(3))
+        #expect(world.alive[pid] == nil, "killed within timeout + abort grace")
+        #expect(world.alive.values.filter { $0.slot == 1 }.count == 1, "and replaced")
+    }
+
+    @Test func systemdHearsReadyReloadingReadyStopping() {
+        var world = notifyWorld(Plan(workers: 2))
+        world.send(.reload(Plan(workers: 2)))
+        world.quiesce()
+        world.send(.stop(quick: false))
+        world.quiesce()
+        let kinds = world.announcements.compactMap { announcement -> String? in
+            switch announcement {
+            case .ready: "ready"
+            case .reloading: "reloading"
+            case .stopping: "stopping"
+            case .status: nil
+            }
+        }
+        #expect(kinds == ["ready", "reloading", "ready", "stopping"])
     }
 
     func randomStep(_ world: inout SimulatedWorld) {
@@ -164,7 +254,8 @@ struct SupervisorCoreTests {
             }
         case 55..<67:
             let plan = Plan(workers: 1 + world.rng.below(6), scheduler: !world.rng.chance(0.15),
-                            gracefulTimeout: .milliseconds(Int64(200 + world.rng.below(2000))))
+                            gracefulTimeout: .milliseconds(Int64(200 + world.rng.below(2000))),
+                            notifyReadiness: world.core.plan.notifyReadiness, readyTimeout: .seconds(3))
             world.send(.reload(plan))
         case 67..<77:
             world.send(.addWorker)

@@ -198,6 +198,25 @@ final class Supervisor {
             .compactMap { Int($0.prefix { $0.isNumber }) }.max() ?? 0
     }
 
+    /// The address of the n-th socket the master logged as listening.
+    func listening(_ index: Int = 0, scheduler: Bool = false) -> String? {
+        let lines = logText().split(separator: "\n").filter {
+            $0.contains("listening on ") && $0.hasSuffix("(scheduler)") == scheduler
+        }
+        guard index < lines.count, let range = lines[index].range(of: "listening on ") else { return nil }
+        return String(lines[index][range.upperBound...].split(separator: " ")[0])
+    }
+
+    func isRunning() -> Bool {
+        var status: Int32 = 0
+        if reaped != nil { return false }
+        if waitpid(pid, &status, WNOHANG) == pid {
+            reaped = Harness.decode(status)
+            return false
+        }
+        return true
+    }
+
     func logText() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
 
     /// N live workers, one of them scheduler in slot 0, all of generation `generation` (if given).
@@ -209,5 +228,57 @@ final class Supervisor {
             && schedulers.count == (scheduler ? 1 : 0)
             && (!scheduler || schedulers.first?.slot == 0)
             && (generation == nil || live.allSatisfy { $0.generation == generation })
+    }
+}
+
+/// What the test worker's HTTP client mode counted.
+struct ClientReport {
+    var requests = 0
+    var failures = 0
+    var generations: Set<Int> = []
+    var pids: Set<Int32> = []
+    var seconds: Double
+
+    init(output: String, seconds: Double) {
+        self.seconds = seconds
+        for part in output.split(whereSeparator: { $0 == " " || $0 == "\n" }) {
+            let pair = part.split(separator: "=", maxSplits: 1)
+            guard pair.count == 2 else { continue }
+            let values = pair[1].split(separator: ",")
+            switch pair[0] {
+            case "requests": requests = Int(pair[1]) ?? 0
+            case "failures": failures = Int(pair[1]) ?? 0
+            case "generations": generations = Set(values.compactMap { Int($0) })
+            case "pids": pids = Set(values.compactMap { Int32($0) })
+            default: break
+            }
+        }
+    }
+
+    var rate: Double { Double(requests) / seconds }
+}
+
+/// A client loop running in the background: requests one after another.
+final class LoadClient {
+    let pid: Int32
+    let output: String
+    let seconds: Double
+
+    init(_ target: String, seconds: Double) {
+        let directory = Harness.scratch("client")
+        output = directory + "/out"
+        self.seconds = seconds
+        pid = Harness.spawn([Harness.testWorker, "--client", target, "--seconds", String(seconds)],
+                            environment: [:], stdout: output, stderr: directory + "/err")
+    }
+
+    func finish() -> ClientReport {
+        var status: Int32 = 0
+        Harness.wait(seconds + 20) { waitpid(pid, &status, WNOHANG) == pid }
+        return ClientReport(output: (try? String(contentsOfFile: output, encoding: .utf8)) ?? "", seconds: seconds)
+    }
+
+    static func run(_ target: String, seconds: Double) -> ClientReport {
+        LoadClient(target, seconds: seconds).finish()
     }
 }

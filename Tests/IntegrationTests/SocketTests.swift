@@ -1,0 +1,236 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Listening sockets, readiness, zero-downtime reload, watchdog, systemd.
+@Suite("Sockets and reload under load", .serialized, .timeLimit(.minutes(3)))
+struct SocketTests {
+    @Test func servesOneTCPPortAndAUnixSocketFromEveryWorker() throws {
+        let directory = Harness.scratch("bind")
+        let unixPath = directory + "/app.sock"
+        let supervisor = Supervisor(["-w", "4", "-b", "127.0.0.1:0", "-b", "unix:" + unixPath, "--bind-mode", "660"],
+                                    worker: ["--serve"], directory: directory, name: "bind")
+        #expect(Harness.wait { supervisor.settled(workers: 4) })
+        let tcp = try #require(supervisor.listening(0))
+        #expect(supervisor.listening(1) == "unix:" + unixPath)
+        let overTCP = LoadClient.run(tcp, seconds: 1.5)
+        #expect(overTCP.failures == 0)
+        #expect(overTCP.pids.count >= 2, "served by several workers: \(overTCP.pids)")
+        let overUnix = LoadClient.run("unix:" + unixPath, seconds: 0.5)
+        #expect(overUnix.failures == 0 && overUnix.requests > 0)
+        var info = stat()
+        #expect(stat(unixPath, &info) == 0 && info.st_mode & 0o777 == 0o660)
+        for record in supervisor.live() {
+            #expect(record.env["LISTEN_FDS"] == "2")
+            #expect(record.env["LISTEN_PID"] == String(record.pid))
+            #expect(record.env["LISTEN_FDNAMES"] == "bind:bind")
+            #expect(record.env["NOTIFY_SOCKET"]?.hasPrefix("@bellwether/") == true)
+            let expected = record.isScheduler ? [0, 1, 2, 3, 4, 5, 6] : [0, 1, 2, 3, 4]
+            #expect(record.fds == expected, "sockets at 3 and 4, then the token and the oracle")
+        }
+        supervisor.signal(SIGTERM)
+        #expect(supervisor.waitForExit() == 0)
+        #expect(!FileManager.default.fileExists(atPath: unixPath), "the socket file we created is removed")
+    }
+
+    func reloadUnderLoad(options: [String], worker: [String], spacing: Double) throws {
+        let supervisor = Supervisor(["-w", "4", "-b", "127.0.0.1:0"] + options, worker: ["--serve"] + worker,
+                                    name: "load")
+        #expect(Harness.wait { supervisor.logText().contains("generation 0 is ready") }, "\(supervisor.logText())")
+        let target = try #require(supervisor.listening(0))
+        let seconds = spacing * 10 + 2.5
+        let client = LoadClient(target, seconds: seconds)
+        usleep(500_000)
+        for _ in 0..<10 {
+            supervisor.signal(SIGHUP)
+            usleep(UInt32(spacing * 1_000_000))
+        }
+        let report = client.finish()
+        #expect(report.failures == 0, "failed or refused: \(report.failures) of \(report.requests)")
+        #expect(report.rate >= 200, "only \(report.rate) requests/s")
+        #expect(report.generations == Set(0...10), "generations served: \(report.generations.sorted())")
+        #expect(supervisor.logText().contains("reload finished: generation 10"))
+        #expect(supervisor.overlaps().isEmpty)
+        supervisor.signal(SIGTERM)
+        #expect(supervisor.waitForExit() == 0)
+    }
+
+    @Test func tenReloadsUnderLoadRefuseNoRequest() throws {
+        try reloadUnderLoad(options: [], worker: [], spacing: 1.6)
+    }
+
+    @Test func tenReloadsUnderLoadWithNotifyReadinessAndSlowBoots() throws {
+        try reloadUnderLoad(options: ["--ready", "notify"], worker: ["--notify", "--boot-ms", "1000"], spacing: 2.2)
+    }
+
+    @Test func aGenerationThatDiesAtBootIsAbandonedAndTheOldOneServes() throws {
+        let directory = Harness.scratch("badreload")
+        let config = directory + "/b.conf"
+        try "workers = 3\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let supervisor = Supervisor(["-c", config, "-b", "127.0.0.1:0", "--ready", "notify"],
+                                    worker: ["--serve", "--notify"], directory: directory, name: "badreload")
+        #expect(Harness.wait { supervisor.logText().contains("generation 0 is ready") })
+        let target = try #require(supervisor.listening(0))
+        let client = LoadClient(target, seconds: 3)
+        try "workers = 3\nenv = TESTWORKER_FAIL_AT_BOOT=1\n".write(toFile: config, atomically: true, encoding: .utf8)
+        supervisor.signal(SIGHUP)
+        #expect(Harness.wait { supervisor.logText().contains("reload to generation 1 failed") }, "\(supervisor.logText())")
+        let report = client.finish()
+        #expect(report.failures == 0)
+        #expect(report.generations == [0], "the old generation kept serving")
+        #expect(supervisor.isRunning())
+        #expect(Harness.wait { supervisor.settled(workers: 3, generation: 0) })
+        // A fixed config reloads as usual, with a fresh generation number.
+        try "workers = 3\n".write(toFile: config, atomically: true, encoding: .utf8)
+        supervisor.signal(SIGHUP)
+        #expect(Harness.wait { supervisor.settled(workers: 3, generation: 2) }, "\(supervisor.logText())")
+        #expect(LoadClient.run(target, seconds: 0.3).generations == [2])
+        supervisor.signal(SIGTERM)
+        #expect(supervisor.waitForExit() == 0)
+    }
+
+    @Test func aWorkerThatStopsPingingTheWatchdogIsKilledAndReplaced() throws {
+        let supervisor = Supervisor(["-w", "2", "--no-scheduler", "--timeout", "1"], worker: ["--watchdog-once"],
+                                    name: "watchdog")
+        #expect(Harness.wait { supervisor.live().count == 2 })
+        let first = supervisor.live()
+        let startedAt = Date()
+        for record in first {
+            #expect(record.env["WATCHDOG_USEC"] == "1000000")
+            #expect(record.env["WATCHDOG_PID"] == String(record.pid))
+        }
+        // Pinged once at start, then silent: aborted after 1 s, replaced.
+        #expect(Harness.wait(3) { first.allSatisfy { !Harness.isAlive($0.pid) } })
+        #expect(Date().timeIntervalSince(startedAt) <= 2.0 + 0.3, "killed within timeout + 1 s")
+        #expect(Harness.wait(2) { supervisor.live().count == 2 && Set(supervisor.live().map(\.pid)).isDisjoint(with: first.map(\.pid)) })
+        #expect(supervisor.logText().contains("sent SIGABRT"))
+        supervisor.signal(SIGTERM)
+        #expect(supervisor.waitForExit() == 0)
+    }
+
+    @Test func theMasterTellsSystemdReadyReloadingReadyStopping() throws {
+        let directory = Harness.scratch("systemd")
+        let path = directory + "/notify"
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            for (index, byte) in path.utf8.enumerated() { buffer[index] = byte }
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        try #require(bound == 0)
+        var messages: [String] = []
+        func collect() {
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let count = recv(fd, &buffer, buffer.count, 0)
+                if count <= 0 { return }
+                messages.append(String(decoding: buffer[0..<count], as: UTF8.self))
+            }
+        }
+        let supervisor = Supervisor(["-w", "2"], environment: ["NOTIFY_SOCKET": path], directory: directory,
+                                    name: "systemd")
+        #expect(Harness.wait { collect(); return messages.contains { $0.hasPrefix("READY=1") } }, "\(messages)")
+        supervisor.signal(SIGHUP)
+        #expect(Harness.wait { collect(); return messages.filter { $0.hasPrefix("READY=1") }.count == 2 })
+        supervisor.signal(SIGTERM)
+        #expect(supervisor.waitForExit() == 0)
+        collect()
+        let states = messages.compactMap { message -> String? in
+            for state in ["MAINPID", "READY", "RELOADING", "STOPPING"] where message.hasPrefix(state + "=") { return state }
+            return nil
+        }
+        #expect(states == ["MAINPID", "READY", "RELOADING", "READY", "STOPPING"], "\(messages)")
+        #expect(messages.first { $0.hasPrefix("RELOADING=1") }?.contains("MONOTONIC_USEC=") == true)
+        #expect(messages.first { $0.hasPrefix("MAINPID=") } == "MAINPID=\(supervisor.pid)")
+        #expect(messages.first { $0.hasPrefix("READY=1") }?.contains("STATUS=2 workers ready") == true)
+    }
+
+    @Test func onlyTheSchedulerServesTheSchedulerSocketAndItSurvivesTheSchedulersDeath() throws {
+        let supervisor = Supervisor(["-w", "3", "-b", "127.0.0.1:0", "--scheduler-bind", "127.0.0.1:0"],
+                                    worker: ["--serve"], name: "schedbind")
+        #expect(Harness.wait { supervisor.settled(workers: 3) && supervisor.listening(0, scheduler: true) != nil })
+        let schedulerTarget = try #require(supervisor.listening(0, scheduler: true))
+        let scheduler = try #require(supervisor.liveSchedulers().first)
+        #expect(scheduler.env["LISTEN_FDS"] == "2")
+        #expect(scheduler.env["LISTEN_FDNAMES"] == "bind:scheduler")
+        #expect(supervisor.live().filter { !$0.isScheduler }.allSatisfy { $0.env["LISTEN_FDS"] == "1" })
+        let first = LoadClient.run(schedulerTarget, seconds: 0.5)
+        #expect(first.failures == 0 && first.pids == [scheduler.pid])
+        let client = LoadClient(schedulerTarget, seconds: 3)
+        usleep(1_200_000)
+        kill(scheduler.pid, SIGKILL)
+        let report = client.finish()
+        #expect(report.failures == 0, "no connection refused during the handover")
+        #expect(report.pids.count == 2 && report.pids.contains(scheduler.pid))
+        supervisor.signal(SIGTERM)
+        #expect(supervisor.waitForExit() == 0)
+    }
+
+    @Test func aSocketPassedTheSystemdWayIsServed() throws {
+        // Bind a listening socket here, pass it as fd 3 with LISTEN_FDS=1 and
+        // LISTEN_PID set to the master's own pid (a shell that execs it).
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(bound == 0 && listen(fd, 64) == 0)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { _ = getsockname(fd, $0, &length) }
+        }
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let directory = Harness.scratch("activation")
+        let log = directory + "/master.log"
+        let command = "LISTEN_FDS=1 LISTEN_FDNAMES=web LISTEN_PID=$$ exec \(Harness.bellwether) -w 2 -b fd://3 "
+            + "--lease file:\(directory)/token -- \(Harness.testWorker) --serve --record \(directory)"
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        posix_spawn_file_actions_adddup2(&actions, fd, 3)
+        posix_spawn_file_actions_addopen(&actions, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sh"), strdup("-c"), strdup(command), nil]
+        defer { argv.forEach { free($0) } }
+        var master: pid_t = 0
+        try #require(posix_spawn(&master, "/bin/sh", &actions, nil, argv, environ) == 0)
+        posix_spawn_file_actions_destroy(&actions)
+        close(fd)
+        defer {
+            kill(master, SIGTERM)
+            var status: Int32 = 0
+            waitpid(master, &status, 0)
+        }
+        let report = LoadClient.run("127.0.0.1:\(port)", seconds: 1)
+        #expect(report.failures == 0 && report.requests > 100, "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        let records = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".rec") }
+            .compactMap { WorkerRecord(path: directory + "/" + $0) }
+        #expect(records.count == 2)
+        #expect(records.allSatisfy { $0.env["LISTEN_FDS"] == "1" && $0.env["LISTEN_FDNAMES"] == "web" })
+    }
+
+    @Test func aPortInUseIsOneLineAndStatus69() throws {
+        let holder = Supervisor(["-w", "1", "-b", "127.0.0.1:0"], worker: ["--serve"], name: "holder")
+        #expect(Harness.wait { holder.listening(0) != nil })
+        let taken = try #require(holder.listening(0))
+        let result = Harness.run([Harness.bellwether, "-b", taken, "true"])
+        #expect(result.status == 69)
+        #expect(result.stderr == "bellwether: cannot listen on \(taken): Address already in use\n")
+        holder.signal(SIGTERM)
+        #expect(holder.waitForExit() == 0)
+    }
+
+    @Test func aLowPortWithoutPrivilegeIsOneLineAndStatus69() {
+        // As root, drop to nobody for this run; unprivileged users get EACCES anyway.
+        let drop = getuid() == 0 ? ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] : []
+        let result = Harness.run(drop + [Harness.bellwether, "-b", "127.0.0.1:80", "--lease", "file:/tmp/bw-lowport-\(getpid()).lock", "true"])
+        #expect(result.status == 69, "\(result.stderr)")
+        #expect(result.stderr == "bellwether: cannot listen on 127.0.0.1:80: Permission denied\n")
+    }
+}

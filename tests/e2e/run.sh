@@ -70,6 +70,38 @@ status=$?
 check "TERM stops the master with status 0" [ "$status" -eq 0 ]
 check "every worker got TERM" [ "$(grep -o 'gen 1\] got TERM' "$out/log" | wc -l)" -eq 3 ]
 
+# The HTTP demo: served on the inherited socket by several workers, and a
+# reload under a client loop refuses or fails no request.
+"$bin" -w 3 -b 127.0.0.1:0 --ready notify --lease "file:$out/token2" -- python3 examples/demo.py >"$out/log" 2>&1 &
+master=$!
+wait_for 15 has "generation 0 is ready"
+port=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$out/log" | head -n 1 | cut -d: -f2)
+cat >"$out/client.py" <<'PY'
+import json, sys, time, urllib.request
+port, seconds = sys.argv[1], float(sys.argv[2])
+end, ok, failed, pids, generations = time.monotonic() + seconds, 0, 0, set(), set()
+while time.monotonic() < end:
+    try:
+        answer = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5))
+        ok += 1
+        pids.add(answer["pid"])
+        generations.add(answer["generation"])
+    except Exception:
+        failed += 1
+print(f"ok={ok} failed={failed} pids={len(pids)} generations={','.join(sorted(generations))}")
+PY
+python3 "$out/client.py" "$port" 1 >"$out/client1"
+check "the HTTP demo answers from several workers" grep -qE 'failed=0 pids=[23] ' "$out/client1"
+python3 "$out/client.py" "$port" 5 >"$out/client2" &
+client=$!
+sleep 1
+kill -HUP "$master"
+wait "$client"
+check "a reload under load fails no request and serves generation 1" grep -qE 'failed=0 .*generations=0,1$' "$out/client2"
+kill -TERM "$master"
+wait "$master"
+check "the HTTP demo stops with status 0" [ $? -eq 0 ]
+
 # --check-config validates without starting anything.
 "$bin" --check-config -w 2 -- python3 examples/demo.py >"$out/log" 2>&1
 check "--check-config accepts the demo" has "configuration OK"

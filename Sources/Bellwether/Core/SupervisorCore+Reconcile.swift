@@ -120,8 +120,15 @@ extension SupervisorCore {
     }
 
     mutating func spawnMissing(at now: Instant, into actions: inout [Action]) {
+        // A reload replaces serving workers one batch at a time: a slot whose
+        // old worker still serves waits while `reloadBatch` replacements boot,
+        // so that booting a generation does not starve the one serving.
+        let rolling = stableGeneration != nil && generation != stableGeneration
+        var booting = workers.filter { $0.generation == generation && !$0.ready && !$0.isRetiring }.count
         for slot in 0..<plan.workers where current(in: slot) == nil {
             if let notBefore = slots[slot]?.notBefore, notBefore > now { continue }
+            let stillServed = workers.contains { $0.slot == slot && $0.generation != generation && !$0.isRetiring }
+            if rolling && stillServed && booting >= timings.reloadBatch { continue }
             var role = Role.worker
             if slot == Self.schedulerSlot && wantsScheduler {
                 if schedulerExists || token == .acquiring { continue }  // handover or answer pending
@@ -137,6 +144,7 @@ extension SupervisorCore {
             workers.append(Worker(ref: order.ref, slot: slot, generation: generation, role: role,
                                   pid: nil, startedAt: now))
             actions.append(.spawn(order))
+            booting += 1
         }
     }
 

@@ -179,6 +179,10 @@ struct SupervisorCoreTests {
         let booting = world.core.workers.filter { $0.generation == 1 && $0.role == .worker }
         #expect(booting.map(\.slot) == [1], "one replacement boots at a time")
         world.send(.ready(booting[0].ref))
+        // The new scheduler (spawned once the old one was reaped) boots in the batch too.
+        if let scheduler = world.core.workers.first(where: { $0.generation == 1 && $0.role == .scheduler }) {
+            world.send(.ready(scheduler.ref))
+        }
         world.advance(to: world.now + .seconds(1))
         #expect(world.alive.values.filter { $0.slot == 1 }.count == 1, "slot 1's old worker retired")
         #expect(world.core.workers.filter { $0.slot == 2 }.map(\.generation).sorted() == [0, 1],

@@ -7,7 +7,9 @@
 #              owns (gunicorn takes it from LISTEN_FDS by itself; adding
 #              --bind fd://3 makes gunicorn 27 open fd 3 twice and exit)
 # wrk loads each for DURATION seconds (default 30) while the master gets HUP
-# every 3 s. Reports failed requests, p99 latency and requests/s for both.
+# every 3 s, and for 10 s without reloads. Reports failed requests, p99 latency
+# and requests/s. A control run, N `gunicorn -w 1` on one shared socket with
+# no supervisor (bench/shared_socket.py), shows what that layout costs alone.
 # Set-up: installs wrk (Debian) and gunicorn (into bench/.venv) if missing.
 # Writes bench/out/reload.txt.
 set -euo pipefail
@@ -31,19 +33,22 @@ wait_up() {  # wait_up PORT
     return 1
 }
 
-# run NAME PORT MASTER_PID: wrk for $duration s with a HUP to MASTER every 3 s.
+# run NAME PORT MASTER_PID [SECONDS]: wrk for $duration s with a HUP to
+# MASTER every 3 s, or for SECONDS without any HUP.
 run() {
-    local name=$1 port=$2 master=$3
+    local name=$1 port=$2 master=$3 steady=${4:-}
     wait_up "$port"
     sleep 2
-    wrk -t2 -c16 -d"${duration}s" --latency "http://127.0.0.1:$port/" >"bench/out/wrk-$name.txt" &
+    wrk -t2 -c16 -d"${steady:-$duration}s" --latency "http://127.0.0.1:$port/" >"bench/out/wrk-$name.txt" &
     local load=$!
     local hups=0
-    for _ in $(seq 3 3 $((duration - 1))); do
-        sleep 3
-        kill -HUP "$master"
-        hups=$((hups + 1))
-    done
+    if [ -z "$steady" ]; then
+        for _ in $(seq 3 3 $((duration - 1))); do
+            sleep 3
+            kill -HUP "$master"
+            hups=$((hups + 1))
+        done
+    fi
     wait "$load"
     awk -v name="$name" -v hups="$hups" '
         /Socket errors/ { gsub(",", ""); errors = $4 + $6 + $8 + $10 }
@@ -51,7 +56,7 @@ run() {
         /^ +99%/ { p99 = $2 }
         /requests in/ { requests = $1 }
         /Requests\/sec/ { rps = $2 }
-        END { printf "%-10s requests=%d failed=%d p99=%s rps=%s hups=%d\n", name, requests, errors + non2xx, p99, rps, hups }
+        END { printf "%-18s requests=%d failed=%d p99=%s rps=%s hups=%d\n", name, requests, errors + non2xx, p99, rps, hups }
     ' "bench/out/wrk-$name.txt" | tee -a "$out"
 }
 
@@ -63,6 +68,7 @@ port=$(free_port)
 "$gunicorn" -w 4 -b "127.0.0.1:$port" --chdir "$app_dir" --no-control-socket --log-level warning \
     app:app 2>bench/out/gunicorn.log &
 master=$!
+run gunicorn-steady "$port" "$master" 10
 run gunicorn "$port" "$master"
 kill -TERM "$master"; wait "$master" || true
 
@@ -72,5 +78,13 @@ port=$(free_port)
     --chdir "$app_dir" -- "$gunicorn" -w 1 --no-control-socket --log-level warning \
     app:app 2>bench/out/bellwether.log &
 master=$!
+run bellwether-steady "$port" "$master" 10
 run bellwether "$port" "$master"
 kill -TERM "$master"; wait "$master" || true
+
+# Control: the same layout with no supervisor at all.
+port=$(free_port)
+(cd bench && exec python3 shared_socket.py "$port" 4 16 "$gunicorn") 2>bench/out/control.log &
+control=$!
+run 4x-gunicorn-w1 "$port" "$control" 10
+wait "$control" || true

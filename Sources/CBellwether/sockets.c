@@ -52,7 +52,19 @@ int bw_listen_unix(const char *path, int mode, int backlog) {
     strcpy(address.sun_path, path);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return fail(-1);
-    if (bind(fd, (struct sockaddr *)&address, sizeof address) != 0) return fail(fd);
+    if (bind(fd, (struct sockaddr *)&address, sizeof address) != 0) {
+        // A socket file nobody listens on any more (a master that was killed)
+        // is stale: remove it and bind again. A live one stays in use.
+        struct stat info;
+        if (errno != EADDRINUSE || lstat(path, &info) != 0 || !S_ISSOCK(info.st_mode)) return fail(fd);
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int refused = probe >= 0 && connect(probe, (struct sockaddr *)&address, sizeof address) != 0
+                      && errno == ECONNREFUSED;
+        if (probe >= 0) close(probe);
+        if (!refused) { errno = EADDRINUSE; return fail(fd); }
+        unlink(path);
+        if (bind(fd, (struct sockaddr *)&address, sizeof address) != 0) return fail(fd);
+    }
     if (mode >= 0 && chmod(path, (mode_t)mode) != 0) {
         int error = errno;
         unlink(path);

@@ -177,6 +177,18 @@ static int connect_to(const char *target) {
     char host[64];
     const char *colon = strrchr(target, ':');
     if (!colon || colon - target >= (long)sizeof host) return -1;
+    if (target[0] == '[') {  // [IPV6]:PORT
+        struct sockaddr_in6 address6;
+        memset(&address6, 0, sizeof address6);
+        address6.sin6_family = AF_INET6;
+        address6.sin6_port = htons((unsigned short)atoi(colon + 1));
+        memcpy(host, target + 1, (size_t)(colon - target - 2));
+        host[colon - target - 2] = '\0';
+        inet_pton(AF_INET6, host, &address6.sin6_addr);
+        fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (connect(fd, (struct sockaddr *)&address6, sizeof address6) != 0) { close(fd); return -1; }
+        return fd;
+    }
     memcpy(host, target, (size_t)(colon - target));
     host[colon - target] = '\0';
     struct sockaddr_in address;

@@ -117,11 +117,53 @@ struct BadInputTests {
         #expect(help.status == 0)
         #expect(help.stdout.contains("usage: bellwether"))
         for option in ["--workers", "--role-env", "--no-scheduler", "--graceful-timeout", "--env", "--chdir",
-                       "--pidfile", "--timezone", "--config", "--check-config", "--log-format", "--lease"] {
+                       "--pidfile", "--timezone", "--config", "--check-config", "--log-format", "--lease", "--bind",
+                       "--bind-mode", "--backlog", "--scheduler-bind", "--ready", "--ready-timeout", "--timeout"] {
             #expect(help.stdout.contains(option))
         }
         let version = Harness.run([Harness.bellwether, "--version"])
         #expect(version.status == 0)
         #expect(version.stdout.hasPrefix("bellwether "))
+    }
+}
+
+/// README, the manual page and --help say the same thing.
+@Suite("Documentation agrees with --help")
+struct DocumentationTests {
+    static let root: String = {
+        var directory = Harness.productsDirectory
+        while !FileManager.default.fileExists(atPath: directory + "/Package.swift") && directory.count > 1 {
+            directory = (directory as NSString).deletingLastPathComponent
+        }
+        return directory
+    }()
+
+    @Test func everyOptionAndExitStatusIsDocumentedEverywhere() throws {
+        let help = Harness.run([Harness.bellwether, "--help"]).stdout
+        let readme = try String(contentsOfFile: Self.root + "/README.md", encoding: .utf8)
+        let manual = try String(contentsOfFile: Self.root + "/man/bellwether.1", encoding: .utf8)
+        let options = help.split(separator: "\n").filter { $0.trimmingCharacters(in: .whitespaces).hasPrefix("-") }
+            .compactMap { line in
+            line.split(separator: " ").first { $0.hasPrefix("--") }.map(String.init)
+        }
+        #expect(options.count >= 20)
+        for option in options {
+            #expect(readme.contains("`" + option), "README lacks \(option)")
+            #expect(manual.contains("Fl \\" + option.dropFirst()), "manual lacks \(option)")
+        }
+        let statuses = help.split(separator: "\n").drop { !$0.hasPrefix("exit status") }.dropFirst()
+            .compactMap { Int($0.split(separator: " ").first ?? "") }
+        #expect(statuses == [0, 64, 69, 71, 73, 78, 126, 127])
+        for status in statuses {
+            #expect(readme.contains("| \(status) |"), "README lacks exit status \(status)")
+            #expect(manual.contains(".It \(status)\n"), "manual lacks exit status \(status)")
+        }
+        for variable in ["WORKER_ROLE", "WORKERS_COUNT", "WORKER_ID", "WORKER_GENERATION", "LISTEN_FDS",
+                         "NOTIFY_SOCKET", "WATCHDOG_USEC"] {
+            #expect(help.contains(variable) && readme.contains(variable) && manual.contains(variable), "\(variable)")
+        }
+        for signal in ["HUP", "TERM", "INT", "QUIT", "TTIN", "TTOU", "USR1"] {
+            #expect(help.contains(signal) && readme.contains(signal) && manual.contains(signal), "\(signal)")
+        }
     }
 }

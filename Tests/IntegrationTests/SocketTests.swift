@@ -10,11 +10,28 @@ struct SocketTests {
     @Test func servesOneTCPPortAndAUnixSocketFromEveryWorker() throws {
         let directory = Harness.scratch("bind")
         let unixPath = directory + "/app.sock"
-        let supervisor = Supervisor(["-w", "4", "-b", "127.0.0.1:0", "-b", "unix:" + unixPath, "--bind-mode", "660"],
+        // A stale socket file, left by a master that was killed, is replaced.
+        let stale = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            for (index, byte) in unixPath.utf8.enumerated() { buffer[index] = byte }
+        }
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(stale, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        close(stale)
+        #expect(FileManager.default.fileExists(atPath: unixPath))
+        let supervisor = Supervisor(["-w", "4", "-b", "127.0.0.1:0", "-b", "unix:" + unixPath, "--bind-mode", "660",
+                                     "-b", "[::1]:0"],
                                     worker: ["--serve"], directory: directory, name: "bind")
-        #expect(Harness.wait { supervisor.settled(workers: 4) })
+        #expect(Harness.wait { supervisor.settled(workers: 4) }, "\(supervisor.logText())")
         let tcp = try #require(supervisor.listening(0))
         #expect(supervisor.listening(1) == "unix:" + unixPath)
+        let ipv6 = try #require(supervisor.listening(2))
+        #expect(ipv6.hasPrefix("[::1]:"))
+        let overIPv6 = LoadClient.run(ipv6, seconds: 0.5)
+        #expect(overIPv6.failures == 0 && overIPv6.requests > 0)
         let overTCP = LoadClient.run(tcp, seconds: 1.5)
         #expect(overTCP.failures == 0)
         #expect(overTCP.pids.count >= 2, "served by several workers: \(overTCP.pids)")
@@ -23,12 +40,12 @@ struct SocketTests {
         var info = stat()
         #expect(stat(unixPath, &info) == 0 && info.st_mode & 0o777 == 0o660)
         for record in supervisor.live() {
-            #expect(record.env["LISTEN_FDS"] == "2")
+            #expect(record.env["LISTEN_FDS"] == "3")
             #expect(record.env["LISTEN_PID"] == String(record.pid))
-            #expect(record.env["LISTEN_FDNAMES"] == "bind:bind")
+            #expect(record.env["LISTEN_FDNAMES"] == "bind:bind:bind")
             #expect(record.env["NOTIFY_SOCKET"]?.hasPrefix("@bellwether/") == true)
-            let expected = record.isScheduler ? [0, 1, 2, 3, 4, 5, 6] : [0, 1, 2, 3, 4]
-            #expect(record.fds == expected, "sockets at 3 and 4, then the token and the oracle")
+            let expected = record.isScheduler ? [0, 1, 2, 3, 4, 5, 6, 7] : [0, 1, 2, 3, 4, 5]
+            #expect(record.fds == expected, "sockets at 3, 4 and 5, then the token and the oracle")
         }
         supervisor.signal(SIGTERM)
         #expect(supervisor.waitForExit() == 0)
@@ -213,6 +230,24 @@ struct SocketTests {
             .compactMap { WorkerRecord(path: directory + "/" + $0) }
         #expect(records.count == 2)
         #expect(records.allSatisfy { $0.env["LISTEN_FDS"] == "1" && $0.env["LISTEN_FDNAMES"] == "web" })
+    }
+
+    @Test func aReloadBindsNewAddressesAndClosesRemovedOnes() throws {
+        let directory = Harness.scratch("rebind")
+        let config = directory + "/b.conf"
+        let first = directory + "/first.sock", second = directory + "/second.sock"
+        try "workers = 2\nbind = unix:\(first)\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let supervisor = Supervisor(["-c", config], worker: ["--serve"], directory: directory, name: "rebind")
+        #expect(Harness.wait { supervisor.settled(workers: 2, generation: 0) })
+        #expect(LoadClient.run("unix:" + first, seconds: 0.3).failures == 0)
+        try "workers = 2\nbind = unix:\(second)\n".write(toFile: config, atomically: true, encoding: .utf8)
+        supervisor.signal(SIGHUP)
+        #expect(Harness.wait { supervisor.settled(workers: 2, generation: 1) }, "\(supervisor.logText())")
+        #expect(!FileManager.default.fileExists(atPath: first), "the removed address is closed and its file removed")
+        let report = LoadClient.run("unix:" + second, seconds: 0.3)
+        #expect(report.failures == 0 && report.generations == [1])
+        supervisor.signal(SIGTERM)
+        #expect(supervisor.waitForExit() == 0)
     }
 
     @Test func aPortInUseIsOneLineAndStatus69() throws {

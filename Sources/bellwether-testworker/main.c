@@ -15,7 +15,8 @@
 // serving; --watchdog-once sends WATCHDOG=1 once and then hangs. With
 // TESTWORKER_FAIL_AT_BOOT=1 in its environment it exits 1 at once.
 // --client sends requests one after another for S seconds and prints
-// "requests=N failures=M generations=a,b,…".
+// "requests=N failures=M refused=R generations=a,b,… pids=…" (refused: the
+// connection itself failed).
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -204,7 +205,7 @@ static int connect_to(const char *target) {
 static int client(const char *target, double seconds) {
     struct timespec start, now;
     clock_gettime(CLOCK_MONOTONIC, &start);
-    long requests = 0, failures = 0;
+    long requests = 0, failures = 0, refused = 0;
     char seen[4096] = "";
     char pids[65536] = "";
     for (;;) {
@@ -212,7 +213,7 @@ static int client(const char *target, double seconds) {
         if ((double)(now.tv_sec - start.tv_sec) + (now.tv_nsec - start.tv_nsec) / 1e9 >= seconds) break;
         requests++;
         int fd = connect_to(target);
-        if (fd < 0) { failures++; continue; }
+        if (fd < 0) { failures++; refused++; continue; }
         struct timeval limit = {5, 0};
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
         const char *get = "GET / HTTP/1.0\r\nHost: test\r\n\r\n";
@@ -232,7 +233,7 @@ static int client(const char *target, double seconds) {
         snprintf(token, sizeof token, ",%d,", atoi(pid + 4));
         if (!strstr(pids, token) && strlen(pids) < sizeof pids - 40) strcat(pids[0] ? pids : strcpy(pids, ","), token + 1);
     }
-    printf("requests=%ld failures=%ld generations=%s pids=%s\n", requests, failures, seen, pids);
+    printf("requests=%ld failures=%ld refused=%ld generations=%s pids=%s\n", requests, failures, refused, seen, pids);
     return 0;
 }
 

@@ -250,6 +250,24 @@ struct SupervisorCoreTests {
         #expect(kinds == ["ready", "reloading", "ready", "stopping"])
     }
 
+    /// A deadline that passes while the shell is busy with something else must
+    /// still be reported (behind `now`), or the master would sleep through it.
+    @Test func aDeadlinePassedSinceTheLastEventIsStillDue() {
+        var core = SupervisorCore(plan: Plan(workers: 1, scheduler: false))
+        let start = Instant(nanoseconds: 1_000_000_000)
+        let spawn = core.handle(.start, at: start)
+        guard case .spawn(let order) = spawn.first(where: { if case .spawn = $0 { true } else { false } }) else {
+            Issue.record("no spawn")
+            return
+        }
+        _ = core.handle(.spawned(order.ref, pid: 42), at: start)
+        let late = start + .seconds(2)
+        #expect(core.nextDeadline(after: late) == start + .seconds(1), "the boot grace, already due")
+        _ = core.handle(.tick, at: late)
+        #expect(core.workers.first?.ready == true)
+        #expect(core.nextDeadline(after: late) == nil)
+    }
+
     func randomStep(_ world: inout SimulatedWorld) {
         switch world.rng.below(100) {
         case 0..<35:

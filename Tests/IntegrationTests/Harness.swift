@@ -235,6 +235,7 @@ final class Supervisor {
 struct ClientReport {
     var requests = 0
     var failures = 0
+    var refused = 0
     var generations: Set<Int> = []
     var pids: Set<Int32> = []
     var seconds: Double
@@ -248,6 +249,7 @@ struct ClientReport {
             switch pair[0] {
             case "requests": requests = Int(pair[1]) ?? 0
             case "failures": failures = Int(pair[1]) ?? 0
+            case "refused": refused = Int(pair[1]) ?? 0
             case "generations": generations = Set(values.compactMap { Int($0) })
             case "pids": pids = Set(values.compactMap { Int32($0) })
             default: break

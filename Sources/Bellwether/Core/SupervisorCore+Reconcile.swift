@@ -172,8 +172,13 @@ extension SupervisorCore {
         actions.append(.announce(.ready(status: status)))
     }
 
-    /// The earliest future instant at which the core has something to do, or
-    /// nil when only an event can change anything (the master then sleeps).
+    /// The earliest instant at which the core has something to do, or nil
+    /// when only an event can change anything (the master then sleeps).
+    ///
+    /// Deadlines up to the last handled event were acted on and are left out
+    /// (no busy loop on one that is waiting for something else). A deadline
+    /// that passed after that event, while the shell was busy, is kept even
+    /// if it is already behind `now`: the shell then ticks at once.
     public func nextDeadline(after now: Instant) -> Instant? {
         var candidates: [Instant] = []
         for worker in workers where !worker.killed {
@@ -197,7 +202,7 @@ extension SupervisorCore {
                 }
             }
         }
-        return candidates.filter { $0 > now }.min()
+        return candidates.filter { $0 > min(now, lastHandledAt) }.min()
     }
 }
 

@@ -72,6 +72,8 @@ public struct SupervisorCore: Sendable {
     var nextGeneration = 1
     var started = false
     var finished = false
+    /// The instant of the last event handled: deadlines up to it were acted on.
+    var lastHandledAt = Instant(nanoseconds: .min)
     var nextSerial: UInt64 = 1
 
     public init(plan: Plan, timings: Timings = Timings()) {
@@ -87,6 +89,7 @@ public struct SupervisorCore: Sendable {
 
     public mutating func handle(_ event: Event, at now: Instant) -> [Action] {
         guard !finished else { return [] }
+        lastHandledAt = max(lastHandledAt, now)
         var actions: [Action] = []
         switch event {
         case .start:

@@ -141,7 +141,9 @@ func quoted(_ text: String) -> String {
         case "\"": out += "\\\""
         case "\\": out += "\\\\"
         case _ where scalar.value < 0x20 || scalar.value == 0x7f:
-            out += "\\x" + String(scalar.value, radix: 16)
+            // \u00XX: valid in JSON log lines as in text ones.
+            let hex = String(scalar.value, radix: 16)
+            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
         default: out.unicodeScalars.append(scalar)
         }
     }

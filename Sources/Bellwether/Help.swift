@@ -36,7 +36,7 @@ enum Help {
             "              retire old workers as replacements become ready, hand the scheduler over;",
             "              a generation that cannot become ready is abandoned, the old one keeps serving",
             "  TERM        graceful stop: TERM to workers, SIGKILL after --graceful-timeout, exit 0",
-            "  INT, QUIT   quick stop: TERM to workers, SIGKILL after 1 second, exit 0",
+            "  INT, QUIT   quick stop: TERM to workers, SIGKILL after 1 s (or --graceful-timeout), exit 0",
             "  TTIN, TTOU  one worker more / one fewer (never below 1, never the scheduler)",
             "  USR1        forwarded to every worker",
             "",

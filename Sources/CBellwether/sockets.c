@@ -96,31 +96,38 @@ int bw_is_listening(int fd) {
     return value ? 1 : 0;
 }
 
-int bw_notify_open(const char *name) {
-    struct sockaddr_un address;
-    memset(&address, 0, sizeof address);
-    address.sun_family = AF_UNIX;
-    size_t size = strlen(name);
-    if (size + 1 >= sizeof address.sun_path) return -ENAMETOOLONG;
-    memcpy(address.sun_path + 1, name, size);  // abstract: sun_path[0] == 0
+int bw_notify_open(char *name, int size) {
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) return fail(-1);
     int on = 1;
     if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0) return fail(fd);
-    socklen_t length = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + size);
-    if (bind(fd, (struct sockaddr *)&address, length) != 0) return fail(fd);
+    // Autobind: the kernel picks a free abstract name, unique in this network
+    // namespace even when masters in several containers have the same pid.
+    struct sockaddr_un address;
+    memset(&address, 0, sizeof address);
+    address.sun_family = AF_UNIX;
+    if (bind(fd, (struct sockaddr *)&address, sizeof(sa_family_t)) != 0) return fail(fd);
+    socklen_t length = sizeof address;
+    if (getsockname(fd, (struct sockaddr *)&address, &length) != 0) return fail(fd);
+    int used = (int)(length - offsetof(struct sockaddr_un, sun_path)) - 1;  // after the leading NUL
+    if (used <= 0 || used >= size) { close(fd); return -ENAMETOOLONG; }
+    memcpy(name, address.sun_path + 1, (size_t)used);
+    name[used] = '\0';
     return fd;
 }
 
 int bw_notify_receive(int fd, char *buf, int len, pid_t *pid) {
-    char control[CMSG_SPACE(sizeof(struct ucred))];
+    union {  // aligned for struct cmsghdr
+        char buffer[CMSG_SPACE(sizeof(struct ucred))];
+        struct cmsghdr align;
+    } control;
     struct iovec vector = {buf, (size_t)(len - 1)};
     struct msghdr message;
     memset(&message, 0, sizeof message);
     message.msg_iov = &vector;
     message.msg_iovlen = 1;
-    message.msg_control = control;
-    message.msg_controllen = sizeof control;
+    message.msg_control = control.buffer;
+    message.msg_controllen = sizeof control.buffer;
     ssize_t n;
     do n = recvmsg(fd, &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     while (n < 0 && errno == EINTR);
@@ -132,15 +139,9 @@ int bw_notify_receive(int fd, char *buf, int len, pid_t *pid) {
             struct ucred credentials;
             memcpy(&credentials, CMSG_DATA(c), sizeof credentials);
             *pid = credentials.pid;
-        } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-            // Descriptors sent along (FDSTORE=1) are not kept: close them.
-            int count = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-            for (int i = 0; i < count; i++) {
-                int passed;
-                memcpy(&passed, CMSG_DATA(c) + i * sizeof(int), sizeof passed);
-                close(passed);
-            }
         }
+        // Descriptors sent along (FDSTORE=1) do not fit the control buffer:
+        // the kernel discards them (MSG_CTRUNC), so none can leak here.
     }
     return n == 0 ? -EAGAIN : (int)n;
 }

@@ -268,6 +268,38 @@ struct SupervisorCoreTests {
         #expect(core.nextDeadline(after: late) == nil)
     }
 
+    @Test func aZeroGracefulTimeoutKillsAtOnce() {
+        var world = notifyWorld(Plan(workers: 2, gracefulTimeout: .zero))
+        for pid in world.alive.keys { world.alive[pid]!.ignoresTerm = true }
+        world.send(.stop(quick: false))
+        world.quiesce()
+        #expect(world.alive.isEmpty)
+        #expect(world.exitStatus == 0)
+    }
+
+    @Test func anAbandonedReloadRestoresTheStablePlan() {
+        var world = notifyWorld(Plan(workers: 2, notifyReadiness: true))
+        world.neverReadyRate = 1
+        world.send(.reload(Plan(workers: 4, scheduler: false, notifyReadiness: true, readyTimeout: .seconds(2))))
+        world.advance(to: world.now + .seconds(3))
+        #expect(world.core.generation == 0)
+        #expect(world.core.plan == Plan(workers: 2, notifyReadiness: true))
+        world.neverReadyRate = 0
+        world.quiesce()
+        #expect(world.alive.count == 2 && world.aliveSchedulers == 1)
+    }
+
+    @Test func readyTimeoutKillsBackOff() {
+        var world = notifyWorld(Plan(workers: 1, scheduler: false, notifyReadiness: true, readyTimeout: .milliseconds(100)))
+        world.neverReadyRate = 1
+        let first = world.alive.keys.first!
+        world.die(first, status: .exited(1))  // its replacement never gets ready
+        let started = world.core.workers.count
+        world.advance(to: world.now + .seconds(2))
+        // Without back-off it would be restarted every 100 ms: 20 starts.
+        #expect(world.nextPID - Int32(100) < 12, "\(world.nextPID - 100) starts, \(started)")
+    }
+
     func randomStep(_ world: inout SimulatedWorld) {
         switch world.rng.below(100) {
         case 0..<35:

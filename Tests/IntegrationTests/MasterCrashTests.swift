@@ -57,4 +57,31 @@ struct MasterCrashTests {
         b.signal(SIGTERM)
         #expect(b.waitForExit() == 0)
     }
+
+    @Test func threeSupervisorsOnOneFileLeaseAndTheHoldersMasterKilled() throws {
+        let a = Supervisor(["-w", "2"], name: "lease-a")
+        let b = Supervisor(["-w", "2"], token: a.token, oracle: a.oracle, name: "lease-b")
+        let c = Supervisor(["-w", "2"], token: a.token, oracle: a.oracle, name: "lease-c")
+        let all = [a, b, c]
+        func schedulers() -> [WorkerRecord] { all.flatMap { $0.liveSchedulers() } }
+        #expect(Harness.wait { all.allSatisfy { $0.live().count == 2 } && schedulers().count == 1 })
+        usleep(1_500_000)
+        #expect(schedulers().count == 1, "exactly one scheduler among three supervisors")
+        let holder = try #require(all.first { !$0.liveSchedulers().isEmpty })
+        let old = try #require(holder.liveSchedulers().first)
+        holder.signal(SIGKILL)
+        _ = holder.waitForExit()
+        let killedAt = Date()
+        #expect(Harness.wait(3) { !Harness.isAlive(old.pid) && schedulers().count == 1 },
+                "another supervisor designates once the old scheduler is gone")
+        #expect(Date().timeIntervalSince(killedAt) < 3)
+        #expect(schedulers().first?.pid != old.pid)
+        usleep(1_000_000)
+        #expect(schedulers().count == 1)
+        #expect(a.overlaps().isEmpty)
+        for supervisor in all where supervisor !== holder {
+            supervisor.signal(SIGTERM)
+            #expect(supervisor.waitForExit() == 0)
+        }
+    }
 }

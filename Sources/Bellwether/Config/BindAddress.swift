@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A listening address given with --bind or --scheduler-bind.
 public enum BindAddress: Hashable, Sendable, CustomStringConvertible {
     /// An IPv4 literal (or "0.0.0.0" for all addresses) and a port.
@@ -57,7 +63,7 @@ public enum BindAddress: Hashable, Sendable, CustomStringConvertible {
     }
 
     static func isIPv6(_ host: String) -> Bool {
-        !host.isEmpty && host.contains(":")
-            && host.allSatisfy { $0.isHexDigit || $0 == ":" || $0 == "." || $0 == "%" || $0.isLetter }
+        var address = in6_addr()
+        return inet_pton(AF_INET6, host, &address) == 1
     }
 }

@@ -36,6 +36,9 @@ public struct Configuration: Hashable, Sendable {
     }
 
     static let perWorkerVariables = ["WORKERS_COUNT", "WORKER_ID", "WORKER_GENERATION"]
+    /// Set by the master for every worker; --env cannot override them.
+    static let masterVariables = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC",
+                                  "WATCHDOG_PID"]
 
     /// Checks `settings` against the system. `environment` is the master's
     /// environment ("KEY=VALUE"), `directory` its working directory.
@@ -56,7 +59,9 @@ public struct Configuration: Hashable, Sendable {
             variables.append((key, value))
         }
         for entry in settings.env {
-            if reserved.contains(entry.key) { throw .reservedVariable(entry.source, name: entry.key) }
+            if reserved.contains(entry.key) || masterVariables.contains(entry.key) {
+                throw .reservedVariable(entry.source, name: entry.key)
+            }
             set(entry.key, entry.value)
         }
         if let zone = settings.timezone {
@@ -75,6 +80,10 @@ public struct Configuration: Hashable, Sendable {
         let path = variables.last { $0.0 == "PATH" }?.1 ?? "/usr/local/bin:/usr/bin:/bin"
         let executable = try CommandResolver.resolve(settings.command[0], path: path, directory: workingDirectory)
 
+        if settings.ready == .exec && settings.readyTimeout <= Timings().bootGrace {
+            throw .invalidValue(settings.source("ready-timeout"), value: settings.readyTimeout.shortDescription,
+                                expected: "more than the 1-second boot grace of --ready exec")
+        }
         let inherited = inheritedSockets(environment)
         for address in settings.binds + [settings.schedulerBind].compactMap({ $0 }) {
             guard case .inherited(let fd) = address else { continue }

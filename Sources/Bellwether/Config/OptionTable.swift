@@ -121,6 +121,7 @@ struct OptionSpec: Sendable {
                    help: "kill a worker not ready after SECONDS (default: 60)") {
             settings, value, source throws(BellwetherError) in
             settings.readyTimeout = try Parse.seconds(value, source: source, minimum: 0.001)
+            settings.sources["ready-timeout"] = source
         },
         OptionSpec("timeout", value: "SECONDS",
                    help: "watchdog: abort a worker silent for SECONDS after WATCHDOG=1 (default: off)") {

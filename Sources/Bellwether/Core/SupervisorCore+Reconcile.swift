@@ -28,6 +28,7 @@ extension SupervisorCore {
         manageToken(at: now, into: &actions)
         spawnMissing(at: now, into: &actions)
         noteGenerationReady(at: now, into: &actions)
+        enforceDeadlines(at: now, into: &actions)  // a zero graceful timeout is due at once
     }
 
     /// Boot grace (exec readiness), ready timeout and watchdog.
@@ -41,6 +42,7 @@ extension SupervisorCore {
             }
             if !workers[index].ready && !worker.isRetiring && now >= worker.startedAt + plan.readyTimeout {
                 workers[index].killed = true
+                workers[index].failed = true
                 actions.append(.killGroup(pid: pid))
                 let reason = "\(worker.role.rawValue) \(worker.slot) (pid \(pid)) not ready after "
                     + plan.readyTimeout.shortDescription
@@ -51,6 +53,7 @@ extension SupervisorCore {
             if let aborted = worker.abortedAt {
                 if now >= aborted + timings.abortGrace {
                     workers[index].killed = true
+                    workers[index].failed = true
                     actions.append(.killGroup(pid: pid))
                 }
             } else if now >= ping + plan.watchdog {
@@ -159,6 +162,7 @@ extension SupervisorCore {
         guard ready else { return }
         let first = stableGeneration == nil
         stableGeneration = generation
+        stablePlan = plan
         let status = "\(plan.workers) workers ready, generation \(generation)"
         if first {
             actions.append(.log(LogRecord(.info, "ready", "generation \(generation) is ready: \(plan.workers) workers",
@@ -181,9 +185,9 @@ extension SupervisorCore {
     /// if it is already behind `now`: the shell then ticks at once.
     public func nextDeadline(after now: Instant) -> Instant? {
         var candidates: [Instant] = []
-        for worker in workers where !worker.killed {
-            if let deadline = worker.retireDeadline { candidates.append(deadline) }
-        }
+        // A pending SIGKILL is always acted on when due (it sets `killed`), so
+        // it is reported even if it was already due at the last event.
+        let kills = workers.filter { !$0.killed && $0.pid != nil }.compactMap(\.retireDeadline)
         if !isStopping {
             for slot in 0..<plan.workers where current(in: slot) == nil {
                 if let notBefore = slots[slot]?.notBefore { candidates.append(notBefore) }
@@ -202,7 +206,7 @@ extension SupervisorCore {
                 }
             }
         }
-        return candidates.filter { $0 > min(now, lastHandledAt) }.min()
+        return (candidates.filter { $0 > min(now, lastHandledAt) } + kills).min()
     }
 }
 

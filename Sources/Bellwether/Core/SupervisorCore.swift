@@ -29,6 +29,8 @@ public struct SupervisorCore: Sendable {
         public var lastPing: Instant?
         /// When the watchdog sent SIGABRT.
         public var abortedAt: Instant?
+        /// Killed for failing (ready timeout, watchdog): its death counts for back-off.
+        public var failed = false
 
         public var isRetiring: Bool { retireDeadline != nil || killed }
     }
@@ -69,6 +71,8 @@ public struct SupervisorCore: Sendable {
     /// The last generation whose every slot became ready: the one a failed
     /// reload falls back to. nil until the first generation is ready.
     public internal(set) var stableGeneration: Int?
+    /// The plan of the stable generation, restored when a reload is abandoned.
+    var stablePlan: Plan?
     var nextGeneration = 1
     var started = false
     var finished = false
@@ -170,7 +174,7 @@ public struct SupervisorCore: Sendable {
     /// Book-keeping after a worker is gone: back-off for a current worker that
     /// died on its own, nothing for one that was retired or stopped.
     mutating func noteDeath(of worker: Worker, at now: Instant, into actions: inout [Action]) {
-        guard !isStopping, !worker.isRetiring, worker.generation == generation,
+        guard !isStopping, !worker.isRetiring || worker.failed, worker.generation == generation,
               worker.slot < plan.workers else { return }
         var health = slots[worker.slot] ?? SlotHealth()
         if now - worker.startedAt >= timings.stableUptime {
@@ -197,6 +201,7 @@ public struct SupervisorCore: Sendable {
         guard let stable = stableGeneration, generation != stable, !isStopping else { return }
         let failed = generation
         generation = stable
+        if let stablePlan { plan = stablePlan }
         slots = [:]
         reloadStartedAt = nil
         let message = "reload to generation \(failed) failed: \(reason); generation \(stable) keeps serving"

@@ -25,6 +25,9 @@ final class Listeners {
     private var schedulerAddress: BindAddress?
     private var backlog: Int
     private var mode: Int?
+    /// Sockets systemd passed to the master (fd -> name). They are never
+    /// closed, only no longer passed on, so that a reload can take them back.
+    private var inherited: [Int32: String] = [:]
     private let logger: Logger
 
     init(logger: Logger, backlog: Int, mode: Int?) {
@@ -38,13 +41,20 @@ final class Listeners {
                 inherited: [Int32: String]) throws(BellwetherError) {
         self.backlog = backlog
         self.mode = mode
+        self.inherited = inherited
         var kept: [Socket] = []
-        for address in addresses {
-            if let existing = sockets.first(where: { $0.address == address }) {
-                kept.append(existing)
-            } else {
-                kept.append(try open(address, inherited: inherited))
+        do {
+            for address in addresses {
+                if let existing = sockets.first(where: { $0.address == address }) {
+                    kept.append(existing)
+                } else {
+                    kept.append(try open(address))
+                }
             }
+        } catch {
+            // Undo this attempt's binds, so that a corrected config can bind them.
+            for socket in kept where !sockets.contains(where: { $0.address == socket.address }) { close(socket) }
+            throw error
         }
         for socket in sockets where !kept.contains(where: { $0.address == socket.address }) { close(socket) }
         sockets = kept
@@ -59,7 +69,7 @@ final class Listeners {
     /// and retried at the next designation, the scheduler runs meanwhile.
     func openScheduler() {
         guard scheduler == nil, let address = schedulerAddress else { return }
-        do { scheduler = try open(address, inherited: [:], name: "scheduler") } catch {
+        do { scheduler = try open(address, name: "scheduler") } catch {
             logger.write(LogRecord(.error, "scheduler_bind", error.message))
         }
     }
@@ -85,9 +95,7 @@ final class Listeners {
         return list
     }
 
-    private func open(_ address: BindAddress, inherited: [Int32: String], name: String = "bind")
-        throws(BellwetherError) -> Socket
-    {
+    private func open(_ address: BindAddress, name: String = "bind") throws(BellwetherError) -> Socket {
         let fd: Int32
         var created: String?
         var shown = address.description
@@ -120,6 +128,7 @@ final class Listeners {
     }
 
     private func close(_ socket: Socket) {
+        if case .inherited = socket.address { return }
         Sys.closeFile(socket.fd)
         if let path = socket.createdPath { unlink(path) }
     }

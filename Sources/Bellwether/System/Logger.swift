@@ -4,8 +4,9 @@ import Glibc
 import Darwin
 #endif
 
-/// Writes one line per record to stderr, as text or JSON.
-public struct Logger: Sendable {
+/// Writes one line per record to stderr, as text or JSON. One instance is
+/// shared by the whole shell, so that a reload's new format applies everywhere.
+public final class Logger: @unchecked Sendable {
     public var format: LogFormat
     let masterPID: Int32
 

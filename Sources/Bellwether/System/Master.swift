@@ -29,6 +29,10 @@ final class Master {
     private var refs: [Int32: WorkerRef] = [:]
     private var queue: [Event] = []
     private var exitStatus: Int32?
+    /// Since when the token has been answered busy, to let the scheduler
+    /// socket go only once another holder is established (not for a moment's
+    /// straggler of our own scheduler).
+    private var tokenBusySince: Instant?
 
     /// Sets up the process (signals, descriptors, token, pidfile) or throws.
     init(configuration: Configuration, loader: SettingsLoader, environment: [String], directory: String)
@@ -122,8 +126,11 @@ final class Master {
     private func receive(_ signal: Signal) {
         switch signal {
         case .hangup: reload()
-        case .terminate: queue.append(.stop(quick: false))
-        case .interrupt, .quit: queue.append(.stop(quick: true))
+        case .terminate, .interrupt, .quit:
+            // The scheduler socket goes first, so that a supervisor taking the
+            // token over can bind it while this one drains.
+            listeners.closeScheduler()
+            queue.append(.stop(quick: signal != .terminate))
         case .ttyInput: queue.append(.addWorker)
         case .ttyOutput: queue.append(.removeWorker)
         case .user1: queue.append(.forward(.user1))
@@ -182,6 +189,7 @@ final class Master {
             if core.plan.watchdog > .zero {
                 extra += ["WATCHDOG_USEC=\(core.plan.watchdog.nanoseconds / 1000)", "WATCHDOG_PID=0"]
             }
+            if handsToken { listeners.openScheduler() }  // retried at every scheduler start
             let sockets = listeners.passed(toScheduler: handsToken)
             switch spawner.spawn(order, launch: launch, sockets: sockets, token: handsToken ? token.fd : nil,
                                  extraEnvironment: extra) {
@@ -200,7 +208,15 @@ final class Master {
             let answer = token.acquire(logger: logger)
             // The scheduler socket is bound only while this master designates
             // the scheduler: a balancer's retry then finds the holder.
-            if answer == .acquired { listeners.openScheduler() } else { listeners.closeScheduler() }
+            let now = Sys.monotonicNow()
+            if answer == .acquired {
+                tokenBusySince = nil
+                if !core.isStopping { listeners.openScheduler() }
+            } else {
+                let since = tokenBusySince ?? now
+                tokenBusySince = since
+                if now - since >= core.timings.tokenWaitGrace { listeners.closeScheduler() }
+            }
             queue.append(.token(answer))
         case .releaseToken:
             token.release()

@@ -14,11 +14,11 @@ struct WorkerNotifySocket {
     let address: String
 
     init() throws(SystemCallError) {
-        let name = "bellwether/\(getpid())/notify"
-        let fd = bw_notify_open(name)
+        var name = [CChar](repeating: 0, count: 108)
+        let fd = bw_notify_open(&name, Int32(name.count))
         guard fd >= 0 else { throw SystemCallError(call: "notify socket", errno: -fd) }
         self.fd = fd
-        self.address = "@" + name
+        self.address = "@" + String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// Every pending message, with its sender's pid.

@@ -31,20 +31,32 @@ final class SchedulerToken {
 
     func acquire(logger: Logger) -> TokenAnswer {
         if fd >= 0 { return .acquired }
+        var candidate: Int32 = -1
         do {
-            let candidate = try Sys.openFile(path, O_RDWR | O_CREAT, mode: 0o600)
-            if try Sys.tryLock(candidate) {
+            if access(path, F_OK) != 0 { try? prepare() }  // its directory was removed
+            candidate = try Sys.openFile(path, O_RDWR | O_CREAT, mode: 0o600)
+            if try Sys.tryLock(candidate), isStillThePath(candidate) {
                 fd = candidate
                 lastWasBusy = false
                 return .acquired
             }
-            Sys.closeFile(candidate)
         } catch {
-            logger.write(LogRecord(.error, "token_error", "scheduler token \(path): \(error)"))
+            if !lastWasBusy {
+                logger.write(LogRecord(.error, "token_error", "scheduler token \(path): \(error)"))
+            }
         }
+        if candidate >= 0 { Sys.closeFile(candidate) }
         // Finding the holder scans /proc: do it once per wait, not per retry.
         defer { lastWasBusy = true }
         return .busy(holder: lastWasBusy ? nil : holder())
+    }
+
+    /// Whether the locked descriptor is still the file at `path`: if the file
+    /// was removed and created again, an old scheduler may hold the old one.
+    private func isStillThePath(_ descriptor: Int32) -> Bool {
+        var opened = stat(), named = stat()
+        guard fstat(descriptor, &opened) == 0, stat(path, &named) == 0 else { return false }
+        return opened.st_dev == named.st_dev && opened.st_ino == named.st_ino
     }
 
     /// The master's copy is no longer needed: the scheduler holds the lock now,

@@ -18,9 +18,10 @@ int bw_local_port(int fd);
 /// 1 if `fd` is a listening stream socket, 0 if not, -errno if not a socket.
 int bw_is_listening(int fd);
 
-/// A datagram socket bound to the abstract Unix address "\0name", with
-/// SO_PASSCRED, non-blocking.
-int bw_notify_open(const char *name);
+/// A datagram socket with SO_PASSCRED, non-blocking, bound to an abstract
+/// Unix address the kernel picks; its name (without the leading NUL) is
+/// written to `name`.
+int bw_notify_open(char *name, int size);
 
 /// Receives one datagram into buf (NUL-terminated, truncated to len-1) and
 /// the sender's pid. Returns the length, 0 when nothing is pending, -errno.

@@ -88,6 +88,9 @@ public struct SupervisorCore: Sendable {
     public var isStopping: Bool { stopDeadline != nil }
     public var isFinished: Bool { finished }
 
+    /// Since when the scheduler token has been found busy, if it is.
+    public var tokenWaitingSince: Instant? { tokenWait?.since }
+
     /// The live scheduler's pid, if one is running.
     public var schedulerPID: Int32? { workers.first { $0.role == .scheduler }?.pid }
 

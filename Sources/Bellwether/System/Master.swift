@@ -29,10 +29,6 @@ final class Master {
     private var refs: [Int32: WorkerRef] = [:]
     private var queue: [Event] = []
     private var exitStatus: Int32?
-    /// Since when the token has been answered busy, to let the scheduler
-    /// socket go only once another holder is established (not for a moment's
-    /// straggler of our own scheduler).
-    private var tokenBusySince: Instant?
 
     /// Sets up the process (signals, descriptors, token, pidfile) or throws.
     init(configuration: Configuration, loader: SettingsLoader, environment: [String], directory: String)
@@ -208,14 +204,12 @@ final class Master {
             let answer = token.acquire(logger: logger)
             // The scheduler socket is bound only while this master designates
             // the scheduler: a balancer's retry then finds the holder.
-            let now = Sys.monotonicNow()
+            // A busy token lets the socket go only once another holder is
+            // established, not for a moment's straggler of our own scheduler.
             if answer == .acquired {
-                tokenBusySince = nil
                 if !core.isStopping { listeners.openScheduler() }
-            } else {
-                let since = tokenBusySince ?? now
-                tokenBusySince = since
-                if now - since >= core.timings.tokenWaitGrace { listeners.closeScheduler() }
+            } else if let since = core.tokenWaitingSince, Sys.monotonicNow() - since >= core.timings.tokenWaitGrace {
+                listeners.closeScheduler()
             }
             queue.append(.token(answer))
         case .releaseToken:

@@ -117,7 +117,7 @@ public enum BellwetherError: Error, Hashable, Sendable {
         case .notExecutable(let path, let reason):
             "\(path): cannot be executed: \(reason)"
         case .unsupportedLease(let source, let value):
-            "\(source): expected file:PATH, got \(quoted(value))"
+            "\(source): redis leases are not available in this version (\(quoted(value))); use file:PATH"
         case .pidfileBusy(let path, let pid):
             "pidfile \(path) names running process \(pid); is bellwether already running?"
         case .cannotCreate(let what, let path, let errno):

@@ -131,7 +131,10 @@ struct OptionSpec: Sendable {
         OptionSpec("lease", value: "file:PATH",
                    help: "scheduler token file; supervisors sharing it share one scheduler") {
             settings, value, source throws(BellwetherError) in
-            settings.lease = try Parse.fileLease(value, source: source)
+            switch try LeaseAddress.parse(value, source: source) {
+            case .file(let path): settings.lease = path
+            case .redis: throw .unsupportedLease(source, value: RedisAddress.redacted(value))
+            }
         },
         OptionSpec("config", short: "c", value: "FILE", places: .environment,
                    help: "read settings from FILE (key = value lines); re-read on HUP") {

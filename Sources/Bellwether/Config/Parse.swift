@@ -59,8 +59,4 @@ enum Parse {
                         source: source)
     }
 
-    static func fileLease(_ text: String, source: SettingSource) throws(BellwetherError) -> String {
-        guard text.hasPrefix("file:"), text.count > 5 else { throw .unsupportedLease(source, value: text) }
-        return String(text.dropFirst(5))
-    }
 }

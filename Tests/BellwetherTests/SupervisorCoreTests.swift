@@ -248,6 +248,8 @@ struct SupervisorCoreTests {
             }
         }
         #expect(kinds == ["ready", "reloading", "ready", "stopping"])
+        #expect(world.announcements.contains { if case .status = $0 { true } else { false } },
+                "a STATUS= line when a scheduler starts")
     }
 
     /// A deadline that passes while the shell is busy with something else must

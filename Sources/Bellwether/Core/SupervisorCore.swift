@@ -108,6 +108,9 @@ public struct SupervisorCore: Sendable {
             workers[index].startedAt = now
             if case .passed = token {} else if workers[index].role == .scheduler { token = .passed(ref) }
             actions.append(.log(Self.spawnedRecord(workers[index], pid: pid)))
+            if workers[index].role == .scheduler {
+                actions.append(.announce(.status("\(plan.workers) workers, generation \(generation)")))
+            }
         case .spawnFailed(let ref, let reason):
             guard let index = index(of: ref) else { return [] }
             let worker = workers.remove(at: index)

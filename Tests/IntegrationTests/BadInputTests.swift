@@ -18,24 +18,19 @@ struct BadInputTests {
     }
 
     static let directory = Harness.scratch("badinput")
-    static let malformedConfig: String = {
-        let path = directory + "/malformed.conf"
-        try! "workers = 2\nthis line has no equals sign\n".write(toFile: path, atomically: true, encoding: .utf8)
+
+    /// A file in the scratch directory with this content; its path.
+    static func fixture(_ name: String, _ content: String) -> String {
+        let path = directory + "/" + name
+        try! content.write(toFile: path, atomically: true, encoding: .utf8)
         return path
-    }()
-    static let unknownKeyConfig: String = {
-        let path = directory + "/unknown.conf"
-        try! "# comment\nworkerz = 2\n".write(toFile: path, atomically: true, encoding: .utf8)
-        return path
-    }()
-    static let badValueConfig: String = {
-        let path = directory + "/badvalue.conf"
-        try! "graceful-timeout = soon\n".write(toFile: path, atomically: true, encoding: .utf8)
-        return path
-    }()
+    }
+
+    static let malformedConfig = fixture("malformed.conf", "workers = 2\nthis line has no equals sign\n")
+    static let unknownKeyConfig = fixture("unknown.conf", "# comment\nworkerz = 2\n")
+    static let badValueConfig = fixture("badvalue.conf", "graceful-timeout = soon\n")
     static let notExecutable: String = {
-        let path = directory + "/script.sh"
-        try! "#!/bin/sh\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let path = fixture("script.sh", "#!/bin/sh\n")
         chmod(path, 0o644)
         return path
     }()

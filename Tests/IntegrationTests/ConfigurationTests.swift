@@ -55,15 +55,13 @@ struct ConfigurationTests {
         #expect(Harness.wait { supervisor.settled(workers: 3, generation: 2) }, "\(supervisor.logText())")
         #expect(supervisor.live().allSatisfy { $0.env["COLOR"] == "blue" })
         #expect(supervisor.logText().contains("keeping the current configuration"))
-        supervisor.signal(SIGTERM)
-        #expect(supervisor.waitForExit() == 0)
+        #expect(supervisor.stop() == 0)
     }
 
     @Test func jsonLogLinesAreJSON() throws {
         let supervisor = Supervisor(["-w", "2", "--log-format", "json"], name: "json")
         #expect(Harness.wait { supervisor.settled(workers: 2) })
-        supervisor.signal(SIGTERM)
-        #expect(supervisor.waitForExit() == 0)
+        #expect(supervisor.stop() == 0)
         let lines = supervisor.logText().split(separator: "\n")
         #expect(lines.count >= 4)
         var events: [String] = []
@@ -82,7 +80,6 @@ struct ConfigurationTests {
         let live = supervisor.live()
         #expect(live.filter { $0.env["APP_ROLE"] == "scheduler" }.count == 1)
         #expect(live.allSatisfy { $0.env["WORKER_ROLE"] == nil })
-        supervisor.signal(SIGTERM)
-        #expect(supervisor.waitForExit() == 0)
+        #expect(supervisor.stop() == 0)
     }
 }

@@ -170,6 +170,12 @@ final class Supervisor {
 
     func signal(_ signal: Int32) { kill(pid, signal) }
 
+    /// TERM, then the master's exit status.
+    func stop() -> Int32? {
+        signal(SIGTERM)
+        return waitForExit()
+    }
+
     /// Waits for the master to exit and returns its exit status.
     func waitForExit(_ timeout: Double = 40) -> Int32? {
         if let reaped { return reaped }

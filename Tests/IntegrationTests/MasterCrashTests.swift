@@ -37,8 +37,7 @@ struct MasterCrashTests {
         #expect(Harness.wait { second.settled(workers: 3) }, "\(second.logText())")
         #expect(second.logText().contains("scheduler token acquired after waiting"))
         #expect(second.overlaps().isEmpty)
-        second.signal(SIGTERM)
-        #expect(second.waitForExit() == 0)
+        #expect(second.stop() == 0)
     }
 
     @Test func twoSupervisorsSharingATokenRunOneScheduler() {
@@ -48,14 +47,12 @@ struct MasterCrashTests {
         #expect(Harness.wait { b.logText().contains("scheduler token is held") })
         #expect(Harness.wait { a.live().count + b.live().count == 4 })
         #expect(a.liveSchedulers().count + b.liveSchedulers().count == 1)
-        a.signal(SIGTERM)
-        #expect(a.waitForExit() == 0)
+        #expect(a.stop() == 0)
         // B takes over once A's scheduler is gone.
         #expect(Harness.wait { b.liveSchedulers().count == 1 }, "\(b.logText())")
         #expect(a.overlaps().isEmpty)
         #expect(Harness.wait { b.settled(workers: 2) })
-        b.signal(SIGTERM)
-        #expect(b.waitForExit() == 0)
+        #expect(b.stop() == 0)
     }
 
     @Test func threeSupervisorsOnOneFileLeaseAndTheHoldersMasterKilled() throws {
@@ -80,8 +77,7 @@ struct MasterCrashTests {
         #expect(schedulers().count == 1)
         #expect(a.overlaps().isEmpty)
         for supervisor in all where supervisor !== holder {
-            supervisor.signal(SIGTERM)
-            #expect(supervisor.waitForExit() == 0)
+            #expect(supervisor.stop() == 0)
         }
     }
 }

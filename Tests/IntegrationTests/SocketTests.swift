@@ -47,8 +47,7 @@ struct SocketTests {
             let expected = record.isScheduler ? [0, 1, 2, 3, 4, 5, 6, 7] : [0, 1, 2, 3, 4, 5]
             #expect(record.fds == expected, "sockets at 3, 4 and 5, then the token and the oracle")
         }
-        supervisor.signal(SIGTERM)
-        #expect(supervisor.waitForExit() == 0)
+        #expect(supervisor.stop() == 0)
         #expect(!FileManager.default.fileExists(atPath: unixPath), "the socket file we created is removed")
     }
 
@@ -70,8 +69,7 @@ struct SocketTests {
         #expect(report.generations == Set(0...10), "generations served: \(report.generations.sorted())")
         #expect(supervisor.logText().contains("reload finished: generation 10"))
         #expect(supervisor.overlaps().isEmpty)
-        supervisor.signal(SIGTERM)
-        #expect(supervisor.waitForExit() == 0)
+        #expect(supervisor.stop() == 0)
     }
 
     @Test func tenReloadsUnderLoadRefuseNoRequest() throws {
@@ -104,8 +102,7 @@ struct SocketTests {
         supervisor.signal(SIGHUP)
         #expect(Harness.wait { supervisor.settled(workers: 3, generation: 2) }, "\(supervisor.logText())")
         #expect(LoadClient.run(target, seconds: 0.3).generations == [2])
-        supervisor.signal(SIGTERM)
-        #expect(supervisor.waitForExit() == 0)
+        #expect(supervisor.stop() == 0)
     }
 
     @Test func aWorkerThatStopsPingingTheWatchdogIsKilledAndReplaced() throws {
@@ -123,8 +120,7 @@ struct SocketTests {
         #expect(Date().timeIntervalSince(startedAt) <= 2.0 + 0.3, "killed within timeout + 1 s")
         #expect(Harness.wait(2) { supervisor.live().count == 2 && Set(supervisor.live().map(\.pid)).isDisjoint(with: first.map(\.pid)) })
         #expect(supervisor.logText().contains("sent SIGABRT"))
-        supervisor.signal(SIGTERM)
-        #expect(supervisor.waitForExit() == 0)
+        #expect(supervisor.stop() == 0)
     }
 
     @Test func theMasterTellsSystemdReadyReloadingReadyStopping() throws {
@@ -155,8 +151,7 @@ struct SocketTests {
         #expect(Harness.wait { collect(); return messages.contains { $0.hasPrefix("READY=1") } }, "\(messages)")
         supervisor.signal(SIGHUP)
         #expect(Harness.wait { collect(); return messages.filter { $0.hasPrefix("READY=1") }.count == 2 })
-        supervisor.signal(SIGTERM)
-        #expect(supervisor.waitForExit() == 0)
+        #expect(supervisor.stop() == 0)
         collect()
         let states = messages.compactMap { message -> String? in
             for state in ["MAINPID", "READY", "RELOADING", "STOPPING"] where message.hasPrefix(state + "=") { return state }
@@ -186,8 +181,7 @@ struct SocketTests {
         #expect(report.refused == 0, "no connection refused during the handover")
         #expect(report.failures <= 1, "at most the request in hand when SIGKILL hit: \(report.failures)")
         #expect(report.pids.count == 2 && report.pids.contains(scheduler.pid))
-        supervisor.signal(SIGTERM)
-        #expect(supervisor.waitForExit() == 0)
+        #expect(supervisor.stop() == 0)
     }
 
     @Test func aSocketPassedTheSystemdWayIsServed() throws {
@@ -247,8 +241,7 @@ struct SocketTests {
         #expect(!FileManager.default.fileExists(atPath: first), "the removed address is closed and its file removed")
         let report = LoadClient.run("unix:" + second, seconds: 0.3)
         #expect(report.failures == 0 && report.generations == [1])
-        supervisor.signal(SIGTERM)
-        #expect(supervisor.waitForExit() == 0)
+        #expect(supervisor.stop() == 0)
     }
 
     @Test func aPortInUseIsOneLineAndStatus69() throws {
@@ -258,8 +251,7 @@ struct SocketTests {
         let result = Harness.run([Harness.bellwether, "-b", taken, "true"])
         #expect(result.status == 69)
         #expect(result.stderr == "bellwether: cannot listen on \(taken): Address already in use\n")
-        holder.signal(SIGTERM)
-        #expect(holder.waitForExit() == 0)
+        #expect(holder.stop() == 0)
     }
 
     @Test func aLowPortWithoutPrivilegeIsOneLineAndStatus69() {

@@ -27,8 +27,7 @@ struct SupervisionTests {
             #expect(record.fds == (record.isScheduler ? [0, 1, 2, 3, 4] : [0, 1, 2]), "fds of \(record.pid)")
             #expect(record.env.keys.allSatisfy { !$0.hasPrefix("BELLWETHER_") })
         }
-        supervisor.signal(SIGTERM)
-        #expect(supervisor.waitForExit() == 0)
+        #expect(supervisor.stop() == 0)
     }
 
     @Test func schedulerKilledThirtyTimesIsReplacedOnceEachTime() {
@@ -54,8 +53,7 @@ struct SupervisionTests {
         #expect(seen.count == 30)
         #expect(Harness.wait { supervisor.settled(workers: 4) })
         #expect(supervisor.overlaps().isEmpty)
-        supervisor.signal(SIGTERM)
-        #expect(supervisor.waitForExit() == 0)
+        #expect(supervisor.stop() == 0)
     }
 
     @Test func tenReloadsAndAHangupStorm() {
@@ -78,8 +76,7 @@ struct SupervisionTests {
         #expect(supervisor.settled(workers: 3, generation: generation))
         #expect(supervisor.live().count == 3)
         #expect(supervisor.overlaps().isEmpty)
-        supervisor.signal(SIGTERM)
-        #expect(supervisor.waitForExit() == 0)
+        #expect(supervisor.stop() == 0)
     }
 
     @Test func ttinAndTtouResizeAndKeepTheScheduler() {
@@ -98,8 +95,7 @@ struct SupervisionTests {
         #expect(supervisor.live().count == 1)
         #expect(supervisor.liveSchedulers().first?.pid == scheduler)
         #expect(supervisor.logText().contains("TTOU ignored: already at 1 worker"))
-        supervisor.signal(SIGTERM)
-        #expect(supervisor.waitForExit() == 0)
+        #expect(supervisor.stop() == 0)
     }
 
     @Test func termStopsEverythingAndRemovesThePidfile() throws {
@@ -110,8 +106,7 @@ struct SupervisionTests {
         let pidText = try String(contentsOfFile: pidfile, encoding: .utf8)
         #expect(pidText == "\(supervisor.pid)\n")
         let workers = supervisor.live().map(\.pid)
-        supervisor.signal(SIGTERM)
-        #expect(supervisor.waitForExit() == 0)
+        #expect(supervisor.stop() == 0)
         #expect(workers.allSatisfy { !Harness.isAlive($0) })
         #expect(!FileManager.default.fileExists(atPath: pidfile))
     }
@@ -145,8 +140,7 @@ struct SupervisionTests {
             return now.count == 1 && now[0].pid != old.pid
         }, "\(supervisor.logText().suffix(1000))")
         #expect(supervisor.overlaps().isEmpty)
-        supervisor.signal(SIGTERM)
-        #expect(supervisor.waitForExit() == 0)
+        #expect(supervisor.stop() == 0)
     }
 
     @Test func usr1IsForwardedToEveryWorker() {
@@ -159,8 +153,7 @@ struct SupervisionTests {
             let text = (try? String(contentsOfFile: supervisor.directory + "/usr1.log", encoding: .utf8)) ?? ""
             return Set(text.split(separator: "\n").compactMap { Int32($0) }) == pids
         })
-        supervisor.signal(SIGTERM)
-        #expect(supervisor.waitForExit() == 0)
+        #expect(supervisor.stop() == 0)
     }
 
     @Test func aCommandThatAlwaysDiesBacksOffAndSaysSo() {
@@ -169,8 +162,7 @@ struct SupervisionTests {
         // Back-off, not a busy loop: a handful of starts in a few seconds.
         let starts = supervisor.logText().components(separatedBy: "spawned worker").count - 1
         #expect(starts < 12, "\(starts) starts")
-        supervisor.signal(SIGTERM)
-        #expect(supervisor.waitForExit() == 0)
+        #expect(supervisor.stop() == 0)
     }
 }
 
@@ -191,7 +183,6 @@ struct IdleTests {
         sleep(2)
         let after = Self.contextSwitches(supervisor.pid)
         #expect(before != nil && before == after, "wake-ups while idle: \(String(describing: before)) → \(String(describing: after))")
-        supervisor.signal(SIGTERM)
-        #expect(supervisor.waitForExit() == 0)
+        #expect(supervisor.stop() == 0)
     }
 }

@@ -68,6 +68,7 @@ public enum BellwetherError: Error, Hashable, Sendable {
     case system(call: String, errno: Int32)
     case shimMissing(path: String)
     case cannotBind(address: String, errno: Int32)
+    case unsafeDirectory(path: String)
     case notInherited(address: String, reason: String)
 
     public var exitCode: ExitCode {
@@ -78,7 +79,7 @@ public enum BellwetherError: Error, Hashable, Sendable {
         case .configUnreadable, .configSyntax, .configUnknownKey, .configKeyNotAllowed: .config
         case .commandNotFound: .commandNotFound
         case .notExecutable: .notExecutable
-        case .pidfileBusy, .cannotCreate: .cannotCreate
+        case .pidfileBusy, .cannotCreate, .unsafeDirectory: .cannotCreate
         case .system, .shimMissing: .system
         case .cannotBind: .unavailable
         case .notInherited: .usage
@@ -126,6 +127,9 @@ public enum BellwetherError: Error, Hashable, Sendable {
             "\(call): \(describe(errno))"
         case .cannotBind(let address, let errno):
             "cannot listen on \(address): \(describe(errno))"
+        case .unsafeDirectory(let path):
+            "token directory \(path) must be a directory of this user's that others cannot write; "
+                + "set XDG_RUNTIME_DIR or --lease file:PATH"
         case .notInherited(let address, let reason):
             "\(address): \(reason)"
         case .shimMissing(let path):

@@ -116,6 +116,15 @@ struct BadInputTests {
         #expect(result.stderr.contains("names running process 1"))
     }
 
+    @Test func aDefaultTokenDirectoryOthersCanWriteIsRefused() {
+        let runtime = Harness.scratch("runtime")
+        mkdir(runtime + "/bellwether", 0o777)
+        chmod(runtime + "/bellwether", 0o777)
+        let result = Harness.run([Harness.bellwether, "true"], environment: ["XDG_RUNTIME_DIR": runtime])
+        #expect(result.status == 73)
+        #expect(result.stderr.contains("token directory \(runtime)/bellwether must be a directory of this user's"))
+    }
+
     @Test func helpAndVersionSucceed() {
         let help = Harness.run([Harness.bellwether, "--help"])
         #expect(help.status == 0)

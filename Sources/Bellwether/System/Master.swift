@@ -55,7 +55,7 @@ final class Master {
 
         spawner = Spawner(shim: Spawner.locateShim(), masterPID: getpid())
         guard access(spawner.shim, X_OK) == 0 else { throw .shimMissing(path: spawner.shim) }
-        token = SchedulerToken(path: configuration.tokenPath)
+        token = SchedulerToken(path: configuration.tokenPath, privateDirectory: configuration.settings.lease == nil)
         try token.prepare()
         let settings = configuration.settings
         listeners = Listeners(logger: logger, backlog: settings.backlog, mode: settings.bindMode)

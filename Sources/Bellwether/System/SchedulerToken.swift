@@ -11,10 +11,16 @@ import Darwin
 /// supervisor's, still runs.
 final class SchedulerToken {
     let path: String
+    /// The default location (not one the user chose with --lease): its
+    /// directory must be ours alone, or another user could hold the lock.
+    let privateDirectory: Bool
     private(set) var fd: Int32 = -1
     private var lastWasBusy = false
 
-    init(path: String) { self.path = path }
+    init(path: String, privateDirectory: Bool) {
+        self.path = path
+        self.privateDirectory = privateDirectory
+    }
 
     /// Creates the token's directory and file, so that a bad path fails at start.
     func prepare() throws(BellwetherError) {
@@ -22,6 +28,11 @@ final class SchedulerToken {
             let directory = String(path[..<slash])
             if mkdir(directory, 0o700) != 0 && errno != EEXIST {
                 throw .cannotCreate(what: "token directory", path: directory, errno: errno)
+            }
+            var info = stat()
+            if privateDirectory && (lstat(directory, &info) != 0 || (info.st_mode & S_IFMT) != S_IFDIR
+                || info.st_uid != getuid() || info.st_mode & 0o022 != 0) {
+                throw .unsafeDirectory(path: directory)
             }
         }
         do { Sys.closeFile(try Sys.openFile(path, O_RDWR | O_CREAT, mode: 0o600)) } catch {

@@ -63,24 +63,27 @@ run() {
 app_dir=$(pwd)/bench
 gunicorn=$(pwd)/bench/.venv/bin/gunicorn
 
-# gunicorn alone.
+# measure NAME COMMAND...: start a supervisor on $port, load it steady and
+# under reloads, stop it.
+measure() {
+    local name=$1
+    shift
+    "$@" 2>"bench/out/$name.log" &
+    local master=$!
+    run "$name-steady" "$port" "$master" 10
+    run "$name" "$port" "$master"
+    kill -TERM "$master"; wait "$master" || true
+}
+
 port=$(free_port)
-"$gunicorn" -w 4 -b "127.0.0.1:$port" --chdir "$app_dir" --no-control-socket --log-level warning \
-    app:app 2>bench/out/gunicorn.log &
-master=$!
-run gunicorn-steady "$port" "$master" 10
-run gunicorn "$port" "$master"
-kill -TERM "$master"; wait "$master" || true
+measure gunicorn "$gunicorn" -w 4 -b "127.0.0.1:$port" --chdir "$app_dir" --no-control-socket \
+    --log-level warning app:app
 
 # bellwether, one gunicorn sync worker per bellwether worker.
 port=$(free_port)
-.build/release/bellwether -w 4 -b "127.0.0.1:$port" --ready notify --lease "file:bench/out/token" \
-    --chdir "$app_dir" -- "$gunicorn" -w 1 --no-control-socket --log-level warning \
-    app:app 2>bench/out/bellwether.log &
-master=$!
-run bellwether-steady "$port" "$master" 10
-run bellwether "$port" "$master"
-kill -TERM "$master"; wait "$master" || true
+measure bellwether .build/release/bellwether -w 4 -b "127.0.0.1:$port" --ready notify \
+    --lease "file:bench/out/token" --chdir "$app_dir" -- "$gunicorn" -w 1 --no-control-socket \
+    --log-level warning app:app
 
 # Control: the same layout with no supervisor at all.
 port=$(free_port)

@@ -111,11 +111,7 @@ public struct Configuration: Hashable, Sendable {
 
     /// LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES addressed to this process.
     static func inheritedSockets(_ environment: [String]) -> [Int32: String] {
-        var values: [String: String] = [:]
-        for entry in environment {
-            guard let equals = entry.firstIndex(of: "=") else { continue }
-            values[String(entry[..<equals])] = String(entry[entry.index(after: equals)...])
-        }
+        let values = Bellwether.dictionary(environment)
         guard let count = values["LISTEN_FDS"].flatMap({ Int32($0) }), count > 0,
               values["LISTEN_PID"].flatMap({ Int32($0) }) == getpid() else { return [:] }
         let names = (values["LISTEN_FDNAMES"] ?? "").split(separator: ":", omittingEmptySubsequences: false)

@@ -15,8 +15,6 @@ public struct Signal: RawRepresentable, Hashable, Sendable, CustomStringConverti
     public static let abort = Signal(rawValue: SIGABRT)
     public static let kill = Signal(rawValue: SIGKILL)
     public static let user1 = Signal(rawValue: SIGUSR1)
-    public static let user2 = Signal(rawValue: SIGUSR2)
-    public static let pipe = Signal(rawValue: SIGPIPE)
     public static let terminate = Signal(rawValue: SIGTERM)
     public static let child = Signal(rawValue: SIGCHLD)
     public static let ttyInput = Signal(rawValue: SIGTTIN)

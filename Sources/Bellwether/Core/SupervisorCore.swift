@@ -106,7 +106,7 @@ public struct SupervisorCore: Sendable {
             guard let index = index(of: ref) else { return [] }
             workers[index].pid = pid
             workers[index].startedAt = now
-            if case .passed = token {} else if workers[index].role == .scheduler { token = .passed(ref) }
+            if workers[index].role == .scheduler { token = .passed(ref) }  // ordered only while .held
             actions.append(.log(Self.spawnedRecord(workers[index], pid: pid)))
             if workers[index].role == .scheduler {
                 actions.append(.announce(.status("\(plan.workers) workers, generation \(generation)")))

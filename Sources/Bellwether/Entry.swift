@@ -1,7 +1,11 @@
+import CBellwether
+
 /// The program: parse the configuration, build the master, run it, and map
 /// the outcome to an exit status.
 public enum Bellwether {
     public static func main(arguments: [String]) -> Int32 {
+        // The master runs this executable as the scheduler's lease guard.
+        if arguments.first == "bellwether-guard" { return bw_guard_main(CommandLine.argc, CommandLine.unsafeArgv) }
         let environment = Sys.environment()
         do throws(BellwetherError) {
             let request = try SettingsLoader.request(arguments: Array(arguments.dropFirst()),

@@ -14,6 +14,8 @@ public struct ExitCode: RawRepresentable, Hashable, Sendable {
     /// The pidfile or the scheduler token file cannot be created, or the pidfile
     /// names a running process (EX_CANTCREAT).
     public static let cannotCreate = ExitCode(rawValue: 73)
+    /// Redis refused the lease's password, user or database at start (EX_NOPERM).
+    public static let permission = ExitCode(rawValue: 77)
     /// The config file cannot be read or has a bad line (EX_CONFIG).
     public static let config = ExitCode(rawValue: 78)
     /// COMMAND was found but cannot be executed.
@@ -62,7 +64,8 @@ public enum BellwetherError: Error, Hashable, Sendable {
     case directoryUnusable(SettingSource, path: String, errno: Int32)
     case commandNotFound(String)
     case notExecutable(String, reason: String)
-    case unsupportedLease(SettingSource, value: String)
+    case leaseTimings(String)
+    case leaseRejected(String)
     case pidfileBusy(path: String, pid: Int32)
     case cannotCreate(what: String, path: String, errno: Int32)
     case system(call: String, errno: Int32)
@@ -74,7 +77,7 @@ public enum BellwetherError: Error, Hashable, Sendable {
     public var exitCode: ExitCode {
         switch self {
         case .unknownOption, .missingValue, .unexpectedValue, .missingCommand, .invalidValue,
-             .reservedVariable, .unknownTimezone, .directoryUnusable, .unsupportedLease:
+             .reservedVariable, .unknownTimezone, .directoryUnusable, .leaseTimings:
             .usage
         case .configUnreadable, .configSyntax, .configUnknownKey, .configKeyNotAllowed: .config
         case .commandNotFound: .commandNotFound
@@ -82,6 +85,7 @@ public enum BellwetherError: Error, Hashable, Sendable {
         case .pidfileBusy, .cannotCreate, .unsafeDirectory: .cannotCreate
         case .system, .shimMissing: .system
         case .cannotBind: .unavailable
+        case .leaseRejected: .permission
         case .notInherited: .usage
         }
     }
@@ -117,8 +121,10 @@ public enum BellwetherError: Error, Hashable, Sendable {
             "\(name): command not found in the workers' PATH"
         case .notExecutable(let path, let reason):
             "\(path): cannot be executed: \(reason)"
-        case .unsupportedLease(let source, let value):
-            "\(source): redis leases are not available in this version (\(quoted(value))); use file:PATH"
+        case .leaseTimings(let rule):
+            "lease timings: \(rule)"
+        case .leaseRejected(let reason):
+            "--lease: \(reason)"
         case .pidfileBusy(let path, let pid):
             "pidfile \(path) names running process \(pid); is bellwether already running?"
         case .cannotCreate(let what, let path, let errno):

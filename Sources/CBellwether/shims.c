@@ -199,3 +199,15 @@ int bw_set_child_subreaper(void) {
     return 0;
 #endif
 }
+
+int bw_pipe_cloexec(int fds[2], int nonblocking_write) {
+#ifdef __linux__
+    if (pipe2(fds, O_CLOEXEC) != 0) return -errno;
+#else
+    if (pipe(fds) != 0) return -errno;
+    fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+    fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+#endif
+    if (nonblocking_write) fcntl(fds[1], F_SETFL, O_NONBLOCK);
+    return 0;
+}

@@ -3,10 +3,13 @@
 // holds the scheduler role, takes the overlap oracle: flock(LOCK_EX|LOCK_NB)
 // on a shared file. Failing to take it means two schedulers overlap; the
 // worker then appends a line to ORACLE.failures and exits with status 3.
+// Otherwise it appends "start", "tick" (every --tick-ms) and "exit" lines to
+// ORACLE.log: "EVENT pid=P fence=F holder=H t=MONOTONIC_NS", so that a test
+// can check that fences never go down across schedulers.
 //
 //   bellwether-testworker [--record DIR] [--oracle FILE] [--role-env NAME]
 //                         [--ignore-term] [--straggler] [--exit-after MS] [--stamp FILE]
-//                         [--serve] [--boot-ms MS] [--notify] [--watchdog-once]
+//                         [--serve] [--boot-ms MS] [--notify] [--watchdog-once] [--tick-ms MS]
 //   bellwether-testworker --client HOST:PORT|unix:PATH --seconds S
 //
 // --serve answers HTTP requests on every LISTEN_FDS socket, one at a time,
@@ -36,6 +39,29 @@
 #include <unistd.h>
 
 extern char **environ;
+
+static char oracle_log[4096];
+
+static void append_line(const char *path, const char *line);
+
+// One oracle event with this scheduler's fence (async-signal-safe enough for
+// a test: snprintf of integers and strings, one write).
+static void oracle_event(const char *event) {
+    if (oracle_log[0] == '\0') return;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    const char *fence = getenv("WORKER_FENCING_TOKEN"), *holder = getenv("WORKER_LEASE_HOLDER");
+    char line[512];
+    snprintf(line, sizeof line, "%s pid=%d fence=%s holder=%s t=%lld\n", event, (int)getpid(),
+             fence ? fence : "-", holder ? holder : "-", (long long)now.tv_sec * 1000000000LL + now.tv_nsec);
+    append_line(oracle_log, line);
+}
+
+static void on_term_oracle(int sig) {
+    (void)sig;
+    oracle_event("exit");
+    _exit(0);
+}
 
 static void append_line(const char *path, const char *line) {
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -255,7 +281,7 @@ int main(int argc, char **argv) {
     clock_gettime(CLOCK_MONOTONIC, &started);
     const char *record_dir = NULL, *oracle = NULL, *role_env = "WORKER_ROLE", *client_target = NULL;
     int ignore_term = 0, straggler = 0, serving = 0, ready_notify = 0, watchdog_once = 0;
-    long boot_ms = 0;
+    long boot_ms = 0, tick_ms = 0;
     double client_seconds = 1;
     long exit_after = -1;
     for (int i = 1; i < argc; i++) {
@@ -276,6 +302,7 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--notify") == 0) ready_notify = 1;
         else if (strcmp(argv[i], "--watchdog-once") == 0) watchdog_once = 1;
         else if (strcmp(argv[i], "--boot-ms") == 0 && i + 1 < argc) boot_ms = atol(argv[++i]);
+        else if (strcmp(argv[i], "--tick-ms") == 0 && i + 1 < argc) tick_ms = atol(argv[++i]);
         else if (strcmp(argv[i], "--client") == 0 && i + 1 < argc) client_target = argv[++i];
         else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) client_seconds = atof(argv[++i]);
         else if (strcmp(argv[i], "--straggler") == 0) straggler = 1;
@@ -304,6 +331,9 @@ int main(int argc, char **argv) {
             fprintf(stderr, "testworker: %s", line);
             return 3;
         }
+        snprintf(oracle_log, sizeof oracle_log, "%s.log", oracle);
+        oracle_event("start");
+        if (!ignore_term && !serving) signal(SIGTERM, on_term_oracle);
     }
     if (ignore_term) signal(SIGTERM, SIG_IGN);
     if (straggler && scheduler) {
@@ -341,6 +371,13 @@ int main(int argc, char **argv) {
         return serve(role);
     }
     if (ready_notify) notify("READY=1");
+    if (tick_ms > 0 && oracle_log[0] != '\0') {
+        for (;;) {
+            struct timespec delay = {tick_ms / 1000, (tick_ms % 1000) * 1000000L};
+            while (nanosleep(&delay, &delay) != 0 && errno == EINTR) {}
+            oracle_event("tick");
+        }
+    }
     if (exit_after >= 0) {
         struct timespec delay = {exit_after / 1000, (exit_after % 1000) * 1000000L};
         nanosleep(&delay, NULL);

@@ -147,14 +147,16 @@ final class Supervisor {
     let oracle: String
 
     /// Starts `bellwether OPTIONS -- testworker WORKER_ARGS`.
+    /// `lease`: a `--lease` value to use instead of `file:TOKEN`.
     init(_ options: [String], worker: [String] = [], environment: [String: String] = [:],
-         directory: String? = nil, token: String? = nil, oracle: String? = nil, name: String = "sup") {
+         directory: String? = nil, token: String? = nil, oracle: String? = nil, lease: String? = nil,
+         name: String = "sup") {
         let directory = directory ?? Harness.scratch(name)
         self.directory = directory
         self.oracle = oracle ?? directory + "/oracle"
         self.token = token ?? directory + "/scheduler.lock"
         self.log = directory + "/\(name).log"
-        let arguments = [Harness.bellwether] + options + ["--lease", "file:" + self.token, "--"]
+        let arguments = [Harness.bellwether] + options + ["--lease", lease ?? "file:" + self.token, "--"]
             + [Harness.testWorker, "--record", directory, "--oracle", self.oracle] + worker
         pid = Harness.spawn(arguments, environment: environment, stdout: log, stderr: log)
     }

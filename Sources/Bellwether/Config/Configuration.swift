@@ -25,6 +25,9 @@ public struct Configuration: Hashable, Sendable {
     public var tokenPath: String
     /// Sockets the master inherited from systemd (fd -> name), when LISTEN_PID is ours.
     public var inherited: [Int32: String]
+    /// `--lease redis://…`, with the password from BELLWETHER_LEASE_PASSWORD
+    /// when the URL has none.
+    public var redisLease: RedisAddress?
 
     /// Variables the master never passes on: its own settings (they may hold
     /// secrets and would configure a nested bellwether) and the systemd
@@ -35,7 +38,8 @@ public struct Configuration: Hashable, Sendable {
                 .contains(name)
     }
 
-    static let perWorkerVariables = ["WORKERS_COUNT", "WORKER_ID", "WORKER_GENERATION"]
+    static let perWorkerVariables = ["WORKERS_COUNT", "WORKER_ID", "WORKER_GENERATION", "WORKER_FENCING_TOKEN",
+                                     "WORKER_LEASE_HOLDER"]
     /// Set by the master for every worker; --env cannot override them.
     static let masterVariables = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC",
                                   "WATCHDOG_PID"]
@@ -80,6 +84,14 @@ public struct Configuration: Hashable, Sendable {
         let path = variables.last { $0.0 == "PATH" }?.1 ?? "/usr/local/bin:/usr/bin:/bin"
         let executable = try CommandResolver.resolve(settings.command[0], path: path, directory: workingDirectory)
 
+        var redisLease = settings.redisLease
+        if redisLease != nil {
+            if let rule = settings.leaseTimings.brokenRule { throw .leaseTimings(rule) }
+            if redisLease?.password == nil,
+               let password = Bellwether.dictionary(environment)["BELLWETHER_LEASE_PASSWORD"], !password.isEmpty {
+                redisLease?.password = password
+            }
+        }
         if settings.ready == .exec && settings.readyTimeout <= Timings().bootGrace {
             throw .invalidValue(settings.source("ready-timeout"), value: settings.readyTimeout.shortDescription,
                                 expected: "more than the 1-second boot grace of --ready exec")
@@ -106,7 +118,7 @@ public struct Configuration: Hashable, Sendable {
         let tokenPath = settings.lease ?? defaultTokenPath(launch: launch, directory: workingDirectory,
                                                             environment: variables)
         return Configuration(settings: settings, plan: plan, launch: launch, tokenPath: tokenPath,
-                             inherited: inherited)
+                             inherited: inherited, redisLease: redisLease)
     }
 
     /// LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES addressed to this process.

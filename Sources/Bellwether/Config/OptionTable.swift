@@ -128,13 +128,36 @@ struct OptionSpec: Sendable {
             settings, value, source throws(BellwetherError) in
             settings.watchdog = try Parse.seconds(value, source: source)
         },
-        OptionSpec("lease", value: "file:PATH",
-                   help: "scheduler token file; supervisors sharing it share one scheduler") {
+        OptionSpec("lease", value: "URL",
+                   help: "file:PATH (one scheduler per lock file) or redis://[USER:PASSWORD@]HOST[:PORT][/DB][?key=NAME]") {
             settings, value, source throws(BellwetherError) in
             switch try LeaseAddress.parse(value, source: source) {
-            case .file(let path): settings.lease = path
-            case .redis: throw .unsupportedLease(source, value: RedisAddress.redacted(value))
+            case .file(let path): settings.lease = path; settings.redisLease = nil
+            case .redis(let address): settings.redisLease = address; settings.lease = nil
             }
+        },
+        OptionSpec("lease-ttl", value: "SECONDS", help: "redis lease: expiry of the key, L (default: 15)") {
+            settings, value, source throws(BellwetherError) in
+            settings.leaseTimings.ttl = try Parse.seconds(value, source: source, minimum: 0.001)
+        },
+        OptionSpec("lease-renew-interval", value: "SECONDS", help: "redis lease: renew every R (default: 2)") {
+            settings, value, source throws(BellwetherError) in
+            settings.leaseTimings.renewInterval = try Parse.seconds(value, source: source, minimum: 0.001)
+        },
+        OptionSpec("lease-renew-deadline", value: "SECONDS",
+                   help: "redis lease: step down after D without a renewal (default: 10)") {
+            settings, value, source throws(BellwetherError) in
+            settings.leaseTimings.renewDeadline = try Parse.seconds(value, source: source, minimum: 0.001)
+        },
+        OptionSpec("lease-grace", value: "SECONDS",
+                   help: "redis lease: on step-down, SIGKILL the scheduler G after TERM (default: 5)") {
+            settings, value, source throws(BellwetherError) in
+            settings.leaseTimings.grace = try Parse.seconds(value, source: source)
+        },
+        OptionSpec("lease-takeover-delay", value: "SECONDS",
+                   help: "redis lease: wait H after acquiring before starting a scheduler (default: 17)") {
+            settings, value, source throws(BellwetherError) in
+            settings.leaseTimings.takeoverDelay = try Parse.seconds(value, source: source)
         },
         OptionSpec("config", short: "c", value: "FILE", places: .environment,
                    help: "read settings from FILE (key = value lines); re-read on HUP") {

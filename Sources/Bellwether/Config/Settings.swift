@@ -20,7 +20,11 @@ public struct Settings: Hashable, Sendable {
     public var config: String?
     public var checkConfig = false
     public var logFormat = LogFormat.text
+    /// `--lease file:PATH`: the scheduler token's path.
     public var lease: String?
+    /// `--lease redis://…`.
+    public var redisLease: RedisAddress?
+    public var leaseTimings = LeaseTimings()
     /// --bind addresses; a layer that sets any replaces the lower layers' list.
     public var binds: [BindAddress] = []
     var bindsLayer: Int?

@@ -15,6 +15,9 @@ public enum Event: Hashable, Sendable {
     case watchdog(WorkerRef)
     /// The answer to `Action.acquireToken`.
     case token(TokenAnswer)
+    /// With a network lease: whether this supervisor may designate a
+    /// scheduler. Withdrawn, the scheduler is retired within `Timings.leaseGrace`.
+    case lease(permitted: Bool)
     /// SIGHUP with a valid new configuration.
     case reload(Plan)
     /// SIGTTIN / SIGTTOU.

@@ -49,6 +49,9 @@ public struct Timings: Hashable, Sendable {
     public var reloadBatch = 1
     /// After SIGABRT from the watchdog, SIGKILL to the group this much later.
     public var abortGrace: Duration = .milliseconds(500)
+    /// When a network lease is withdrawn: TERM to the scheduler, SIGKILL this
+    /// much later (G, `--lease-grace`).
+    public var leaseGrace: Duration = .seconds(5)
 
     public init() {}
 }

@@ -2,8 +2,8 @@
 /// is observed (the worker table) and order what closes the gap. It runs after
 /// every event, so each decision is made in exactly one place.
 extension SupervisorCore {
-    var wantsScheduler: Bool { plan.scheduler && !isStopping }
-    var schedulerExists: Bool { workers.contains { $0.role == .scheduler } }
+    var wantsScheduler: Bool { plan.scheduler && !isStopping && leasePermits }
+    var schedulerExists: Bool { hasScheduler }
 
     /// The worker of the current generation that serves `slot`, if any.
     func current(in slot: Int) -> Worker? {
@@ -86,8 +86,14 @@ extension SupervisorCore {
             let removedSlot = worker.slot >= plan.workers
             let oldGeneration = worker.generation != generation
             var reason: String?
+            var retireBy = deadline
             if worker.role == .scheduler {
-                if removedSlot || oldGeneration || !plan.scheduler { reason = "scheduler handover" }
+                if !leasePermits {
+                    reason = "the lease was withdrawn"
+                    retireBy = min(deadline, now + timings.leaseGrace)
+                } else if removedSlot || oldGeneration || !plan.scheduler {
+                    reason = "scheduler handover"
+                }
             } else if removedSlot {
                 reason = "slot removed"
             } else if oldGeneration {
@@ -95,7 +101,7 @@ extension SupervisorCore {
             } else if converting && worker.slot == Self.schedulerSlot {
                 reason = "making room for the scheduler"
             }
-            if let reason { retire(at: index, deadline: deadline, reason: reason, into: &actions) }
+            if let reason { retire(at: index, deadline: retireBy, reason: reason, into: &actions) }
         }
     }
 

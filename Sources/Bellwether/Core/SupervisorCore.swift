@@ -79,10 +79,15 @@ public struct SupervisorCore: Sendable {
     /// The instant of the last event handled: deadlines up to it were acted on.
     var lastHandledAt = Instant(nanoseconds: .min)
     var nextSerial: UInt64 = 1
+    /// With a network lease, whether this supervisor may designate a scheduler.
+    public internal(set) var leasePermits = true
 
-    public init(plan: Plan, timings: Timings = Timings()) {
+    /// `leased`: a network lease decides whether there is a scheduler here;
+    /// none until it grants one (`Event.lease`).
+    public init(plan: Plan, timings: Timings = Timings(), leased: Bool = false) {
         self.plan = plan
         self.timings = timings
+        self.leasePermits = !leased
     }
 
     public var isStopping: Bool { stopDeadline != nil }
@@ -93,6 +98,9 @@ public struct SupervisorCore: Sendable {
 
     /// The live scheduler's pid, if one is running.
     public var schedulerPID: Int32? { workers.first { $0.role == .scheduler }?.pid }
+
+    /// A scheduler is being spawned, runs, or retires and is not yet reaped.
+    public var hasScheduler: Bool { workers.contains { $0.role == .scheduler } }
 
     public mutating func handle(_ event: Event, at now: Instant) -> [Action] {
         guard !finished else { return [] }
@@ -139,6 +147,15 @@ public struct SupervisorCore: Sendable {
         case .token(let answer):
             guard token == .acquiring else { return [] }
             acceptToken(answer, at: now, into: &actions)
+        case .lease(let permitted):
+            guard permitted != leasePermits else { return [] }
+            leasePermits = permitted
+            // A scheduler already on its way out must also be gone within G.
+            for index in workers.indices where workers[index].role == .scheduler {
+                if let pending = workers[index].retireDeadline, !permitted {
+                    workers[index].retireDeadline = min(pending, now + timings.leaseGrace)
+                }
+            }
         case .reload(let newPlan):
             guard started, !isStopping else { return [] }
             plan = newPlan

@@ -29,6 +29,10 @@ final class Master {
     private var refs: [Int32: WorkerRef] = [:]
     private var queue: [Event] = []
     private var exitStatus: Int32?
+    /// `--lease redis://…`: decides whether this master designates a scheduler.
+    private let lease: NetworkLease?
+    /// What the lease granted; the scheduler's environment carries it.
+    private var grant: LeaseGrant?
 
     /// Sets up the process (signals, descriptors, token, pidfile) or throws.
     init(configuration: Configuration, loader: SettingsLoader, environment: [String], directory: String)
@@ -39,7 +43,10 @@ final class Master {
         self.environment = environment
         self.directory = directory
         self.logger = Logger(format: configuration.settings.logFormat)
-        self.core = SupervisorCore(plan: configuration.plan)
+        var timings = Timings()
+        timings.leaseGrace = configuration.settings.leaseTimings.grace
+        self.core = SupervisorCore(plan: configuration.plan, timings: timings, leased: configuration.redisLease != nil)
+        lease = configuration.redisLease.map { NetworkLease(address: $0, timings: configuration.settings.leaseTimings) }
 
         // Inherited dispositions and descriptors are not ours to pass on: a
         // SIGCHLD ignored by our parent would make waitpid fail.
@@ -53,8 +60,9 @@ final class Master {
         } catch { throw .system(call: error.call, errno: error.errno) }
         systemd = SystemdNotifier(environment: Bellwether.dictionary(environment))
 
-        spawner = Spawner(shim: Spawner.locateShim(), masterPID: getpid())
+        spawner = Spawner(masterPID: getpid())
         guard access(spawner.shim, X_OK) == 0 else { throw .shimMissing(path: spawner.shim) }
+        try lease?.checkCredentials()
         token = SchedulerToken(path: configuration.tokenPath, privateDirectory: configuration.settings.lease == nil)
         try token.prepare()
         let settings = configuration.settings
@@ -78,17 +86,28 @@ final class Master {
              .init("command", .string(configuration.launch.executable))]))
         systemd.send("MAINPID=\(getpid())")
         nextWatchdogPing = systemd.watchdogInterval.map { Sys.monotonicNow() + $0 }
+        if let lease {
+            logger.write(LogRecord(.info, "lease", "lease \(lease.address) as \(lease.core.holder); no scheduler "
+                + "until it is acquired", [.init("holder", .string(lease.core.holder))]))
+        }
         queue.append(.start)
         process()
-        while exitStatus == nil {
+        // After the last worker, a lease holder still releases the key.
+        while exitStatus == nil || lease.map({ !$0.core.isStopped }) == true {
             let now = Sys.monotonicNow()
             let deadline = core.nextDeadline(after: now)
-            let wake = [deadline, nextWatchdogPing].compactMap { $0 }.min()
-            Sys.waitReadable([signals.fd, notifySocket.fd], timeout: wake.map { $0 - now })
+            let wake = [deadline, nextWatchdogPing, lease?.nextDeadline].compactMap { $0 }.min()
+            var watched: [(fd: Int32, events: Int16)] = [(signals.fd, Int16(POLLIN)), (notifySocket.fd, Int16(POLLIN))]
+            if let entry = lease?.pollEntry { watched.append(entry) }
+            let revents = Sys.wait(watched, timeout: wake.map { $0 - now })
             for signal in signals.drain() { receive(signal) }
             for message in notifySocket.drain() { receive(message.fields, from: message.pid) }
             reap()
             let after = Sys.monotonicNow()
+            if let lease {
+                if revents.count > 2, revents[2] != 0 { perform(lease.ready(revents[2], at: after)) }
+                perform(lease.tick(at: after))
+            }
             if let deadline, after >= deadline { queue.append(.tick) }
             if let ping = nextWatchdogPing, after >= ping, let interval = systemd.watchdogInterval {
                 systemd.send("WATCHDOG=1")
@@ -127,6 +146,7 @@ final class Master {
             // token over can bind it while this one drains.
             listeners.closeScheduler()
             queue.append(.stop(quick: signal != .terminate))
+            if let lease { perform(lease.handle(.stop, at: Sys.monotonicNow())) }
         case .ttyInput: queue.append(.addWorker)
         case .ttyOutput: queue.append(.removeWorker)
         case .user1: queue.append(.forward(.user1))
@@ -160,14 +180,36 @@ final class Master {
     private func reap() {
         while let (pid, status) = Sys.reapOne() {
             // Unknown pids are orphans adopted as subreaper: reaping them is all.
-            if let ref = refs.removeValue(forKey: pid) { queue.append(.exited(ref, status)) }
+            if let ref = refs.removeValue(forKey: pid) {
+                lease?.closeGuardPipe(for: ref)
+                queue.append(.exited(ref, status))
+            }
         }
     }
 
     private func process() {
-        while !queue.isEmpty {
-            let event = queue.removeFirst()
-            for action in core.handle(event, at: Sys.monotonicNow()) { perform(action) }
+        repeat {
+            while !queue.isEmpty {
+                let event = queue.removeFirst()
+                for action in core.handle(event, at: Sys.monotonicNow()) { perform(action) }
+            }
+            // The lease hears whether a scheduler is left (to release after a
+            // step-down); a grant or withdrawal it answers with goes back to the core.
+            if let lease { perform(lease.handle(.scheduler(alive: core.hasScheduler), at: Sys.monotonicNow())) }
+        } while !queue.isEmpty
+    }
+
+    private func perform(_ actions: [LeaseAction]) {
+        for action in actions {
+            switch action {
+            case .permit(let granted):
+                grant = granted
+                queue.append(.lease(permitted: granted != nil))
+            case .log(let record):
+                logger.write(record)
+            case .send, .guardDeadline:
+                break  // performed by NetworkLease
+            }
         }
     }
 
@@ -187,13 +229,26 @@ final class Master {
             }
             if handsToken { listeners.openScheduler() }  // retried at every scheduler start
             let sockets = listeners.passed(toScheduler: handsToken)
-            switch spawner.spawn(order, launch: launch, sockets: sockets, token: handsToken ? token.fd : nil,
-                                 extraEnvironment: extra) {
+            var guardPipe: (fd: Int32, grace: Duration)?
+            if handsToken, let lease {
+                guard let grant, let fd = lease.openGuardPipe(for: order.ref) else {
+                    queue.append(.spawnFailed(order.ref, reason: grant == nil ? "lease not granted"
+                        : "cannot create the guard's pipe: \(describe(errno))"))
+                    return
+                }
+                guardPipe = (fd, lease.timings.grace)
+                extra += ["WORKER_FENCING_TOKEN=\(grant.fence)", "WORKER_LEASE_HOLDER=\(grant.holder)"]
+            }
+            let result = spawner.spawn(order, launch: launch, sockets: sockets, token: handsToken ? token.fd : nil,
+                                       guardPipe: guardPipe, extraEnvironment: extra)
+            if let guardPipe { Sys.closeFile(guardPipe.fd) }
+            switch result {
             case .success(let pid):
                 refs[pid] = order.ref
                 if handsToken { token.release() }
                 queue.append(.spawned(order.ref, pid: pid))
             case .failure(let error):
+                lease?.closeGuardPipe(for: order.ref)
                 queue.append(.spawnFailed(order.ref, reason: error.description))
             }
         case .signal(let pid, let signal):

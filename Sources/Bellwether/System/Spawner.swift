@@ -12,25 +12,43 @@ import CBellwether
 struct Spawner {
     let shim: String
     let masterPID: Int32
+    /// Our own executable, which runs as the lease guard.
+    let executable: String
 
-    /// The shim beside our own executable.
-    static func locateShim() -> String {
-        var buffer = [CChar](repeating: 0, count: 4096)
-        var own = CommandLine.arguments.first ?? "bellwether"
-        #if os(Linux)
-        let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        if length > 0 { own = String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self) }
-        #endif
+    init(masterPID: Int32) {
+        let own = Self.ownExecutable()
         let directory = own.lastIndex(of: "/").map { String(own[..<$0]) } ?? "."
-        return directory + "/bellwether-exec"
+        executable = own
+        shim = directory + "/bellwether-exec"
+        self.masterPID = masterPID
+    }
+
+    static func ownExecutable() -> String {
+        #if os(Linux)
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        if length > 0 { return String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+        #endif
+        return CommandLine.arguments.first ?? "bellwether"
     }
 
     /// `sockets` go to descriptors 3, 4, … (LISTEN_FDS), the token after them.
     /// LISTEN_PID and WATCHDOG_PID are placeholders that the shim sets to the
     /// worker's own pid.
+    /// With `guardPipe`, the worker is the lease guard (our own executable as
+    /// `bellwether-guard`), which runs the app through the shim in turn and
+    /// reads renew deadlines from the pipe, placed after the token.
     func spawn(_ order: SpawnOrder, launch: Launch, sockets: [(fd: Int32, name: String)], token: Int32?,
+               guardPipe: (fd: Int32, grace: Duration)? = nil,
                extraEnvironment: [String]) -> Result<Int32, SystemCallError> {
-        let arguments = [shim, String(masterPID), launch.executable] + launch.arguments
+        var inherit: [Int32] = sockets.map(\.fd) + (token.map { [$0] } ?? [])
+        var arguments = [shim, String(masterPID)]
+        if let guardPipe {
+            arguments += [executable, "bellwether-guard", String(3 + inherit.count),
+                          String(guardPipe.grace.nanoseconds / 1_000_000), shim]
+            inherit.append(guardPipe.fd)
+        }
+        arguments += [launch.executable] + launch.arguments
         var environment = launch.environment + extraEnvironment + [
             "WORKERS_COUNT=\(order.workersCount)", "WORKER_ID=\(order.slot)",
             "WORKER_GENERATION=\(order.generation)", "\(launch.roleVariable)=\(order.role.rawValue)",
@@ -39,7 +57,6 @@ struct Spawner {
             environment += ["LISTEN_FDS=\(sockets.count)", "LISTEN_FDNAMES=" + sockets.map(\.name).joined(separator: ":"),
                             "LISTEN_PID=0"]
         }
-        let inherit: [Int32] = sockets.map(\.fd) + (token.map { [$0] } ?? [])
         var pid: pid_t = 0
         let error = withCStrings(arguments) { argv in
             withCStrings(environment) { envp in

@@ -69,20 +69,37 @@ enum Sys {
 
     /// Waits until one of `fds` is readable or `timeout` passes (nil: forever).
     static func waitReadable(_ fds: [Int32], timeout: Duration?) {
-        var entries = fds.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+        _ = wait(fds.map { ($0, Int16(POLLIN)) }, timeout: timeout)
+    }
+
+    /// Waits for any of the `events` on its descriptor, or until `timeout`
+    /// passes (nil: forever); returns each descriptor's `revents`.
+    static func wait(_ fds: [(fd: Int32, events: Int16)], timeout: Duration?) -> [Int16] {
+        var entries = fds.map { pollfd(fd: $0.fd, events: $0.events, revents: 0) }
         var milliseconds: Int32 = -1
         if let timeout {
             // Round up, so that the loop never wakes just before a deadline.
             let ms = (max(timeout.nanoseconds, 0) + 999_999) / 1_000_000
             milliseconds = Int32(clamping: ms)
         }
-        _ = poll(&entries, nfds_t(entries.count), milliseconds)
+        if poll(&entries, nfds_t(entries.count), milliseconds) <= 0 { return entries.map { _ in 0 } }
+        return entries.map(\.revents)
     }
 
     static func monotonicNow() -> Instant {
         var spec = timespec()
         clock_gettime(CLOCK_MONOTONIC, &spec)
         return Instant(nanoseconds: Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec))
+    }
+
+    /// send(2) on a socket whose peer may have gone: an error, never SIGPIPE.
+    /// Returns the count sent, or -1 with errno set.
+    static func sendWithoutSignal(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int {
+        #if os(Linux)
+        return Glibc.send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
+        #else
+        return Darwin.send(fd, bytes.baseAddress, bytes.count, 0)
+        #endif
     }
 
     /// Writes all of `bytes`, retrying short writes and EINTR.

@@ -26,6 +26,13 @@ int bw_signal_disposition(int sig, int ignore);
 int bw_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
              const int *inherit, int ninherit, const char *directory);
 
+/// The lease guard's whole program (see guard.c); returns an exit status.
+int bw_guard_main(int argc, char **argv);
+
+/// A pipe with both ends close-on-exec; the write end non-blocking if
+/// `nonblocking_write`. Returns 0 or -errno.
+int bw_pipe_cloexec(int fds[2], int nonblocking_write);
+
 /// Marks every open descriptor >= `lowest` close-on-exec.
 int bw_cloexec_from(int lowest);
 

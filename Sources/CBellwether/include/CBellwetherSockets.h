@@ -30,4 +30,14 @@ int bw_notify_receive(int fd, char *buf, int len, pid_t *pid);
 /// Sends `message` to the sd_notify address (a path, or "@name" for abstract).
 int bw_notify_send(const char *address, const char *message);
 
+/// Starts a non-blocking TCP connection (CLOEXEC, TCP_NODELAY) to `host`
+/// (an address literal or a name, resolved with getaddrinfo) and `port`.
+/// Returns the descriptor, connected or still connecting (poll it for
+/// POLLOUT, then read bw_socket_error); -errno, or -EHOSTUNREACH-style
+/// codes; a name that does not resolve gives -ENOENT.
+int bw_tcp_connect(const char *host, int port);
+
+/// The pending error of a socket (SO_ERROR): 0 once connected.
+int bw_socket_error(int fd);
+
 #endif

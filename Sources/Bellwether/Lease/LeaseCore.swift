@@ -1,0 +1,283 @@
+/// What the lease engine asks Redis to do (the scripts are in `LeaseScripts`).
+public enum LeaseCommand: Hashable, Sendable {
+    /// Take the key if it is absent or a tombstone, with a fence of at least `floor`.
+    case acquire(floor: Int64)
+    /// Extend the key's expiry if it still holds `value`.
+    case renew(value: String)
+    /// Replace the key by a tombstone if it still holds `value`.
+    case release(value: String)
+}
+
+/// Redis's answer to a `LeaseCommand`.
+public enum LeaseReply: Hashable, Sendable {
+    /// `clean`: the key was a tombstone, so the previous holder's scheduler was
+    /// reaped before it let go.
+    case acquired(fence: Int64, clean: Bool)
+    /// Someone holds the key: its value, `holder|fence`.
+    case heldBy(String)
+    case renewed
+    /// A renewal or release found the key no longer ours: its value, if any.
+    case notOurs(String?)
+    case released
+}
+
+public enum LeaseEvent: Hashable, Sendable {
+    case tick
+    case reply(LeaseReply)
+    /// The command in flight failed: timeout, connection error, error reply.
+    case failed(String)
+    /// Whether this supervisor has a scheduler (alive, starting or retiring).
+    case scheduler(alive: Bool)
+    /// The master is stopping: step down, release, and stop.
+    case stop
+}
+
+/// The right to designate a scheduler, with what the scheduler is told.
+public struct LeaseGrant: Hashable, Sendable {
+    public var fence: Int64
+    public var holder: String
+}
+
+public enum LeaseAction: Hashable, Sendable {
+    case send(LeaseCommand)
+    /// Designate a scheduler under this grant, or (nil) none.
+    case permit(LeaseGrant?)
+    /// The scheduler's guard must stop it once this instant has passed.
+    case guardDeadline(Instant)
+    case log(LogRecord)
+}
+
+/// The lease algorithm as a pure state machine: the shell sends what it is
+/// told and feeds back replies, failures and ticks. One command is in flight
+/// at a time; the shell times it out after R.
+///
+/// Invariant: a grant is given only while holding, from the takeover delay H
+/// after the acquisition (or at once after a clean release) until D after the
+/// send time of the last renewal that counted; the key then still has at
+/// least L - D > R to live, and the step-down (TERM, SIGKILL after G) ends the
+/// scheduler before a newcomer that acquires at expiry has waited out H.
+public struct LeaseCore: Sendable {
+    public struct Holding: Hashable, Sendable {
+        public var value: String
+        public var fence: Int64
+        /// The send time of the last renewal (or the acquisition) that counted.
+        public var lastCounted: Instant
+        public var designateAt: Instant
+        public var granted: Bool
+    }
+
+    public enum Phase: Hashable, Sendable {
+        case seeking
+        case holding(Holding)
+        /// Waiting for the scheduler to be reaped; then release `value`, if any.
+        case steppingDown(value: String?)
+        case releasing(value: String, since: Instant)
+        case stopped
+    }
+
+    public let holder: String
+    public let timings: LeaseTimings
+    public private(set) var phase: Phase = .seeking
+    var inFlight: (command: LeaseCommand, sentAt: Instant)?
+    var nextAttemptAt = Instant(nanoseconds: .min)
+    /// The highest fence seen, ours or another holder's: the floor of the next.
+    public private(set) var highestFence: Int64 = 0
+    var schedulerAlive = false
+    var stopping = false
+    var lastSeenValue: String?
+    var failingSince: Instant?
+
+    public init(holder: String, timings: LeaseTimings) {
+        self.holder = holder
+        self.timings = timings
+    }
+
+    public var isStopped: Bool { phase == .stopped }
+
+    /// The guard deadline for a scheduler started now, if one may run.
+    public var renewDeadline: Instant? {
+        if case .holding(let holding) = phase, holding.granted { return holding.lastCounted + timings.renewDeadline }
+        return nil
+    }
+
+    public mutating func handle(_ event: LeaseEvent, at now: Instant) -> [LeaseAction] {
+        var actions: [LeaseAction] = []
+        switch event {
+        case .tick:
+            break
+        case .scheduler(let alive):
+            schedulerAlive = alive
+        case .stop:
+            stopping = true
+            switch phase {
+            case .seeking: if inFlight == nil { phase = .stopped }
+            case .holding(let holding): stepDown(holding, reason: "stopping", into: &actions)
+            case .steppingDown, .releasing, .stopped: break
+            }
+        case .failed(let reason):
+            guard let flight = inFlight else { break }
+            inFlight = nil
+            noteFailure(reason, of: flight.command, at: now, into: &actions)
+        case .reply(let reply):
+            guard let flight = inFlight else { break }
+            inFlight = nil
+            if let since = failingSince {
+                failingSince = nil
+                actions.append(.log(LogRecord(.info, "lease_reachable",
+                    "lease: redis answers again after \((now - since).shortDescription)")))
+            }
+            accept(reply, to: flight.command, sentAt: flight.sentAt, at: now, into: &actions)
+        }
+        advance(at: now, into: &actions)
+        return actions
+    }
+
+    /// The earliest instant at which `handle(.tick)` has work to do.
+    public func nextDeadline() -> Instant? {
+        var candidates: [Instant] = []
+        var sends = false
+        switch phase {
+        case .seeking: sends = !stopping
+        case .holding(let holding):
+            sends = true
+            candidates.append(holding.lastCounted + timings.renewDeadline)
+            if !holding.granted { candidates.append(holding.designateAt) }
+        case .releasing: sends = true
+        case .steppingDown, .stopped: break
+        }
+        if sends && inFlight == nil { candidates.append(nextAttemptAt) }
+        return candidates.min()
+    }
+
+    mutating func accept(_ reply: LeaseReply, to command: LeaseCommand, sentAt: Instant, at now: Instant,
+                         into actions: inout [LeaseAction]) {
+        switch (command, reply) {
+        case (.acquire, .acquired(let fence, let clean)):
+            highestFence = max(highestFence, fence)
+            let value = "\(holder)|\(fence)"
+            guard case .seeking = phase, !stopping else {
+                phase = .releasing(value: value, since: now)
+                nextAttemptAt = now
+                return
+            }
+            // H counts from the reply: the acquisition happened before it.
+            let holding = Holding(value: value, fence: fence, lastCounted: sentAt,
+                                  designateAt: clean ? now : now + timings.takeoverDelay, granted: false)
+            phase = .holding(holding)
+            lastSeenValue = value
+            let wait = clean ? "the previous holder released cleanly: designating a scheduler now"
+                : "waiting \(timings.takeoverDelay.shortDescription) (takeover delay) before designating a scheduler"
+            actions.append(.log(LogRecord(.info, "lease_acquired", "lease acquired with fence \(fence); \(wait)",
+                [.init("fence", .int(Int(fence))), .init("clean", .bool(clean))])))
+        case (.acquire, .heldBy(let value)):
+            notice(value)
+            if value != lastSeenValue {
+                lastSeenValue = value
+                actions.append(.log(LogRecord(.info, "lease_held", "lease held by \(value); no scheduler here",
+                                              [.init("holder", .string(value))])))
+            }
+        case (.renew(let value), .renewed):
+            guard case .holding(var holding) = phase, holding.value == value else { return }
+            // A renewal counts only if its reply came within D of its sending.
+            guard now < sentAt + timings.renewDeadline, sentAt > holding.lastCounted else { return }
+            let gap = sentAt - holding.lastCounted
+            if gap > timings.renewInterval * 2 {
+                actions.append(.log(LogRecord(.warning, "lease_renewed_late",
+                    "lease renewed late: \(gap.shortDescription) since the last renewal that counted "
+                        + "(step-down after \(timings.renewDeadline.shortDescription))",
+                    [.init("gap", .double(gap.seconds)), .init("fence", .int(Int(holding.fence)))])))
+            }
+            holding.lastCounted = sentAt
+            phase = .holding(holding)
+            actions.append(.guardDeadline(sentAt + timings.renewDeadline))
+        case (.renew(let value), .notOurs(let current)):
+            guard case .holding(let holding) = phase, holding.value == value else { return }
+            if let current { notice(current) }
+            let now = current.map { "the key now holds \($0)" } ?? "the key is gone"
+            stepDown(holding, reason: "lease lost: \(now)", releasing: false, into: &actions)
+        case (.release, let answer):
+            phase = stopping ? .stopped : .seeking
+            nextAttemptAt = now + timings.renewInterval
+            let what = answer == .released ? "lease released (the next holder starts at once)"
+                : "lease was no longer ours at release"
+            actions.append(.log(LogRecord(.info, "lease_released", what)))
+        default:
+            break
+        }
+    }
+
+    mutating func noteFailure(_ reason: String, of command: LeaseCommand, at now: Instant,
+                              into actions: inout [LeaseAction]) {
+        if failingSince == nil {
+            failingSince = now
+            let consequence: String
+            switch phase {
+            case .holding(let holding):
+                consequence = "stepping down at \(timings.renewDeadline.shortDescription) without a renewal "
+                    + "(fence \(holding.fence))"
+            default: consequence = "no scheduler here until the lease is acquired"
+            }
+            actions.append(.log(LogRecord(.warning, "lease_unreachable",
+                "lease: \(reason); retrying every \(timings.renewInterval.shortDescription); \(consequence)",
+                [.init("reason", .string(reason))])))
+        }
+        if case .release = command, case .releasing(_, let since) = phase,
+           stopping || now - since >= timings.ttl {
+            phase = stopping ? .stopped : .seeking  // the key expires on its own
+        }
+    }
+
+    mutating func stepDown(_ holding: Holding, reason: String, releasing: Bool = true,
+                           into actions: inout [LeaseAction]) {
+        phase = .steppingDown(value: releasing ? holding.value : nil)
+        actions.append(.permit(nil))
+        actions.append(.log(LogRecord(stopping ? .info : .error, "lease_step_down",
+            "\(reason): stepping down, no scheduler here (fence \(holding.fence))",
+            [.init("fence", .int(Int(holding.fence))), .init("reason", .string(reason))])))
+    }
+
+    /// Deadlines, the grant, the release after a step-down, and the next command.
+    mutating func advance(at now: Instant, into actions: inout [LeaseAction]) {
+        if stopping, inFlight == nil, case .seeking = phase { phase = .stopped }
+        if case .holding(var holding) = phase {
+            if now >= holding.lastCounted + timings.renewDeadline {
+                let since = (now - holding.lastCounted).shortDescription
+                stepDown(holding, reason: "no renewal counted for \(since)", into: &actions)
+            } else if !holding.granted && now >= holding.designateAt {
+                holding.granted = true
+                phase = .holding(holding)
+                actions.append(.log(LogRecord(.info, "lease_granted",
+                    "lease held with fence \(holding.fence): designating a scheduler",
+                    [.init("fence", .int(Int(holding.fence)))])))
+                actions.append(.permit(LeaseGrant(fence: holding.fence, holder: holder)))
+                actions.append(.guardDeadline(holding.lastCounted + timings.renewDeadline))
+            }
+        }
+        if case .steppingDown(let value) = phase, !schedulerAlive {
+            if let value {
+                phase = .releasing(value: value, since: now)
+                nextAttemptAt = now
+            } else {
+                phase = stopping ? .stopped : .seeking
+            }
+        }
+        guard inFlight == nil, now >= nextAttemptAt else { return }
+        let command: LeaseCommand
+        switch phase {
+        case .seeking where !stopping: command = .acquire(floor: highestFence + 1)
+        case .holding(let holding): command = .renew(value: holding.value)
+        case .releasing(let value, _): command = .release(value: value)
+        default: return
+        }
+        inFlight = (command, now)
+        nextAttemptAt = now + timings.renewInterval
+        actions.append(.send(command))
+    }
+
+    /// Raises the fence floor past another holder's fence.
+    mutating func notice(_ value: String) {
+        if let bar = value.lastIndex(of: "|"), let fence = Int64(value[value.index(after: bar)...]) {
+            highestFence = max(highestFence, fence)
+        }
+    }
+}

@@ -1,0 +1,117 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real `redis-server` on a free loopback port, without persistence, in a
+/// scratch directory. The Redis lease tests need one: `scripts/test` installs
+/// the Debian package and sets BELLWETHER_REQUIRE_REDIS=1, so that in CI a
+/// missing server fails (`redisIsInstalledWhereRequired`) instead of skipping.
+final class RedisServer {
+    static let executable: String? = ["/usr/bin/redis-server", "/usr/local/bin/redis-server", "/usr/sbin/redis-server"]
+        .first { access($0, X_OK) == 0 }
+    static var available: Bool { executable != nil }
+    static var required: Bool { ProcessInfo.processInfo.environment["BELLWETHER_REQUIRE_REDIS"] == "1" }
+
+    let port: Int
+    let directory: String
+    let password: String?
+    private(set) var pid: Int32 = 0
+
+    init(password: String? = nil, port: Int? = nil) {
+        directory = Harness.scratch("redis")
+        self.port = port ?? Self.freePort()
+        self.password = password
+        start()
+    }
+
+    deinit { stop() }
+
+    var url: String { "redis://127.0.0.1:\(port)" }
+
+    func start() {
+        var arguments = [Self.executable!, "--port", String(port), "--bind", "127.0.0.1", "--save", "",
+                         "--appendonly", "no", "--dir", directory, "--daemonize", "no"]
+        if let password { arguments += ["--requirepass", password] }
+        pid = Harness.spawn(arguments, environment: [:], stdout: directory + "/redis.log", stderr: directory + "/redis.log")
+        precondition(Harness.wait(10) { self.command(["PING"]).contains("PONG") }, "redis-server did not start")
+    }
+
+    /// SIGKILL: an outage, and (no persistence) an empty store when restarted.
+    func stop() {
+        guard pid > 0 else { return }
+        kill(pid, SIGKILL)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        pid = 0
+    }
+
+    /// redis-cli's output for one command.
+    @discardableResult
+    func command(_ arguments: [String]) -> String {
+        var cli = ["/usr/bin/redis-cli", "-p", String(port)]
+        if let password { cli += ["-a", password, "--no-auth-warning"] }
+        return Harness.run(cli + arguments, timeout: 5).stdout
+    }
+
+    static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                _ = bind(fd, pointer, length)
+                return getsockname(fd, pointer, &length)
+            }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+/// The overlap oracle's log across every scheduler of a test: each "start"
+/// line carries the scheduler's fence and lease holder.
+struct OracleLog {
+    struct Entry {
+        var event: String
+        var pid: Int32
+        var fence: Int
+        var holder: String
+        var time: Int64
+    }
+
+    var entries: [Entry]
+
+    init(_ oracle: String) {
+        let text = (try? String(contentsOfFile: oracle + ".log", encoding: .utf8)) ?? ""
+        entries = text.split(separator: "\n").compactMap { line in
+            let words = line.split(separator: " ")
+            guard words.count == 5 else { return nil }
+            func value(_ index: Int) -> String { String(words[index].split(separator: "=", maxSplits: 1).last ?? "") }
+            return Entry(event: String(words[0]), pid: Int32(value(1)) ?? 0, fence: Int(value(2)) ?? -1,
+                         holder: value(3), time: Int64(value(4)) ?? 0)
+        }.sorted { $0.time < $1.time }
+    }
+
+    var starts: [Entry] { entries.filter { $0.event == "start" } }
+
+    /// Why the fences are wrong, or nil: a scheduler without a fence, a fence
+    /// that went down, or a new holder without a higher fence.
+    var fenceProblem: String? {
+        var previous: Entry?
+        for entry in starts {
+            if entry.fence < 1 { return "scheduler \(entry.pid) has no fence" }
+            if let previous {
+                if entry.fence < previous.fence { return "fence went down: \(previous.fence) then \(entry.fence)" }
+                if entry.holder != previous.holder && entry.fence == previous.fence {
+                    return "holders \(previous.holder) and \(entry.holder) share fence \(entry.fence)"
+                }
+            }
+            previous = entry
+        }
+        return nil
+    }
+}

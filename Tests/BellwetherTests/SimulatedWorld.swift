@@ -34,9 +34,20 @@ struct SimulatedWorld {
     var actionsSeen = 0
     var announcements: [Announcement] = []
 
-    init(plan: Plan, seed: UInt64) {
-        core = SupervisorCore(plan: plan)
+    /// When the network lease was last withdrawn, while it stays withdrawn.
+    var leaseWithdrawnAt: Instant?
+
+    init(plan: Plan, seed: UInt64, leased: Bool = false) {
+        core = SupervisorCore(plan: plan, leased: leased)
         rng = SplitMix(seed: seed)
+        if leased { leaseWithdrawnAt = now }
+    }
+
+    /// Grants or withdraws the network lease.
+    mutating func lease(_ permitted: Bool) {
+        if !permitted && leaseWithdrawnAt == nil { leaseWithdrawnAt = now }
+        if permitted { leaseWithdrawnAt = nil }
+        send(.lease(permitted: permitted))
     }
 
     var aliveSchedulers: Int { alive.values.filter { $0.role == .scheduler }.count }
@@ -64,6 +75,7 @@ struct SimulatedWorld {
             }
             if order.role == .scheduler {
                 if token != .master { violations.append("scheduler spawned without the token (\(token))") }
+                if leaseWithdrawnAt != nil { violations.append("scheduler spawned without the lease at \(now)") }
             }
             let pid = nextPID
             nextPID += 1
@@ -145,6 +157,11 @@ struct SimulatedWorld {
         let schedulersInTable = core.workers.filter { $0.role == .scheduler }.count
         if schedulersInTable > 1 { violations.append("\(schedulersInTable) schedulers in the table at \(now)") }
         if aliveSchedulers > 1 { violations.append("\(aliveSchedulers) schedulers alive at \(now)") }
+        // A withdrawn lease: the scheduler is gone within G (SIGKILL at G).
+        if let withdrawn = leaseWithdrawnAt, aliveSchedulers > 0,
+           now > withdrawn + core.timings.leaseGrace + .milliseconds(1) {
+            violations.append("scheduler alive \((now - withdrawn).shortDescription) after the lease was withdrawn")
+        }
         // No busy loop: a tick at the same instant must find nothing to do.
         var copy = core
         let again = copy.handle(.tick, at: now).filter { if case .log = $0 { false } else { true } }

@@ -133,10 +133,13 @@ struct SupervisorCoreTests {
     func randomEventSequencesKeepTheInvariants(batch: Int) {
         for seed in 0..<100 {
             let id = UInt64(batch * 100 + seed)
-            var world = SimulatedWorld(plan: Plan(workers: 1 + Int(id % 5), gracefulTimeout: .seconds(2),
-                                                  notifyReadiness: id % 2 == 1, readyTimeout: .seconds(3)), seed: id)
+            // Every third world has a network lease, granted and withdrawn at random.
+            var world = SimulatedWorld(plan: Plan(workers: 1 + Int(id % 5), gracefulTimeout: .seconds(id % 3 == 0 ? 20 : 2),
+                                                  notifyReadiness: id % 2 == 1, readyTimeout: .seconds(3)),
+                                       seed: id, leased: id % 3 == 0)
             world.send(.start)
-            for _ in 0..<60 { randomStep(&world) }
+            for _ in 0..<60 { randomStep(&world, leased: id % 3 == 0) }
+            if id % 3 == 0 { world.lease(true) }
             world.quiesce()
             let plan = world.core.plan
             let description = "seed \(id): \(world.violations.prefix(3))"
@@ -302,7 +305,11 @@ struct SupervisorCoreTests {
         #expect(world.nextPID - Int32(100) < 12, "\(world.nextPID - 100) starts, \(started)")
     }
 
-    func randomStep(_ world: inout SimulatedWorld) {
+    func randomStep(_ world: inout SimulatedWorld, leased: Bool = false) {
+        if leased && world.rng.chance(0.08) {
+            world.lease(!world.core.leasePermits)
+            return
+        }
         switch world.rng.below(100) {
         case 0..<35:
             world.advance(to: world.now + .milliseconds(Int64(world.rng.below(1500))))

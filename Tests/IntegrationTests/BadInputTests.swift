@@ -73,8 +73,17 @@ struct BadInputTests {
         Case(name: "bad lease", arguments: ["--lease", "zookeeper://x", "true"], status: 64, mentions: "file:PATH"),
         Case(name: "malformed redis lease", arguments: ["--lease", "redis://u:secret@h:99999", "true"], status: 64,
              mentions: "PORT is 1-65535"),
-        Case(name: "redis lease not yet", arguments: ["--lease", "redis://127.0.0.1:6379", "true"], status: 64,
-             mentions: "redis leases are not available"),
+        Case(name: "renew deadline under 3 R", arguments: ["--lease", "redis://127.0.0.1:1", "--lease-renew-interval",
+             "4", "true"], status: 64, mentions: "must be at least 3 × --lease-renew-interval"),
+        Case(name: "D + R not under L", arguments: ["--lease", "redis://127.0.0.1:1", "--lease-ttl", "11", "true"],
+             status: 64, mentions: "must be less than --lease-ttl"),
+        Case(name: "takeover delay under D + G", arguments: ["--lease", "redis://127.0.0.1:1",
+             "--lease-takeover-delay", "14", "true"], status: 64, mentions: "must be at least --lease-renew-deadline"),
+        Case(name: "zero renew interval", arguments: ["--lease-renew-interval", "0", "true"], status: 64,
+             mentions: "--lease-renew-interval"),
+        Case(name: "bad lease ttl", arguments: ["--lease-ttl", "soon", "true"], status: 64, mentions: "--lease-ttl"),
+        Case(name: "redis lease without host", arguments: ["--lease", "redis://", "true"], status: 64,
+             mentions: "redis://"),
         Case(name: "switch with value", arguments: ["--no-scheduler=yes", "true"], status: 64, mentions: "takes no value"),
         Case(name: "bind without port", arguments: ["-b", "127.0.0.1", "true"], status: 64, mentions: "HOST:PORT"),
         Case(name: "bind bad host", arguments: ["--bind", "999.1.1.1:80", "true"], status: 64, mentions: "999.1.1.1:80"),
@@ -131,7 +140,9 @@ struct BadInputTests {
         #expect(help.stdout.contains("usage: bellwether"))
         for option in ["--workers", "--role-env", "--no-scheduler", "--graceful-timeout", "--env", "--chdir",
                        "--pidfile", "--timezone", "--config", "--check-config", "--log-format", "--lease", "--bind",
-                       "--bind-mode", "--backlog", "--scheduler-bind", "--ready", "--ready-timeout", "--timeout"] {
+                       "--bind-mode", "--backlog", "--scheduler-bind", "--ready", "--ready-timeout", "--timeout",
+                       "--lease-ttl", "--lease-renew-interval", "--lease-renew-deadline", "--lease-grace",
+                       "--lease-takeover-delay"] {
             #expect(help.stdout.contains(option))
         }
         let version = Harness.run([Harness.bellwether, "--version"])
@@ -166,13 +177,14 @@ struct DocumentationTests {
         }
         let statuses = help.split(separator: "\n").drop { !$0.hasPrefix("exit status") }.dropFirst()
             .compactMap { Int($0.split(separator: " ").first ?? "") }
-        #expect(statuses == [0, 64, 69, 71, 73, 78, 126, 127])
+        #expect(statuses == [0, 64, 69, 71, 73, 77, 78, 126, 127])
         for status in statuses {
             #expect(readme.contains("| \(status) |"), "README lacks exit status \(status)")
             #expect(manual.contains(".It \(status)\n"), "manual lacks exit status \(status)")
         }
         for variable in ["WORKER_ROLE", "WORKERS_COUNT", "WORKER_ID", "WORKER_GENERATION", "LISTEN_FDS",
-                         "NOTIFY_SOCKET", "WATCHDOG_USEC"] {
+                         "NOTIFY_SOCKET", "WATCHDOG_USEC", "WORKER_FENCING_TOKEN", "WORKER_LEASE_HOLDER",
+                         "BELLWETHER_LEASE_PASSWORD"] {
             #expect(help.contains(variable) && readme.contains(variable) && manual.contains(variable), "\(variable)")
         }
         for signal in ["HUP", "TERM", "INT", "QUIT", "TTIN", "TTOU", "USR1"] {

@@ -129,7 +129,7 @@ struct OptionSpec: Sendable {
             settings.watchdog = try Parse.seconds(value, source: source)
         },
         OptionSpec("lease", value: "URL",
-                   help: "file:PATH (one scheduler per lock file) or redis://[USER:PASSWORD@]HOST[:PORT][/DB][?key=NAME]") {
+                   help: "one scheduler per lease: file:PATH or redis://[USER:PASS@]HOST[:PORT][/DB][?key=K]") {
             settings, value, source throws(BellwetherError) in
             switch try LeaseAddress.parse(value, source: source) {
             case .file(let path): settings.lease = path; settings.redisLease = nil

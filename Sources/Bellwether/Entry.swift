@@ -54,6 +54,12 @@ public enum Bellwether {
             "command = \(configuration.launch.executable)"
                 + configuration.launch.arguments.dropFirst().map { " " + $0 }.joined(),
         ]
+        if let lease = configuration.redisLease {
+            let t = settings.leaseTimings
+            lines.append("lease = \(lease) (ttl \(t.ttl.shortDescription), renew every \(t.renewInterval.shortDescription), "
+                + "deadline \(t.renewDeadline.shortDescription), grace \(t.grace.shortDescription), "
+                + "takeover delay \(t.takeoverDelay.shortDescription))")
+        }
         if let chdir = settings.chdir { lines.append("chdir = \(chdir)") }
         if let pidfile = settings.pidfile { lines.append("pidfile = \(pidfile)") }
         if let zone = settings.timezone { lines.append("timezone = \(zone)") }

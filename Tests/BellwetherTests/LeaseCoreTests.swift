@@ -67,7 +67,7 @@ struct LeaseCoreTests {
         var d = Driver()
         d.at(0)
         d.at(1, .reply(.acquired(fence: 3, clean: true)))
-        d.handle(.scheduler(alive: true))
+        d.handle(.scheduler(alive: true, wanted: true))
         var t: Int64 = 400
         while t < 2000 {
             d.at(t)
@@ -83,7 +83,7 @@ struct LeaseCoreTests {
         let count = d.sent.count
         d.at(2500)
         #expect(d.sent.count == count, "no release while the scheduler lives")
-        d.at(2600, .scheduler(alive: false))
+        d.at(2600, .scheduler(alive: false, wanted: true))
         #expect(d.sent.last == .release(value: "me|3"))
         d.at(2610, .reply(.released))
         #expect(d.core.phase == .seeking)
@@ -108,14 +108,28 @@ struct LeaseCoreTests {
         var d = Driver()
         d.at(0)
         d.at(1, .reply(.acquired(fence: 5, clean: true)))
-        d.handle(.scheduler(alive: true))
+        d.handle(.scheduler(alive: true, wanted: true))
         d.at(400)
         d.at(401, .reply(.notOurs("other|9")))
         #expect(d.grant == nil)
-        d.at(500, .scheduler(alive: false))
+        d.at(500, .scheduler(alive: false, wanted: true))
         #expect(!d.sent.contains { if case .release = $0 { true } else { false } })
         d.at(900)
         #expect(d.sent.last == .acquire(floor: 10), "the floor passes the fence seen")
+    }
+
+    @Test func aSupervisorThatWantsNoSchedulerLetsTheLeaseGo() {
+        var d = Driver()
+        d.at(0)
+        d.at(1, .reply(.acquired(fence: 4, clean: true)))
+        #expect(d.grant != nil)
+        d.at(10, .scheduler(alive: false, wanted: false))
+        #expect(d.grant == nil)
+        #expect(d.sent.last == .release(value: "me|4"))
+        d.at(11, .reply(.released))
+        d.at(5000)
+        #expect(d.sent.last == .release(value: "me|4"), "no acquire while no scheduler is wanted")
+        #expect(d.core.nextDeadline() == nil)
     }
 
     @Test func anotherHoldersFenceRaisesTheFloor() {
@@ -131,10 +145,10 @@ struct LeaseCoreTests {
         var d = Driver()
         d.at(0)
         d.at(1, .reply(.acquired(fence: 2, clean: true)))
-        d.handle(.scheduler(alive: true))
+        d.handle(.scheduler(alive: true, wanted: true))
         d.at(100, .stop)
         #expect(d.grant == nil)
-        d.at(200, .scheduler(alive: false))
+        d.at(200, .scheduler(alive: false, wanted: true))
         #expect(d.sent.last == .release(value: "me|2"))
         d.at(201, .failed("connection refused"))
         #expect(d.core.isStopped, "one failed release at stop: the key expires on its own")
@@ -172,7 +186,7 @@ struct LeaseCoreTests {
                     inFlight = nil
                     d.handle(.reply(reply))
                 case 8: inFlight = nil; d.handle(.failed("simulated"))
-                default: d.handle(.scheduler(alive: rng.chance(0.5)))
+                default: d.handle(.scheduler(alive: rng.chance(0.5), wanted: rng.chance(0.9)))
                 }
                 if d.sent.count > sentCount {
                     #expect(inFlight == nil && d.sent.count == sentCount + 1, "one command at a time")

@@ -26,8 +26,10 @@ public enum LeaseEvent: Hashable, Sendable {
     case reply(LeaseReply)
     /// The command in flight failed: timeout, connection error, error reply.
     case failed(String)
-    /// Whether this supervisor has a scheduler (alive, starting or retiring).
-    case scheduler(alive: Bool)
+    /// Whether this supervisor has a scheduler (alive, starting or retiring),
+    /// and whether it wants one at all (not with `--no-scheduler`): a
+    /// supervisor that wants none neither takes nor keeps the lease.
+    case scheduler(alive: Bool, wanted: Bool)
     /// The master is stopping: step down, release, and stop.
     case stop
 }
@@ -83,6 +85,7 @@ public struct LeaseCore: Sendable {
     /// The highest fence seen, ours or another holder's: the floor of the next.
     public private(set) var highestFence: Int64 = 0
     var schedulerAlive = false
+    var schedulerWanted = true
     var stopping = false
     var lastSeenValue: String?
     var failingSince: Instant?
@@ -105,8 +108,12 @@ public struct LeaseCore: Sendable {
         switch event {
         case .tick:
             break
-        case .scheduler(let alive):
+        case .scheduler(let alive, let wanted):
             schedulerAlive = alive
+            schedulerWanted = wanted
+            if !wanted, case .holding(let holding) = phase {
+                stepDown(holding, reason: "no scheduler is wanted here (no-scheduler)", into: &actions)
+            }
         case .stop:
             stopping = true
             switch phase {
@@ -137,7 +144,7 @@ public struct LeaseCore: Sendable {
         var candidates: [Instant] = []
         var sends = false
         switch phase {
-        case .seeking: sends = !stopping
+        case .seeking: sends = !stopping && schedulerWanted
         case .holding(let holding):
             sends = true
             candidates.append(holding.lastCounted + timings.renewDeadline)
@@ -264,7 +271,7 @@ public struct LeaseCore: Sendable {
         guard inFlight == nil, now >= nextAttemptAt else { return }
         let command: LeaseCommand
         switch phase {
-        case .seeking where !stopping: command = .acquire(floor: highestFence + 1)
+        case .seeking where !stopping && schedulerWanted: command = .acquire(floor: highestFence + 1)
         case .holding(let holding): command = .renew(value: holding.value)
         case .releasing(let value, _): command = .release(value: value)
         default: return

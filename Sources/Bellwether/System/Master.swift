@@ -195,7 +195,10 @@ final class Master {
             }
             // The lease hears whether a scheduler is left (to release after a
             // step-down); a grant or withdrawal it answers with goes back to the core.
-            if let lease { perform(lease.handle(.scheduler(alive: core.hasScheduler), at: Sys.monotonicNow())) }
+            if let lease {
+                let event = LeaseEvent.scheduler(alive: core.hasScheduler, wanted: core.plan.scheduler)
+                perform(lease.handle(event, at: Sys.monotonicNow()))
+            }
         } while !queue.isEmpty
     }
 
@@ -204,6 +207,8 @@ final class Master {
             switch action {
             case .permit(let granted):
                 grant = granted
+                // Only the holder listens on --scheduler-bind: a balancer's retry finds it.
+                if granted == nil { listeners.closeScheduler() }
                 queue.append(.lease(permitted: granted != nil))
             case .log(let record):
                 logger.write(record)

@@ -13,14 +13,12 @@ _KEY = "BELLWETHER_WORKER_NOTIFY_SOCKET"
 
 
 def on_starting(server):
-    os.nice(19)
     address = os.environ.pop("NOTIFY_SOCKET", None)
     if address:
         os.environ[_KEY] = address
 
 
 def post_worker_init(worker):
-    os.setpriority(os.PRIO_PROCESS, 0, 0)
     address = os.environ.get(_KEY)
     if not address:
         return

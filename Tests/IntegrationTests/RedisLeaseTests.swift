@@ -28,6 +28,15 @@ struct RedisLeaseTests {
         }
     }
 
+    /// A fresh Redis and a cluster on it, once it has settled: one scheduler,
+    /// two live workers per supervisor.
+    static func settledCluster() -> (RedisServer, [Supervisor]) {
+        let redis = RedisServer()
+        let all = cluster(redis)
+        #expect(Harness.wait(15) { schedulers(all).count == 1 && all.allSatisfy { $0.live().count == 2 } })
+        return (redis, all)
+    }
+
     static func schedulers(_ cluster: [Supervisor]) -> [WorkerRecord] { cluster.flatMap { $0.liveSchedulers() } }
 
     static func holder(_ cluster: [Supervisor]) -> Supervisor? { cluster.first { !$0.liveSchedulers().isEmpty } }
@@ -40,9 +49,8 @@ struct RedisLeaseTests {
     }
 
     @Test func threeSupervisorsKeepExactlyOneSchedulerFor20Seconds() {
-        let redis = RedisServer()
-        let all = Self.cluster(redis)
-        #expect(Harness.wait(15) { Self.schedulers(all).count == 1 && all.allSatisfy { $0.live().count == 2 } })
+        let (redis, all) = Self.settledCluster()
+        defer { withExtendedLifetime(redis) {} }  // the server lives as long as the test
         var counts: [Int] = []
         let end = Date().addingTimeInterval(20)
         while Date() < end {
@@ -56,9 +64,8 @@ struct RedisLeaseTests {
     }
 
     @Test func killingTheHoldersMasterHandsTheLeaseOn() throws {
-        let redis = RedisServer()
-        let all = Self.cluster(redis)
-        #expect(Harness.wait(15) { Self.schedulers(all).count == 1 })
+        let (redis, all) = Self.settledCluster()
+        defer { withExtendedLifetime(redis) {} }  // the server lives as long as the test
         let holder = try #require(Self.holder(all))
         let old = try #require(holder.liveSchedulers().first)
         holder.signal(SIGKILL)
@@ -77,9 +84,8 @@ struct RedisLeaseTests {
     }
 
     @Test func aStoppedMastersGuardStopsItsScheduler() throws {
-        let redis = RedisServer()
-        let all = Self.cluster(redis)
-        #expect(Harness.wait(15) { Self.schedulers(all).count == 1 })
+        let (redis, all) = Self.settledCluster()
+        defer { withExtendedLifetime(redis) {} }  // the server lives as long as the test
         let holder = try #require(Self.holder(all))
         let old = try #require(holder.liveSchedulers().first)
         holder.signal(SIGSTOP)
@@ -103,9 +109,8 @@ struct RedisLeaseTests {
     }
 
     @Test func anOutageLongerThanDStepsDownAndOneSchedulerReturns() throws {
-        let redis = RedisServer()
-        let all = Self.cluster(redis)
-        #expect(Harness.wait(15) { Self.schedulers(all).count == 1 })
+        let (redis, all) = Self.settledCluster()
+        defer { withExtendedLifetime(redis) {} }  // the server lives as long as the test
         let old = try #require(Self.schedulers(all).first)
         redis.stop()
         let outageAt = Date()
@@ -122,9 +127,8 @@ struct RedisLeaseTests {
     }
 
     @Test func aRestartWithoutPersistenceAndFlushallKeepFencesRising() throws {
-        let redis = RedisServer()
-        let all = Self.cluster(redis)
-        #expect(Harness.wait(15) { Self.schedulers(all).count == 1 })
+        let (redis, all) = Self.settledCluster()
+        defer { withExtendedLifetime(redis) {} }  // the server lives as long as the test
         // Restart: the store comes back empty, the fence counter at zero.
         redis.stop()
         redis.start()
@@ -147,9 +151,8 @@ struct RedisLeaseTests {
     }
 
     @Test func aCleanStopHandsOverWithoutTheTakeoverDelay() throws {
-        let redis = RedisServer()
-        let all = Self.cluster(redis)
-        #expect(Harness.wait(15) { Self.schedulers(all).count == 1 })
+        let (redis, all) = Self.settledCluster()
+        defer { withExtendedLifetime(redis) {} }  // the server lives as long as the test
         let holder = try #require(Self.holder(all))
         #expect(holder.stop() == 0)
         let stoppedAt = Date()
@@ -176,11 +179,12 @@ struct RedisLeaseTests {
                 "a scheduler once Redis answers: \(alone.logText())")
         #expect(alone.logText().contains("redis answers again"))
         #expect(alone.stop() == 0)
-        _ = redis
+        withExtendedLifetime(redis) {}
     }
 
     @Test func aWrongPasswordIsOneLineAndExit77() {
         let redis = RedisServer(password: "right-one")
+        defer { withExtendedLifetime(redis) {} }
         let result = Harness.run([Harness.bellwether, "--lease", redis.url, "--", "/bin/true"],
                                  environment: ["BELLWETHER_LEASE_PASSWORD": "wrong-one"])
         #expect(result.status == 77)

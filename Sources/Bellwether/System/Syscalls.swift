@@ -67,11 +67,6 @@ enum Sys {
         return .exited(bw_wifexited(status) != 0 ? bw_wexitstatus(status) : -1)
     }
 
-    /// Waits until one of `fds` is readable or `timeout` passes (nil: forever).
-    static func waitReadable(_ fds: [Int32], timeout: Duration?) {
-        _ = wait(fds.map { ($0, Int16(POLLIN)) }, timeout: timeout)
-    }
-
     /// Waits for any of the `events` on its descriptor, or until `timeout`
     /// passes (nil: forever); returns each descriptor's `revents`.
     static func wait(_ fds: [(fd: Int32, events: Int16)], timeout: Duration?) -> [Int16] {

@@ -7,6 +7,9 @@ public enum Bellwether {
         // The master runs this executable as the scheduler's lease guard.
         if arguments.first == "bellwether-guard" { return bw_guard_main(CommandLine.argc, CommandLine.unsafeArgv) }
         let environment = Sys.environment()
+        if arguments.count > 1, ControlClient.verbs.contains(arguments[1]) {
+            return ControlClient.main(arguments: Array(arguments.dropFirst()), environment: environment)
+        }
         do throws(BellwetherError) {
             let request = try SettingsLoader.request(arguments: Array(arguments.dropFirst()),
                                                      environment: Self.dictionary(environment))

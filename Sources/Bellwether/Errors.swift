@@ -53,6 +53,7 @@ public enum BellwetherError: Error, Hashable, Sendable {
     case unknownOption(String)
     case missingValue(String)
     case unexpectedValue(String)
+    case notApplicable(String)
     case missingCommand
     case invalidValue(SettingSource, value: String, expected: String)
     case reservedVariable(SettingSource, name: String)
@@ -73,16 +74,17 @@ public enum BellwetherError: Error, Hashable, Sendable {
     case cannotBind(address: String, errno: Int32)
     case unsafeDirectory(path: String)
     case notInherited(address: String, reason: String)
+    case controlSocketBusy(path: String)
 
     public var exitCode: ExitCode {
         switch self {
-        case .unknownOption, .missingValue, .unexpectedValue, .missingCommand, .invalidValue,
+        case .unknownOption, .missingValue, .unexpectedValue, .notApplicable, .missingCommand, .invalidValue,
              .reservedVariable, .unknownTimezone, .directoryUnusable, .leaseTimings:
             .usage
         case .configUnreadable, .configSyntax, .configUnknownKey, .configKeyNotAllowed: .config
         case .commandNotFound: .commandNotFound
         case .notExecutable: .notExecutable
-        case .pidfileBusy, .cannotCreate, .unsafeDirectory: .cannotCreate
+        case .pidfileBusy, .cannotCreate, .unsafeDirectory, .controlSocketBusy: .cannotCreate
         case .system, .shimMissing: .system
         case .cannotBind: .unavailable
         case .leaseRejected: .permission
@@ -99,6 +101,8 @@ public enum BellwetherError: Error, Hashable, Sendable {
             "\(option): a value is required"
         case .unexpectedValue(let option):
             "\(option): takes no value"
+        case .notApplicable(let option):
+            "\(option) does not apply here: only --control-socket, --pidfile and --config do"
         case .missingCommand:
             "no COMMAND given (usage: bellwether [OPTIONS] [--] COMMAND [ARG...])"
         case .invalidValue(let source, let value, let expected):
@@ -133,8 +137,10 @@ public enum BellwetherError: Error, Hashable, Sendable {
             "\(call): \(describe(errno))"
         case .cannotBind(let address, let errno):
             "cannot listen on \(address): \(describe(errno))"
+        case .controlSocketBusy(let path):
+            "control socket \(path) is in use by a running master; choose another --control-socket"
         case .unsafeDirectory(let path):
-            "token directory \(path) must be a directory of this user's that others cannot write; "
+            "runtime directory \(path) must be a directory of this user's that others cannot write; "
                 + "set XDG_RUNTIME_DIR or --lease file:PATH"
         case .notInherited(let address, let reason):
             "\(address): \(reason)"

@@ -131,7 +131,7 @@ struct BadInputTests {
         chmod(runtime + "/bellwether", 0o777)
         let result = Harness.run([Harness.bellwether, "true"], environment: ["XDG_RUNTIME_DIR": runtime])
         #expect(result.status == 73)
-        #expect(result.stderr.contains("token directory \(runtime)/bellwether must be a directory of this user's"))
+        #expect(result.stderr.contains("runtime directory \(runtime)/bellwether must be a directory of this user's"))
     }
 
     @Test func helpAndVersionSucceed() {

@@ -23,6 +23,8 @@ public struct Configuration: Hashable, Sendable {
     public var plan: Plan
     public var launch: Launch
     public var tokenPath: String
+    /// --control-socket, or master-PID.ctl in the runtime directory.
+    public var controlSocket: String
     /// Sockets the master inherited from systemd (fd -> name), when LISTEN_PID is ours.
     public var inherited: [Int32: String]
     /// `--lease redis://…`, with the password from BELLWETHER_LEASE_PASSWORD
@@ -117,8 +119,9 @@ public struct Configuration: Hashable, Sendable {
                             directory: settings.chdir == nil ? nil : workingDirectory)
         let tokenPath = settings.lease ?? defaultTokenPath(launch: launch, directory: workingDirectory,
                                                             environment: variables)
+        let controlSocket = settings.controlSocket ?? defaultControlSocket(pid: getpid(), environment: variables)
         return Configuration(settings: settings, plan: plan, launch: launch, tokenPath: tokenPath,
-                             inherited: inherited, redisLease: redisLease)
+                             controlSocket: controlSocket, inherited: inherited, redisLease: redisLease)
     }
 
     /// LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES addressed to this process.
@@ -155,6 +158,12 @@ public struct Configuration: Hashable, Sendable {
         let hex = String(hash, radix: 16)
         return runtimeDirectory(environment) + "/scheduler-" + String(repeating: "0", count: 16 - hex.count) + hex
             + ".lock"
+    }
+
+    /// Where a master of this pid listens by default; `bellwether status
+    /// --pidfile` finds it through the pid.
+    static func defaultControlSocket(pid: Int32, environment: [(String, String)]) -> String {
+        runtimeDirectory(environment) + "/master-\(pid).ctl"
     }
 
     static func runtimeDirectory(_ environment: [(String, String)]) -> String {

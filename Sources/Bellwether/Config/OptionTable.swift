@@ -75,6 +75,11 @@ struct OptionSpec: Sendable {
             settings, value, source throws(BellwetherError) in
             settings.pidfile = try Parse.nonEmpty(value, source: source, expected: "a file path")
         },
+        OptionSpec("control-socket", short: "s", value: "PATH",
+                   help: "the control socket for bellwether status|reload|stop|scale (default: see FILES)") {
+            settings, value, source throws(BellwetherError) in
+            settings.controlSocket = try Parse.nonEmpty(value, source: source, expected: "a file path")
+        },
         OptionSpec("timezone", value: "ZONE", help: "export TZ=ZONE to workers, checked against zoneinfo") {
             settings, value, source throws(BellwetherError) in
             settings.timezone = value

@@ -16,6 +16,8 @@ public struct Settings: Hashable, Sendable {
     public var env: [EnvEntry] = []
     public var chdir: String?
     public var pidfile: String?
+    /// nil: master-PID.ctl in the runtime directory.
+    public var controlSocket: String?
     public var timezone: String?
     public var config: String?
     public var checkConfig = false

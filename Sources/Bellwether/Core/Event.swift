@@ -23,6 +23,8 @@ public enum Event: Hashable, Sendable {
     /// SIGTTIN / SIGTTOU.
     case addWorker
     case removeWorker
+    /// `bellwether scale N`: N workers, within 1...Plan.maximumWorkers.
+    case resize(Int)
     /// TERM (graceful) or INT/QUIT (quick).
     case stop(quick: Bool)
     /// A signal to pass on to every worker (USR1).

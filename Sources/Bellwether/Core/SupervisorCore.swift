@@ -55,6 +55,16 @@ public struct SupervisorCore: Sendable {
         var notBefore: Instant?
     }
 
+    /// What an operator asks of a slot (`bellwether status`): kept across
+    /// reloads, unlike the back-off state.
+    public struct SlotHistory: Hashable, Sendable {
+        /// Workers of this slot that died on their own and were replaced.
+        public var restarts = 0
+        /// How the slot's last worker to exit ended, and when.
+        public var lastExit: ExitStatus?
+        public var lastExitAt: Instant?
+    }
+
     static let schedulerSlot = 0
 
     public internal(set) var plan: Plan
@@ -64,6 +74,7 @@ public struct SupervisorCore: Sendable {
     public let timings: Timings
 
     var slots: [Int: SlotHealth] = [:]
+    public internal(set) var history: [Int: SlotHistory] = [:]
     var token: TokenState = .notHeld
     var tokenWait: TokenWait?
     var stopDeadline: Instant?
@@ -131,6 +142,11 @@ public struct SupervisorCore: Sendable {
             if let pid = worker.pid { actions.append(.killGroup(pid: pid)) }
             if token == .passed(ref) { token = .notHeld }
             actions.append(.log(Self.exitedRecord(worker, status: status, at: now)))
+            var record = history[worker.slot] ?? SlotHistory()
+            record.lastExit = status
+            record.lastExitAt = now
+            if (!worker.isRetiring || worker.failed) && !isStopping && worker.slot < plan.workers { record.restarts += 1 }
+            history[worker.slot] = record
             if !worker.ready && !worker.isRetiring && worker.generation == generation {
                 abandonReload(at: now, reason: "\(worker.role.rawValue) \(worker.slot) exited with \(status) "
                     + "before it was ready", into: &actions)
@@ -180,6 +196,13 @@ public struct SupervisorCore: Sendable {
                 actions.append(.log(Self.resizedRecord(plan.workers)))
             } else {
                 actions.append(.log(LogRecord(.warning, "resize_refused", "TTOU ignored: already at 1 worker")))
+            }
+        case .resize(let count):
+            guard started, !isStopping else { return [] }
+            let target = min(max(count, 1), Plan.maximumWorkers)
+            if target != plan.workers {
+                plan.workers = target
+                actions.append(.log(Self.resizedRecord(plan.workers)))
             }
         case .stop(let quick):
             beginStop(quick: quick, at: now, into: &actions)

@@ -33,6 +33,9 @@ final class Master {
     private let lease: NetworkLease?
     /// What the lease granted; the scheduler's environment carries it.
     private var grant: LeaseGrant?
+    /// `bellwether status|reload|stop|scale` reach the master here.
+    private let control: ControlSocket
+    private let startedAt = Sys.monotonicNow()
 
     /// Sets up the process (signals, descriptors, token, pidfile) or throws.
     init(configuration: Configuration, loader: SettingsLoader, environment: [String], directory: String)
@@ -69,9 +72,15 @@ final class Master {
         listeners = Listeners(logger: logger, backlog: settings.backlog, mode: settings.bindMode)
         try listeners.update(settings.binds, schedulerAddress: settings.schedulerBind, backlog: settings.backlog,
                              mode: settings.bindMode, inherited: configuration.inherited)
-        pidfile = configuration.settings.pidfile.map { Pidfile(path: $0) }
-        do { try pidfile?.write() } catch {
+        let pidfile = configuration.settings.pidfile.map { Pidfile(path: $0) }
+        self.pidfile = pidfile
+        do {
+            try pidfile?.write()
+            control = try ControlSocket(path: configuration.controlSocket,
+                                        privateDirectory: configuration.settings.controlSocket == nil)
+        } catch {
             listeners.closeAll()
+            pidfile?.remove()
             throw error
         }
     }
@@ -96,18 +105,24 @@ final class Master {
         while exitStatus == nil || lease.map({ !$0.core.isStopped }) == true {
             let now = Sys.monotonicNow()
             let deadline = core.nextDeadline(after: now)
-            let wake = [deadline, nextWatchdogPing, lease?.nextDeadline].compactMap { $0 }.min()
+            let wake = [deadline, nextWatchdogPing, lease?.nextDeadline, control.nextDeadline].compactMap { $0 }.min()
             var watched: [(fd: Int32, events: Int16)] = [(signals.fd, Int16(POLLIN)), (notifySocket.fd, Int16(POLLIN))]
-            if let entry = lease?.pollEntry { watched.append(entry) }
+            let leaseIndex = lease?.pollEntry.map { entry in
+                watched.append(entry)
+                return watched.count - 1
+            }
+            let controlIndex = watched.count
+            watched += control.pollEntries
             let revents = Sys.wait(watched, timeout: wake.map { $0 - now })
             for signal in signals.drain() { receive(signal) }
             for message in notifySocket.drain() { receive(message.fields, from: message.pid) }
             reap()
             let after = Sys.monotonicNow()
             if let lease {
-                if revents.count > 2, revents[2] != 0 { perform(lease.ready(revents[2], at: after)) }
+                if let leaseIndex, revents[leaseIndex] != 0 { perform(lease.ready(revents[leaseIndex], at: after)) }
                 perform(lease.tick(at: after))
             }
+            control.serve(Array(revents[controlIndex...]), at: after, answer: answer)
             if let deadline, after >= deadline { queue.append(.tick) }
             if let ping = nextWatchdogPing, after >= ping, let interval = systemd.watchdogInterval {
                 systemd.send("WATCHDOG=1")
@@ -116,9 +131,58 @@ final class Master {
             process()
         }
         listeners.closeAll()
+        control.close()
         pidfile?.remove()
         token.release()
         return exitStatus ?? 0
+    }
+
+    /// A control-socket request: status is answered from the core's state;
+    /// the others do what the matching signal does.
+    private func answer(_ request: ControlRequest) -> String {
+        switch request {
+        case .status(let json):
+            let report = StatusReport(core: core, masterPID: getpid(), masterUptime: Sys.monotonicNow() - startedAt,
+                                      lease: leaseStatus, now: Sys.monotonicNow())
+            return json ? report.json.text + "\n" : report.text
+        case .reload:
+            if core.isStopping { return "error: the master is stopping\n" }
+            reload()
+            return "ok: reload started\n"
+        case .stop:
+            receive(.terminate)
+            return "ok: stopping\n"
+        case .scale(let count):
+            if core.isStopping { return "error: the master is stopping\n" }
+            queue.append(.resize(count))
+            return "ok: scaling to \(count) workers\n"
+        }
+    }
+
+    /// How the scheduler lease stands, for `bellwether status`.
+    private var leaseStatus: (kind: String, state: String)? {
+        if let lease {
+            let state: String
+            switch lease.core.phase {
+            case .seeking: state = "seeking (another supervisor holds it, or redis is unreachable)"
+            case .holding(let holding):
+                state = "held by this master, fence \(holding.fence)" + (holding.granted ? "" : ", takeover delay")
+            case .steppingDown: state = "stepping down"
+            case .releasing: state = "releasing"
+            case .stopped: state = "released"
+            }
+            return ("redis \(lease.address)", state)
+        }
+        guard core.plan.scheduler else { return nil }
+        let state: String
+        switch core.token {
+        case .passed: state = "held by the scheduler"
+        case .held, .acquiring: state = "held by this master"
+        case .notHeld:
+            state = core.tokenWaitingSince.map { "held by another process; waiting for \(StatusReport.age(Sys.monotonicNow() - $0))" }
+                ?? "not held"
+        }
+        return ("file \(token.path)", state)
     }
 
     /// An sd_notify message from a worker (or anything in its process group).

@@ -40,4 +40,13 @@ int bw_tcp_connect(const char *host, int port);
 /// The pending error of a socket (SO_ERROR): 0 once connected.
 int bw_socket_error(int fd);
 
+/// Accepts one connection, non-blocking and CLOEXEC; -EAGAIN when none waits.
+int bw_accept(int fd);
+
+/// The uid of the process at the other end of a connected Unix socket, or -errno.
+long long bw_peer_uid(int fd);
+
+/// Connects a blocking, CLOEXEC stream socket to a Unix path.
+int bw_unix_connect(const char *path);
+
 #endif

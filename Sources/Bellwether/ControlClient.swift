@@ -1,0 +1,182 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CBellwether
+
+/// `bellwether status|reload|stop|scale N`: asks a running master over its
+/// control socket. The socket is the one given with --control-socket (or
+/// BELLWETHER_CONTROL_SOCKET, or `control-socket` in --config's file), else
+/// the default one of the pid in --pidfile, else the only running master's
+/// in the runtime directory.
+enum ControlClient {
+    static let verbs: Set<String> = ["status", "reload", "stop", "scale"]
+
+    struct Failure: Error {
+        let message: String
+        let code: ExitCode
+    }
+
+    static func main(arguments: [String], environment: [String]) -> Int32 {
+        do {
+            let (request, path) = try parse(arguments, environment: environment)
+            let answer = try ask(request, at: path)
+            print(answer, terminator: "")
+            return ExitCode.success.rawValue
+        } catch {
+            try? Sys.writeAll(2, Array("bellwether \(arguments.first ?? ""): \(error.message)\n".utf8))
+            return error.code.rawValue
+        }
+    }
+
+    static let usage = "usage: bellwether status [--json] | reload | stop | scale N  "
+        + "[-s|--control-socket PATH] [-p|--pidfile PATH] [-c|--config FILE]"
+
+    /// The request and the socket's path, from the arguments after the program name.
+    static func parse(_ arguments: [String], environment: [String]) throws(Failure) -> (ControlRequest, String) {
+        let verb = arguments.first ?? ""
+        var json = false
+        var rest: [String] = []
+        for argument in arguments.dropFirst() {
+            switch argument {
+            case "--json" where verb == "status": json = true
+            case "-h", "--help": throw Failure(message: usage, code: .usage)
+            default: rest.append(argument)
+            }
+        }
+        // scale's N may come before the options or after them.
+        let leading = verb == "scale" && rest.first.map { !$0.hasPrefix("-") } == true ? [rest.removeFirst()] : []
+        let settings: Settings
+        do throws(BellwetherError) {
+            (settings, rest) = try locate(rest, environment: environment)
+            rest = leading + rest
+        } catch {
+            throw Failure(message: error.message, code: error.exitCode)
+        }
+        let request: ControlRequest
+        switch (verb, rest.count) {
+        case ("status", 0): request = .status(json: json)
+        case ("reload", 0): request = .reload
+        case ("stop", 0): request = .stop
+        case ("scale", 1):
+            guard let count = Int(rest[0]), (1...Plan.maximumWorkers).contains(count) else {
+                throw Failure(message: "expected a whole number from 1 to \(Plan.maximumWorkers), got \(quoted(rest[0]))",
+                              code: .usage)
+            }
+            request = .scale(count)
+        default:
+            throw Failure(message: "unexpected \(rest.isEmpty ? "end of arguments" : quoted(rest[0])) (\(usage))", code: .usage)
+        }
+        return (request, try socketPath(settings, environment: environment))
+    }
+
+    /// The settings that find the master (--control-socket, --pidfile, from
+    /// flags, environment or --config's file) and the remaining arguments.
+    static func locate(_ arguments: [String], environment: [String]) throws(BellwetherError) -> (Settings, [String]) {
+        let line = try SettingsLoader.parseCommandLine(arguments)
+        let locating = ["control-socket", "pidfile"]
+        if let other = line.assignments.first(where: { !(locating + ["config"]).contains($0.spec.long) }) {
+            throw .notApplicable(other.source.description)
+        }
+        let fromEnvironment = try SettingsLoader.readEnvironment(Bellwether.dictionary(environment))
+        var configPath: String?
+        for assignment in fromEnvironment + line.assignments where assignment.spec.long == "config" {
+            configPath = assignment.value
+        }
+        let fromFile = try configPath.map { path throws(BellwetherError) in try SettingsLoader.readConfigFile(path) } ?? []
+        var settings = Settings()
+        for assignment in fromFile + fromEnvironment + line.assignments where locating.contains(assignment.spec.long) {
+            try assignment.spec.apply(&settings, assignment.value, assignment.source)
+        }
+        return (settings, line.command)
+    }
+
+    static func socketPath(_ settings: Settings, environment: [String]) throws(Failure) -> String {
+        if let path = settings.controlSocket { return path }
+        let variables = environment.compactMap { entry -> (String, String)? in
+            guard let equals = entry.firstIndex(of: "=") else { return nil }
+            return (String(entry[..<equals]), String(entry[entry.index(after: equals)...]))
+        }
+        if let pidfile = settings.pidfile {
+            guard let pid = Pidfile.read(pidfile) else {
+                throw Failure(message: "pidfile \(pidfile) is missing or names no pid", code: .unavailable)
+            }
+            guard Pidfile.isRunning(pid) else {
+                throw Failure(message: "pidfile \(pidfile) names pid \(pid), which is not running", code: .unavailable)
+            }
+            return Configuration.defaultControlSocket(pid: pid, environment: variables)
+        }
+        let directory = Configuration.runtimeDirectory(variables)
+        var running: [Int32] = []
+        if let entries = opendir(directory) {
+            defer { closedir(entries) }
+            while let entry = readdir(entries) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                    String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+                }
+                guard name.hasPrefix("master-"), name.hasSuffix(".ctl"),
+                      let pid = Int32(name.dropFirst(7).dropLast(4)), Pidfile.isRunning(pid) else { continue }
+                running.append(pid)
+            }
+        }
+        switch running.count {
+        case 0:
+            throw Failure(message: "no running master found in \(directory); name one with --control-socket or --pidfile",
+                          code: .unavailable)
+        case 1:
+            return Configuration.defaultControlSocket(pid: running[0], environment: variables)
+        default:
+            throw Failure(message: "\(running.count) masters are running (pids "
+                + running.sorted().map(String.init).joined(separator: ", ")
+                + "); name one with --control-socket or --pidfile", code: .usage)
+        }
+    }
+
+    /// Checks the socket file, connects, sends the request, returns the answer.
+    static func ask(_ request: ControlRequest, at path: String) throws(Failure) -> String {
+        var info = stat()
+        guard lstat(path, &info) == 0 else {
+            throw Failure(message: "no master listens on \(path): \(describe(errno))", code: .unavailable)
+        }
+        // Only a socket of our own user, that nobody else can use, is trusted
+        // to be our master: anyone could have put a socket file there.
+        guard (info.st_mode & S_IFMT) == S_IFSOCK else {
+            throw Failure(message: "\(path) is not a socket; refusing", code: .permission)
+        }
+        guard info.st_uid == geteuid() else {
+            throw Failure(message: "control socket \(path) belongs to uid \(info.st_uid), not to you (uid \(geteuid())); "
+                + "refusing", code: .permission)
+        }
+        guard info.st_mode & 0o077 == 0 else {
+            throw Failure(message: "control socket \(path) has mode \(String(info.st_mode & 0o777, radix: 8)), "
+                + "which lets other users in; refusing (it must be 600)", code: .permission)
+        }
+        let fd = bw_unix_connect(path)
+        guard fd >= 0 else {
+            throw Failure(message: "no master listens on \(path): \(describe(-fd))", code: .unavailable)
+        }
+        defer { Sys.closeFile(fd) }
+        do { try Sys.writeAll(fd, Array((request.line + "\n").utf8)) } catch {
+            throw Failure(message: "\(path): \(describe(error.errno))", code: .unavailable)
+        }
+        var answer: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            guard Sys.wait([(fd, Int16(POLLIN))], timeout: .seconds(5))[0] != 0 else {
+                throw Failure(message: "the master at \(path) did not answer within 5 s", code: .unavailable)
+            }
+            let count = read(fd, &buffer, buffer.count)
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { break }
+            answer += buffer[0..<count]
+        }
+        let text = String(decoding: answer, as: UTF8.self)
+        if text.hasPrefix("error: ") {
+            let message = String(text.dropFirst(7).prefix { $0 != "\n" })
+            throw Failure(message: message, code: message.hasPrefix("permission denied") ? .permission : .unavailable)
+        }
+        if text.isEmpty { throw Failure(message: "the master at \(path) closed without answering", code: .unavailable) }
+        return text
+    }
+}

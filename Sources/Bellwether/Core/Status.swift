@@ -1,0 +1,120 @@
+/// A JSON value, written without Foundation: the control socket's answers.
+public indirect enum JSON: Hashable, Sendable {
+    case null
+    case bool(Bool)
+    case int(Int)
+    case double(Double)
+    case string(String)
+    case array([JSON])
+    /// Keys in the order given.
+    case object([(String, JSON)])
+
+    public static func == (lhs: JSON, rhs: JSON) -> Bool { lhs.text == rhs.text }
+    public func hash(into hasher: inout Hasher) { hasher.combine(text) }
+
+    public var text: String {
+        switch self {
+        case .null: "null"
+        case .bool(let flag): flag ? "true" : "false"
+        case .int(let number): String(number)
+        case .double(let number): number.isFinite ? String((number * 1000).rounded() / 1000) : "null"
+        case .string(let value): quoted(value)
+        case .array(let items): "[" + items.map(\.text).joined(separator: ",") + "]"
+        case .object(let members): "{" + members.map { quoted($0.0) + ":" + $0.1.text }.joined(separator: ",") + "}"
+        }
+    }
+}
+
+/// What `bellwether status` shows: the master, its lease and every worker
+/// it has not reaped yet, one row each, built from the core's state.
+public struct StatusReport: Sendable {
+    public struct Row: Sendable {
+        public var slot: Int
+        public var pid: Int32?
+        public var role: Role
+        public var generation: Int
+        public var state: String
+        public var uptime: Duration
+        public var restarts: Int
+        public var lastExit: String?
+        public var lastExitAgo: Duration?
+    }
+
+    public var masterPID: Int32
+    public var masterUptime: Duration
+    public var generation: Int
+    public var workers: Int
+    public var stopping: Bool
+    public var schedulerPID: Int32?
+    /// nil with --no-scheduler's default token; else how the lease stands.
+    public var lease: (kind: String, state: String)?
+    public var rows: [Row]
+
+    public init(core: SupervisorCore, masterPID: Int32, masterUptime: Duration, lease: (kind: String, state: String)?,
+                now: Instant) {
+        self.masterPID = masterPID
+        self.masterUptime = masterUptime
+        generation = core.generation
+        workers = core.plan.workers
+        stopping = core.isStopping
+        schedulerPID = core.schedulerPID
+        self.lease = lease
+        rows = core.workers.sorted { ($0.slot, $0.generation) < ($1.slot, $1.generation) }.map { worker in
+            let history = core.history[worker.slot] ?? SupervisorCore.SlotHistory()
+            return Row(slot: worker.slot, pid: worker.pid, role: worker.role, generation: worker.generation,
+                       state: worker.isRetiring ? "stopping" : worker.ready ? "ready" : "starting",
+                       uptime: worker.pid == nil ? .zero : now - worker.startedAt, restarts: history.restarts,
+                       lastExit: history.lastExit?.description, lastExitAgo: history.lastExitAt.map { now - $0 })
+        }
+    }
+
+    public var json: JSON {
+        func optional(_ pid: Int32?) -> JSON { pid.map { .int(Int($0)) } ?? .null }
+        return .object([
+            ("master", .object([("pid", .int(Int(masterPID))), ("uptime", .double(masterUptime.seconds)),
+                                ("generation", .int(generation)), ("workers", .int(workers)),
+                                ("stopping", .bool(stopping))])),
+            ("scheduler", optional(schedulerPID)),
+            ("lease", lease.map { .object([("kind", .string($0.kind)), ("state", .string($0.state))]) } ?? .null),
+            ("slots", .array(rows.map { row in
+                .object([("slot", .int(row.slot)), ("pid", optional(row.pid)), ("role", .string(row.role.rawValue)),
+                         ("generation", .int(row.generation)), ("state", .string(row.state)),
+                         ("uptime", .double(row.uptime.seconds)), ("restarts", .int(row.restarts)),
+                         ("last_exit", row.lastExit.map { .string($0) } ?? .null),
+                         ("last_exit_ago", row.lastExitAgo.map { .double($0.seconds) } ?? .null)])
+            })),
+        ])
+    }
+
+    public var text: String {
+        var lines = ["master \(masterPID): generation \(generation), \(workers) workers"
+            + (stopping ? ", stopping" : "") + ", up \(Self.age(masterUptime))",
+            "scheduler: " + (schedulerPID.map { "pid \($0)" } ?? "none")]
+        if let lease { lines.append("lease: \(lease.kind), \(lease.state)") }
+        let header = ["SLOT", "PID", "ROLE", "GEN", "STATE", "UPTIME", "RESTARTS", "LAST EXIT"]
+        let table = rows.map { row in
+            [String(row.slot), row.pid.map(String.init) ?? "-", row.role.rawValue, String(row.generation), row.state,
+             row.pid == nil ? "-" : Self.age(row.uptime), String(row.restarts),
+             row.lastExit.map { $0 + (row.lastExitAgo.map { ", \(Self.age($0)) ago" } ?? "") } ?? "-"]
+        }
+        let widths = header.indices.map { column in ([header] + table).map { $0[column].count }.max() ?? 0 }
+        lines.append("")
+        for cells in [header] + table {
+            lines.append(cells.indices.map { $0 == cells.count - 1 ? cells[$0] : cells[$0].padded(to: widths[$0]) }
+                .joined(separator: "  "))
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// "850ms", "42s", "3m12s", "5h03m", "2d04h".
+    static func age(_ duration: Duration) -> String {
+        let ms = max(0, duration.nanoseconds / 1_000_000)
+        let s = ms / 1000
+        func two(_ value: Int64) -> String { value < 10 ? "0\(value)" : String(value) }
+        if s < 1 { return "\(ms)ms" }
+        if s < 60 { return "\(s)s" }
+        if s < 3600 { return "\(s / 60)m\(two(s % 60))s" }
+        if s < 86400 { return "\(s / 3600)h\(two(s / 60 % 60))m" }
+        return "\(s / 86400)d\(two(s / 3600 % 24))h"
+    }
+}

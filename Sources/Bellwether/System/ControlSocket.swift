@@ -1,0 +1,175 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CBellwether
+
+/// What a client of the control socket asks: one line, one answer, closed.
+enum ControlRequest: Equatable {
+    case status(json: Bool)
+    case reload
+    case stop
+    case scale(Int)
+
+    init?(line: String) {
+        let words = line.split(separator: " ")
+        switch (words.first, words.count) {
+        case ("status", 1): self = .status(json: false)
+        case ("status", 2) where words[1] == "json": self = .status(json: true)
+        case ("reload", 1): self = .reload
+        case ("stop", 1): self = .stop
+        case ("scale", 2):
+            guard let count = Int(words[1]), (1...Plan.maximumWorkers).contains(count) else { return nil }
+            self = .scale(count)
+        default: return nil
+        }
+    }
+
+    var line: String {
+        switch self {
+        case .status(let json): json ? "status json" : "status"
+        case .reload: "reload"
+        case .stop: "stop"
+        case .scale(let count): "scale \(count)"
+        }
+    }
+}
+
+/// The master's control socket: a Unix stream socket, mode 0600 in a
+/// directory of this user's alone, served from the master's poll loop. Each
+/// connection sends one request line and gets one answer; a peer of another
+/// user is refused even if the file's mode was loosened. Connections are
+/// non-blocking, few and short-lived, so a stuck client cannot stall the master.
+final class ControlSocket {
+    private struct Connection {
+        let fd: Int32
+        var input: [UInt8] = []
+        var output: [UInt8] = []
+        let deadline: Instant
+    }
+
+    static let maximumConnections = 16
+    static let requestLimit = 256
+    static let connectionTimeout = Duration.seconds(2)
+
+    let path: String
+    let fd: Int32
+    private var connections: [Connection] = []
+
+    /// Binds PATH, creating its directory (0700) when `privateDirectory`; a
+    /// live socket at PATH means another master uses it.
+    init(path: String, privateDirectory: Bool) throws(BellwetherError) {
+        self.path = path
+        if privateDirectory, let slash = path.lastIndex(of: "/"), slash != path.startIndex {
+            try Self.checkPrivateDirectory(String(path[..<slash]))
+        }
+        let previous = umask(0o177)
+        let result = bw_listen_unix(path, 0o600, 64)
+        umask(previous)
+        guard result >= 0 else {
+            throw -result == EADDRINUSE ? .controlSocketBusy(path: path)
+                : .cannotCreate(what: "control socket", path: path, errno: -result)
+        }
+        fd = result
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+    }
+
+    /// Creates `directory` 0700 if missing; it must then be this user's and
+    /// writable by nobody else, or another user could replace the socket.
+    static func checkPrivateDirectory(_ directory: String) throws(BellwetherError) {
+        if mkdir(directory, 0o700) != 0 && errno != EEXIST {
+            throw .cannotCreate(what: "runtime directory", path: directory, errno: errno)
+        }
+        var info = stat()
+        if lstat(directory, &info) != 0 || (info.st_mode & S_IFMT) != S_IFDIR || info.st_uid != geteuid()
+            || info.st_mode & 0o022 != 0 {
+            throw .unsafeDirectory(path: directory)
+        }
+    }
+
+    /// The descriptors to poll: the listener, then every open connection.
+    var pollEntries: [(fd: Int32, events: Int16)] {
+        [(fd, Int16(POLLIN))] + connections.map { ($0.fd, Int16($0.output.isEmpty ? POLLIN : POLLOUT)) }
+    }
+
+    var nextDeadline: Instant? { connections.map(\.deadline).min() }
+
+    /// Accepts, reads and writes what is ready; returns the requests that are
+    /// complete. `answer` is called for each and gives the bytes to send back.
+    func serve(_ revents: [Int16], at now: Instant, answer: (ControlRequest) -> String) {
+        for index in connections.indices.reversed() {
+            let slot = index + 1
+            let ready = slot < revents.count ? revents[slot] : 0
+            if ready != 0 { progress(index, answer: answer) }
+        }
+        connections.removeAll { connection in
+            let done = connection.fd < 0
+            if !done && connection.deadline <= now { Sys.closeFile(connection.fd) }
+            return done || connection.deadline <= now
+        }
+        if let first = revents.first, first != 0 { acceptAll(at: now, answer: answer) }
+    }
+
+    private func acceptAll(at now: Instant, answer: (ControlRequest) -> String) {
+        while true {
+            let connection = bw_accept(fd)
+            guard connection >= 0 else { return }  // EAGAIN, or EMFILE: the next wake-up retries
+            guard connections.count < Self.maximumConnections else {
+                Sys.closeFile(connection)
+                continue
+            }
+            let peer = bw_peer_uid(connection)
+            let owner = Int64(geteuid())
+            connections.append(Connection(fd: connection, deadline: now + Self.connectionTimeout))
+            if peer != owner && peer != 0 {
+                connections[connections.count - 1].output = Array("error: permission denied: the control socket "
+                    .utf8) + Array("answers uid \(owner) only\n".utf8)
+            }
+            progress(connections.count - 1, answer: answer)
+        }
+    }
+
+    /// Reads the request until its newline, then writes the answer; marks the
+    /// connection done (fd -1) when the answer is out or the peer misbehaves.
+    private func progress(_ index: Int, answer: (ControlRequest) -> String) {
+        var connection = connections[index]
+        if connection.output.isEmpty && !receive(into: &connection, answer: answer) || flush(&connection) {
+            Sys.closeFile(connection.fd)
+            connection = Connection(fd: -1, deadline: connection.deadline)
+        }
+        connections[index] = connection
+    }
+
+    /// Reads what is there; false when the peer closed or failed.
+    private func receive(into connection: inout Connection, answer: (ControlRequest) -> String) -> Bool {
+        var buffer = [UInt8](repeating: 0, count: Self.requestLimit)
+        let count = read(connection.fd, &buffer, buffer.count)
+        if count == 0 || (count < 0 && errno != EAGAIN && errno != EINTR) { return false }
+        if count > 0 { connection.input += buffer[0..<count] }
+        guard let newline = connection.input.firstIndex(of: UInt8(ascii: "\n")) else {
+            if connection.input.count >= Self.requestLimit { connection.output = Array("error: request too long\n".utf8) }
+            return true
+        }
+        let line = String(decoding: connection.input[..<newline], as: UTF8.self)
+        let reply = ControlRequest(line: line).map(answer)
+            ?? "error: unknown request \(quoted(line)); expected status, reload, stop or scale N\n"
+        connection.output = Array(reply.utf8)
+        return true
+    }
+
+    /// Sends what it can; true when the answer is out or the peer is gone.
+    private func flush(_ connection: inout Connection) -> Bool {
+        guard !connection.output.isEmpty else { return false }
+        let written = connection.output.withUnsafeBytes { Sys.sendWithoutSignal(connection.fd, $0) }
+        if written > 0 { connection.output.removeFirst(written) }
+        return connection.output.isEmpty || (written < 0 && errno != EAGAIN && errno != EINTR)
+    }
+
+    func close() {
+        for connection in connections where connection.fd >= 0 { Sys.closeFile(connection.fd) }
+        connections = []
+        Sys.closeFile(fd)
+        unlink(path)
+    }
+}

@@ -1,0 +1,186 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `bellwether status|reload|stop|scale` against a running master, over its
+/// control socket.
+@Suite("Control socket", .serialized, .timeLimit(.minutes(3)))
+struct ControlTests {
+    static func status(_ options: [String]) -> [String: Any]? {
+        let result = Harness.run([Harness.bellwether, "status", "--json"] + options)
+        guard result.status == 0, let data = result.stdout.data(using: .utf8) else { return nil }
+        return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+    }
+
+    static func slots(_ report: [String: Any]?) -> [[String: Any]] { report?["slots"] as? [[String: Any]] ?? [] }
+
+    @Test func statusShowsEverySlotAndTheNewSchedulerAfterAKill() throws {
+        let directory = Harness.scratch("status")
+        let socket = directory + "/control"
+        let supervisor = Supervisor(["-w", "4", "--control-socket", socket], directory: directory, name: "status")
+        #expect(Harness.wait { supervisor.settled(workers: 4) }, "\(supervisor.logText())")
+        var info = stat()
+        #expect(lstat(socket, &info) == 0 && info.st_mode & 0o777 == 0o600, "the socket is created 0600")
+
+        let text = Harness.run([Harness.bellwether, "status", "--control-socket", socket])
+        #expect(text.status == 0, "\(text.stderr)")
+        #expect(text.stdout.contains("SLOT  PID"), "\(text.stdout)")
+        #expect(text.stdout.components(separatedBy: " scheduler ").count == 2, "one scheduler row: \(text.stdout)")
+
+        var report: [String: Any]?
+        let ready = Harness.wait {
+            report = Self.status(["--control-socket", socket])
+            return Self.slots(report).allSatisfy { $0["state"] as? String == "ready" }
+        }
+        #expect(ready, "every slot becomes ready: \(String(describing: report))")
+        let first = Self.slots(report)
+        #expect(first.count == 4)
+        #expect(first.filter { $0["role"] as? String == "scheduler" }.count == 1)
+        let old = try #require(supervisor.liveSchedulers().first)
+        #expect(report?["scheduler"] as? Int == Int(old.pid))
+        #expect(Set(first.compactMap { $0["pid"] as? Int }) == Set(supervisor.live().map { Int($0.pid) }))
+
+        kill(old.pid, SIGKILL)
+        var after: [String: Any]?
+        let replaced = Harness.wait {
+            after = Self.status(["--control-socket", socket])
+            let pid = after?["scheduler"] as? Int
+            return pid != nil && pid != Int(old.pid) && Self.slots(after).count == 4
+        }
+        #expect(replaced, "\(supervisor.logText().suffix(800))")
+        let newScheduler = supervisor.liveSchedulers().first?.pid
+        #expect(after?["scheduler"] as? Int == newScheduler.map { Int($0) })
+        let slot0 = Self.slots(after).first { $0["slot"] as? Int == 0 }
+        #expect(slot0?["restarts"] as? Int == 1)
+        #expect((slot0?["last_exit"] as? String)?.contains("KILL") == true, "\(String(describing: slot0))")
+        #expect((after?["lease"] as? [String: Any])?["state"] as? String == "held by the scheduler")
+        #expect(supervisor.stop() == 0)
+        #expect(access(socket, F_OK) != 0, "the socket is removed at exit")
+    }
+
+    @Test func aPidfileFindsTheMastersDefaultSocket() {
+        let directory = Harness.scratch("pidctl")
+        let runtime = directory + "/run"
+        mkdir(runtime, 0o700)
+        let environment = ["XDG_RUNTIME_DIR": runtime]
+        let supervisor = Supervisor(["-w", "2", "--pidfile", directory + "/pid"], environment: environment,
+                                    directory: directory, name: "pidctl")
+        #expect(Harness.wait { supervisor.settled(workers: 2) }, "\(supervisor.logText())")
+        #expect(access(runtime + "/bellwether/master-\(supervisor.pid).ctl", F_OK) == 0)
+        let byPidfile = Harness.run([Harness.bellwether, "status", "--json", "-p", directory + "/pid"],
+                                    environment: environment)
+        #expect(byPidfile.status == 0 && byPidfile.stdout.contains("\"pid\":\(supervisor.pid)"), "\(byPidfile)")
+        // The only master in the runtime directory is found without naming it.
+        let alone = Harness.run([Harness.bellwether, "status"], environment: environment)
+        #expect(alone.status == 0 && alone.stdout.contains("master \(supervisor.pid)"), "\(alone)")
+        #expect(supervisor.stop() == 0)
+        let none = Harness.run([Harness.bellwether, "status"], environment: environment)
+        #expect(none.status == 69)
+        #expect(none.stderr.contains("no running master found in \(runtime)/bellwether"), "\(none.stderr)")
+    }
+
+    @Test func reloadScaleAndStopDoWhatTheSignalsDo() {
+        let directory = Harness.scratch("verbs")
+        let socket = directory + "/control"
+        let supervisor = Supervisor(["-w", "2", "--control-socket", socket], directory: directory, name: "verbs")
+        #expect(Harness.wait { supervisor.settled(workers: 2) })
+        let scale = Harness.run([Harness.bellwether, "scale", "5", "-s", socket])
+        #expect(scale.status == 0 && scale.stdout == "ok: scaling to 5 workers\n", "\(scale)")
+        #expect(Harness.wait { supervisor.settled(workers: 5) }, "\(supervisor.logText().suffix(600))")
+        #expect(Harness.run([Harness.bellwether, "scale", "3", "-s", socket]).status == 0)
+        #expect(Harness.wait { supervisor.settled(workers: 3) })
+        let reload = Harness.run([Harness.bellwether, "reload", "-s", socket])
+        #expect(reload.status == 0, "\(reload)")
+        // A reload re-reads the configuration, as HUP does: back to -w 2.
+        #expect(Harness.wait(20) { supervisor.settled(workers: 2, generation: 1) }, "\(supervisor.logText().suffix(800))")
+        let stop = Harness.run([Harness.bellwether, "stop", "-s", socket])
+        #expect(stop.status == 0 && stop.stdout == "ok: stopping\n")
+        #expect(supervisor.waitForExit() == 0)
+        #expect(supervisor.overlaps().isEmpty)
+    }
+
+    @Test func aSocketOfTheWrongModeOrOwnerIsRefused() {
+        let directory = Harness.scratch("ctlmode")
+        let socket = directory + "/control"
+        let supervisor = Supervisor(["-w", "1", "--control-socket", socket], directory: directory, name: "ctlmode")
+        #expect(Harness.wait { supervisor.settled(workers: 1) })
+        chmod(socket, 0o666)
+        let loose = Harness.run([Harness.bellwether, "status", "-s", socket])
+        #expect(loose.status == 77)
+        #expect(loose.stderr == "bellwether status: control socket \(socket) has mode 666, which lets other users in; "
+            + "refusing (it must be 600)\n", "\(loose.stderr)")
+        chmod(socket, 0o600)
+        #expect(Harness.run([Harness.bellwether, "status", "-s", socket]).status == 0)
+        if getuid() == 0 {
+            chown(socket, 65534, 65534)
+            let foreign = Harness.run([Harness.bellwether, "status", "-s", socket])
+            #expect(foreign.status == 77)
+            #expect(foreign.stderr.contains("belongs to uid 65534, not to you (uid 0)"), "\(foreign.stderr)")
+            chown(socket, 0, 0)
+        }
+        #expect(supervisor.stop() == 0)
+    }
+
+    /// Even if the file's mode let another user connect, the master answers
+    /// only its own user (and root).
+    @Test(.enabled(if: getuid() == 0, "needs root to act as a second user"))
+    func aSecondUserIsRefusedByTheMaster() {
+        let directory = Harness.scratch("ctluser")
+        chmod(directory, 0o755)
+        let socket = directory + "/control"
+        let supervisor = Supervisor(["-w", "1", "--control-socket", socket], directory: directory, name: "ctluser")
+        #expect(Harness.wait { supervisor.settled(workers: 1) })
+        chmod(socket, 0o666)
+        var parent = directory
+        while parent != "/" && !parent.isEmpty {  // let uid 65534 reach the socket
+            var info = stat()
+            if stat(parent, &info) == 0 { chmod(parent, info.st_mode & 0o7777 | 0o755) }
+            parent = (parent as NSString).deletingLastPathComponent
+        }
+        let script = "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); "
+            + "s.sendall(b'stop\\n'); print(s.recv(4096).decode())"
+        let stranger = Harness.run(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                    "/usr/bin/python3", "-c", script, socket])
+        #expect(stranger.status == 0, "\(stranger)")
+        #expect(stranger.stdout.hasPrefix("error: permission denied"), "\(stranger)")
+        #expect(supervisor.isRunning(), "the stranger's stop was not obeyed")
+        #expect(supervisor.stop() == 0)
+    }
+
+    @Test func badControlRequestsAreOneLineWithAnExitStatus() {
+        let directory = Harness.scratch("ctlbad")
+        let missing = Harness.run([Harness.bellwether, "status", "-s", directory + "/nothing"])
+        #expect(missing.status == 69)
+        #expect(missing.stderr.hasPrefix("bellwether status: no master listens on \(directory)/nothing"))
+        for (arguments, expected) in [
+            (["scale"], "unexpected end of arguments"),
+            (["scale", "x"], "expected a whole number from 1 to"),
+            (["scale", "0"], "expected a whole number from 1 to"),
+            (["status", "-w", "3"], "-w does not apply here"),
+            (["reload", "extra"], "unexpected \"extra\""),
+            (["status", "--bogus"], "unknown option --bogus"),
+        ] {
+            let result = Harness.run([Harness.bellwether] + arguments + ["-s", directory + "/nothing"])
+            #expect(result.status == 64, "\(arguments)")
+            #expect(result.stderr.contains(expected), "\(arguments): \(result.stderr)")
+            #expect(result.stderr.split(separator: "\n").count == 1, "\(arguments): \(result.stderr)")
+        }
+        let noPid = Harness.run([Harness.bellwether, "status", "-p", directory + "/none.pid"])
+        #expect(noPid.status == 69 && noPid.stderr.contains("is missing or names no pid"), "\(noPid.stderr)")
+    }
+
+    @Test func aSecondMasterOnTheSameControlSocketIsRefused() {
+        let directory = Harness.scratch("ctlbusy")
+        let socket = directory + "/control"
+        let first = Supervisor(["-w", "1", "--control-socket", socket], directory: directory, name: "first")
+        #expect(Harness.wait { first.settled(workers: 1) })
+        let second = Harness.run([Harness.bellwether, "-w", "1", "--control-socket", socket, "--lease",
+                                  "file:\(directory)/other.lock", "--", "sleep", "100"])
+        #expect(second.status == 73)
+        #expect(second.stderr == "bellwether: control socket \(socket) is in use by a running master; "
+            + "choose another --control-socket\n", "\(second.stderr)")
+        #expect(first.stop() == 0)
+    }
+}

@@ -65,8 +65,20 @@ public enum Bellwether {
         }
         if let chdir = settings.chdir { lines.append("chdir = \(chdir)") }
         if let pidfile = settings.pidfile { lines.append("pidfile = \(pidfile)") }
+        lines.append("control-socket = \(settings.controlSocket ?? configuration.controlSocket.replacingPID())")
+        for address in settings.binds { lines.append("bind = \(address)") }
+        if let address = settings.schedulerBind { lines.append("scheduler-bind = \(address)") }
         if let zone = settings.timezone { lines.append("timezone = \(zone)") }
         for entry in settings.env { lines.append("env = \(entry.key)=\(entry.value)") }
         return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+private extension String {
+    /// The default control socket names the pid of the master that will run:
+    /// --check-config shows the pattern.
+    func replacingPID() -> String {
+        guard let slash = lastIndex(of: "/") else { return self }
+        return self[...slash] + "master-PID.ctl"
     }
 }

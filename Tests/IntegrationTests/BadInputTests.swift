@@ -191,4 +191,46 @@ struct DocumentationTests {
             #expect(help.contains(signal) && readme.contains(signal) && manual.contains(signal), "\(signal)")
         }
     }
+
+    static func longFlags(_ text: String, prefix: String) -> Set<String> {
+        var flags = Set<String>()
+        var rest = Substring(text)
+        while let range = rest.range(of: prefix) {
+            let name = rest[range.upperBound...].prefix { $0.isLowercase || $0 == "-" }
+            if name.first?.isLowercase == true { flags.insert("--" + name) }
+            rest = rest[range.upperBound...]
+        }
+        return flags
+    }
+
+    /// Every long flag in --help is in the manual and every flag the manual
+    /// names is in --help; the manual has every section a manual page should.
+    @Test func helpAndManualNameTheSameFlags() throws {
+        let help = Harness.run([Harness.bellwether, "--help"]).stdout
+        let manual = try String(contentsOfFile: Self.root + "/man/bellwether.1", encoding: .utf8)
+        let inHelp = Self.longFlags(help, prefix: "--")
+        let inManual = Self.longFlags(manual, prefix: "Fl \\-")
+        #expect(inHelp.count >= 25)
+        #expect(inHelp.subtracting(inManual).isEmpty, "missing from the manual: \(inHelp.subtracting(inManual).sorted())")
+        #expect(inManual.subtracting(inHelp).isEmpty, "missing from --help: \(inManual.subtracting(inHelp).sorted())")
+        for section in ["NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "ENVIRONMENT", "SIGNALS", "EXIT STATUS", "FILES",
+                        "EXAMPLES", "SEE ALSO"] {
+            #expect(manual.contains("\n.Sh \(section)\n"), "manual lacks \(section)")
+        }
+    }
+
+    /// The sample config file names every setting a config file may hold and,
+    /// as shipped, is valid.
+    @Test func theSampleConfigFileIsCompleteAndValid() throws {
+        let sample = try String(contentsOfFile: Self.root + "/etc/bellwether.conf", encoding: .utf8)
+        let help = Harness.run([Harness.bellwether, "--help"]).stdout
+        let settable = Self.longFlags(help, prefix: "--").subtracting(["--help", "--version", "--check-config", "--config",
+                                                                        "--json"])
+        for flag in settable {
+            let key = flag.dropFirst(2)
+            #expect(sample.contains("\n\(key) = ") || sample.contains("\n# \(key) = "), "sample lacks \(key)")
+        }
+        let check = Harness.run([Harness.bellwether, "-c", Self.root + "/etc/bellwether.conf", "--check-config", "true"])
+        #expect(check.status == 0, "\(check.stderr)")
+    }
 }

@@ -19,6 +19,12 @@ enum ControlClient {
     }
 
     static func main(arguments: [String], environment: [String]) -> Int32 {
+        // A master that closes first must give an error, not kill us.
+        _ = bw_signal_disposition(SIGPIPE, 1)
+        if arguments.dropFirst().contains(where: { $0 == "-h" || $0 == "--help" }) {
+            print(usage)
+            return ExitCode.success.rawValue
+        }
         do {
             let (request, path) = try parse(arguments, environment: environment)
             let answer = try ask(request, at: path)
@@ -41,12 +47,12 @@ enum ControlClient {
         for argument in arguments.dropFirst() {
             switch argument {
             case "--json" where verb == "status": json = true
-            case "-h", "--help": throw Failure(message: usage, code: .usage)
             default: rest.append(argument)
             }
         }
         // scale's N may come before the options or after them.
-        let leading = verb == "scale" && rest.first.map { !$0.hasPrefix("-") } == true ? [rest.removeFirst()] : []
+        let leading = verb == "scale" && rest.first.map { !$0.hasPrefix("-") || Int($0) != nil } == true
+            ? [rest.removeFirst()] : []
         let settings: Settings
         do throws(BellwetherError) {
             (settings, rest) = try locate(rest, environment: environment)
@@ -55,6 +61,7 @@ enum ControlClient {
             throw Failure(message: error.message, code: error.exitCode)
         }
         let request: ControlRequest
+        let expected = verb == "scale" ? 1 : 0
         switch (verb, rest.count) {
         case ("status", 0): request = .status(json: json)
         case ("reload", 0): request = .reload
@@ -66,7 +73,8 @@ enum ControlClient {
             }
             request = .scale(count)
         default:
-            throw Failure(message: "unexpected \(rest.isEmpty ? "end of arguments" : quoted(rest[0])) (\(usage))", code: .usage)
+            let extra = rest.count > expected ? quoted(rest[expected]) : "end of arguments"
+            throw Failure(message: "unexpected \(extra) (\(usage))", code: .usage)
         }
         return (request, try socketPath(settings, environment: environment))
     }
@@ -98,6 +106,11 @@ enum ControlClient {
             guard let equals = entry.firstIndex(of: "=") else { return nil }
             return (String(entry[..<equals]), String(entry[entry.index(after: equals)...]))
         }
+        // The master's runtime directory follows its XDG_RUNTIME_DIR, which a
+        // service may lack and a login shell have: look in both places.
+        let directories = [Configuration.runtimeDirectory(variables),
+                           Configuration.runtimeDirectory(variables.filter { $0.0 != "XDG_RUNTIME_DIR" })]
+            .reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
         if let pidfile = settings.pidfile {
             guard let pid = Pidfile.read(pidfile) else {
                 throw Failure(message: "pidfile \(pidfile) is missing or names no pid", code: .unavailable)
@@ -105,10 +118,29 @@ enum ControlClient {
             guard Pidfile.isRunning(pid) else {
                 throw Failure(message: "pidfile \(pidfile) names pid \(pid), which is not running", code: .unavailable)
             }
-            return Configuration.defaultControlSocket(pid: pid, environment: variables)
+            let candidates = directories.map { $0 + "/master-\(pid).ctl" }
+            return candidates.first { access($0, F_OK) == 0 } ?? candidates[0]
         }
-        let directory = Configuration.runtimeDirectory(variables)
-        var running: [Int32] = []
+        var running: [String] = []
+        for directory in directories {
+            running += masters(in: directory)
+        }
+        switch running.count {
+        case 0:
+            throw Failure(message: "no running master found in \(directories.joined(separator: " or ")); "
+                + "name one with --control-socket or --pidfile", code: .unavailable)
+        case 1:
+            return running[0]
+        default:
+            throw Failure(message: "\(running.count) masters are running ("
+                + running.sorted().joined(separator: ", ") + "); name one with --control-socket or --pidfile",
+                code: .usage)
+        }
+    }
+
+    /// The default control sockets of running masters in `directory`.
+    static func masters(in directory: String) -> [String] {
+        var running: [String] = []
         if let entries = opendir(directory) {
             defer { closedir(entries) }
             while let entry = readdir(entries) {
@@ -117,20 +149,12 @@ enum ControlClient {
                 }
                 guard name.hasPrefix("master-"), name.hasSuffix(".ctl"),
                       let pid = Int32(name.dropFirst(7).dropLast(4)), Pidfile.isRunning(pid) else { continue }
-                running.append(pid)
+                var info = stat()
+                let path = directory + "/" + name
+                if lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFSOCK { running.append(path) }
             }
         }
-        switch running.count {
-        case 0:
-            throw Failure(message: "no running master found in \(directory); name one with --control-socket or --pidfile",
-                          code: .unavailable)
-        case 1:
-            return Configuration.defaultControlSocket(pid: running[0], environment: variables)
-        default:
-            throw Failure(message: "\(running.count) masters are running (pids "
-                + running.sorted().map(String.init).joined(separator: ", ")
-                + "); name one with --control-socket or --pidfile", code: .usage)
-        }
+        return running
     }
 
     /// Checks the socket file, connects, sends the request, returns the answer.
@@ -144,7 +168,9 @@ enum ControlClient {
         guard (info.st_mode & S_IFMT) == S_IFSOCK else {
             throw Failure(message: "\(path) is not a socket; refusing", code: .permission)
         }
-        guard info.st_uid == geteuid() else {
+        // Root may ask any user's master; the answer must then come from the
+        // socket file's owner.
+        guard info.st_uid == geteuid() || geteuid() == 0 else {
             throw Failure(message: "control socket \(path) belongs to uid \(info.st_uid), not to you (uid \(geteuid())); "
                 + "refusing", code: .permission)
         }
@@ -157,6 +183,13 @@ enum ControlClient {
             throw Failure(message: "no master listens on \(path): \(describe(-fd))", code: .unavailable)
         }
         defer { Sys.closeFile(fd) }
+        // Whoever answers must be the file's owner: a socket swapped in
+        // after the checks above is refused too.
+        let peer = bw_peer_uid(fd)
+        guard peer == Int64(info.st_uid) else {
+            throw Failure(message: "control socket \(path) is served by uid \(peer), not by its owner "
+                + "(uid \(info.st_uid)); refusing", code: .permission)
+        }
         do { try Sys.writeAll(fd, Array((request.line + "\n").utf8)) } catch {
             throw Failure(message: "\(path): \(describe(error.errno))", code: .unavailable)
         }

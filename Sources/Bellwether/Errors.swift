@@ -123,6 +123,7 @@ public enum BellwetherError: Error, Hashable, Sendable {
             "\(source): \(path): \(describe(errno))"
         case .commandNotFound(let name):
             "\(name): command not found in the workers' PATH"
+                + (ControlClient.verbs.contains(name) ? " (to ask a running master, put \(name) first: bellwether \(name) -p PIDFILE)" : "")
         case .notExecutable(let path, let reason):
             "\(path): cannot be executed: \(reason)"
         case .leaseTimings(let rule):

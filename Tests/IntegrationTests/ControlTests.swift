@@ -116,8 +116,10 @@ struct ControlTests {
         if getuid() == 0 {
             chown(socket, 65534, 65534)
             let foreign = Harness.run([Harness.bellwether, "status", "-s", socket])
+            // Root may ask another user's master, but the answer must come
+            // from the file's owner: here it comes from root's master.
             #expect(foreign.status == 77)
-            #expect(foreign.stderr.contains("belongs to uid 65534, not to you (uid 0)"), "\(foreign.stderr)")
+            #expect(foreign.stderr.contains("is served by uid 0, not by its owner (uid 65534)"), "\(foreign.stderr)")
             chown(socket, 0, 0)
         }
         #expect(supervisor.stop() == 0)
@@ -149,6 +151,55 @@ struct ControlTests {
         #expect(supervisor.stop() == 0)
     }
 
+    /// Out of descriptors, the master pauses accepting (logged once) instead
+    /// of spinning on a listener that stays readable, and serves again after.
+    @Test func runningOutOfDescriptorsIsSurvivedWithoutSpinning() throws {
+        let directory = Harness.scratch("emfile")
+        let socket = directory + "/control"
+        let supervisor = Supervisor(["-w", "1", "--control-socket", socket], directory: directory, name: "emfile")
+        #expect(Harness.wait { supervisor.settled(workers: 1) })
+        #expect(Harness.run(["/usr/bin/prlimit", "--pid", "\(supervisor.pid)", "--nofile=12:1024"]).status == 0)
+        var clients: [Int32] = []
+        for _ in 0..<12 {
+            let fd = { (path: String) -> Int32 in
+                var address = sockaddr_un()
+                address.sun_family = sa_family_t(AF_UNIX)
+                withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+                    for (index, byte) in path.utf8CString.enumerated() where index < buffer.count {
+                        buffer[index] = UInt8(bitPattern: byte)
+                    }
+                }
+                let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+                let connected = withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                    }
+                }
+                return connected == 0 ? fd : -1
+            }(socket)
+            if fd >= 0 { clients.append(fd) }
+        }
+        #expect(clients.count >= 10, "the backlog holds the connections the master cannot accept")
+        let cpuBefore = Self.cpuTicks(supervisor.pid)
+        usleep(1_500_000)
+        let spent = Self.cpuTicks(supervisor.pid) - cpuBefore
+        #expect(spent < 30, "the master spent \(spent) ticks of CPU in 1.5 s while out of descriptors")
+        #expect(supervisor.logText().components(separatedBy: "control socket: cannot accept").count == 2,
+                "logged once: \(supervisor.logText().suffix(600))")
+        for fd in clients { close(fd) }
+        #expect(Harness.run(["/usr/bin/prlimit", "--pid", "\(supervisor.pid)", "--nofile=1024:1024"]).status == 0)
+        #expect(Harness.wait(10) { Harness.run([Harness.bellwether, "status", "-s", socket]).status == 0 })
+        #expect(supervisor.isRunning())
+        #expect(supervisor.stop() == 0)
+    }
+
+    static func cpuTicks(_ pid: Int32) -> Int {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return 0 }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return (Int(fields[11]) ?? 0) + (Int(fields[12]) ?? 0)
+    }
+
     @Test func badControlRequestsAreOneLineWithAnExitStatus() {
         let directory = Harness.scratch("ctlbad")
         let missing = Harness.run([Harness.bellwether, "status", "-s", directory + "/nothing"])
@@ -160,6 +211,8 @@ struct ControlTests {
             (["scale", "0"], "expected a whole number from 1 to"),
             (["status", "-w", "3"], "-w does not apply here"),
             (["reload", "extra"], "unexpected \"extra\""),
+            (["scale", "3", "4"], "unexpected \"4\""),
+            (["scale", "-3"], "expected a whole number from 1 to"),
             (["status", "--bogus"], "unknown option --bogus"),
         ] {
             let result = Harness.run([Harness.bellwether] + arguments + ["-s", directory + "/nothing"])

@@ -64,8 +64,10 @@ final class ControlSocket {
         if privateDirectory, let slash = path.lastIndex(of: "/"), slash != path.startIndex {
             try Self.checkPrivateDirectory(String(path[..<slash]))
         }
+        // Created 0600 by the umask: no moment with a wider mode, no chmod
+        // that could follow a symlink.
         let previous = umask(0o177)
-        let result = bw_listen_unix(path, 0o600, 64)
+        let result = bw_listen_unix(path, -1, 64)
         umask(previous)
         guard result >= 0 else {
             throw -result == EADDRINUSE ? .controlSocketBusy(path: path)
@@ -89,11 +91,22 @@ final class ControlSocket {
     }
 
     /// The descriptors to poll: the listener, then every open connection.
+    /// The descriptors to poll: the listener (events 0 while accepting is
+    /// paused), then every open connection.
     var pollEntries: [(fd: Int32, events: Int16)] {
-        [(fd, Int16(POLLIN))] + connections.map { ($0.fd, Int16($0.output.isEmpty ? POLLIN : POLLOUT)) }
+        [(fd, Int16(acceptPausedUntil == nil ? POLLIN : 0))]
+            + connections.map { ($0.fd, Int16($0.output.isEmpty ? POLLIN : POLLOUT)) }
     }
 
-    var nextDeadline: Instant? { connections.map(\.deadline).min() }
+    var nextDeadline: Instant? { (connections.map(\.deadline) + [acceptPausedUntil].compactMap { $0 }).min() }
+
+    /// Out of descriptors (EMFILE, ENFILE) or memory: the pending connection
+    /// stays queued and the listener readable, so accepting pauses a while
+    /// rather than spinning.
+    private var acceptPausedUntil: Instant?
+    static let acceptPause = Duration.milliseconds(250)
+    var onAcceptFailure: ((Int32) -> Void)?
+    private var acceptFailing = false
 
     /// Accepts, reads and writes what is ready; returns the requests that are
     /// complete. `answer` is called for each and gives the bytes to send back.
@@ -108,14 +121,25 @@ final class ControlSocket {
             if !done && connection.deadline <= now { Sys.closeFile(connection.fd) }
             return done || connection.deadline <= now
         }
-        if let first = revents.first, first != 0 { acceptAll(at: now, answer: answer) }
+        if let until = acceptPausedUntil, now >= until { acceptPausedUntil = nil }
+        if let first = revents.first, first != 0, acceptPausedUntil == nil { acceptAll(at: now, answer: answer) }
     }
 
     private func acceptAll(at now: Instant, answer: (ControlRequest) -> String) {
         while true {
             let connection = bw_accept(fd)
-            guard connection >= 0 else { return }  // EAGAIN, or EMFILE: the next wake-up retries
+            guard connection >= 0 else {
+                if -connection != EAGAIN && -connection != EINTR && -connection != ECONNABORTED {
+                    acceptPausedUntil = now + Self.acceptPause
+                    if !acceptFailing { onAcceptFailure?(-connection) }  // once per streak
+                    acceptFailing = true
+                }
+                return
+            }
+            acceptFailing = false
             guard connections.count < Self.maximumConnections else {
+                let busy = Array("error: busy: too many control connections\n".utf8)
+                _ = busy.withUnsafeBytes { Sys.sendWithoutSignal(connection, $0) }
                 Sys.closeFile(connection)
                 continue
             }
@@ -151,7 +175,8 @@ final class ControlSocket {
             if connection.input.count >= Self.requestLimit { connection.output = Array("error: request too long\n".utf8) }
             return true
         }
-        let line = String(decoding: connection.input[..<newline], as: UTF8.self)
+        var line = String(decoding: connection.input[..<newline], as: UTF8.self)
+        if line.hasSuffix("\r") { line.removeLast() }
         let reply = ControlRequest(line: line).map(answer)
             ?? "error: unknown request \(quoted(line)); expected status, reload, stop or scale N\n"
         connection.output = Array(reply.utf8)

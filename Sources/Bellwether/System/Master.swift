@@ -87,6 +87,11 @@ final class Master {
 
     func run() -> Int32 {
         let plan = configuration.plan
+        control.onAcceptFailure = { [logger] code in
+            logger.write(LogRecord(.error, "control_accept_failed",
+                "control socket: cannot accept a connection: \(describe(code)); pausing \(ControlSocket.acceptPause.shortDescription)",
+                [.init("errno", .int(Int(code)))]))
+        }
         logger.write(LogRecord(.info, "starting",
             "bellwether \(Version.current) starting: \(plan.workers) workers, "
                 + (plan.scheduler ? "scheduler token \(token.path)" : "no scheduler")

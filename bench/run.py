@@ -1,0 +1,422 @@
+#!/usr/bin/env python3
+"""bellwether against gunicorn, six benchmarks in one run (see bench/run).
+
+Every benchmark runs both systems in alternation, REPS times (5; --quick: 1,
+with smaller sizes), on the same app (bench/app.py): `gunicorn -w N app:app`
+against `bellwether -w N` running one `gunicorn -w 1 app:app` per worker on
+the socket the master owns, so that only supervision differs. Writes
+bench/RESULTS.md's generated part to bench/out/results.md and prints it.
+"""
+import json
+import os
+import platform
+import random
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "bench")
+OUT = os.path.join(BENCH, "out")
+BIN = os.path.join(ROOT, ".build", "release")
+BW = os.path.join(BIN, "bellwether")
+TESTWORKER = os.path.join(BIN, "bellwether-testworker")
+GUNICORN = os.path.join(BENCH, ".venv", "bin", "gunicorn")
+PYTHON = os.path.join(BENCH, ".venv", "bin", "python")
+QUICK = "--quick" in sys.argv
+REPS = 1 if QUICK else 5
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+rows = []  # (benchmark, measure, bellwether values, gunicorn values, unit, goal, met)
+
+
+def log(text):
+    print(text, file=sys.stderr, flush=True)
+
+
+# --- processes ---------------------------------------------------------------
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(seconds, condition, step=0.02):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return condition()
+
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def live_children(pid):
+    return [c for c in children(pid) if alive(c)]
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def status_field(pid, name):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(name + ":"):
+                return int(line.split()[1])
+    return None
+
+
+def fd_count(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def get(port, timeout=10.0):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=timeout) as response:
+            return json.loads(response.read())
+    except OSError:
+        return None
+
+
+class System:
+    """One supervisor under test, started on a fresh port, stopped with TERM."""
+
+    def __init__(self, kind, workers, extra=(), command=None, env=None):
+        self.kind, self.port = kind, free_port()
+        self.control = os.path.join(OUT, f"control-{os.getpid()}-{self.port}")
+        environment = dict(os.environ, **(env or {}))
+        if kind == "bellwether":
+            app = command or [GUNICORN, "-w", "1", "-c", os.path.join(BENCH, "gunicorn_ready.py"),
+                              "--no-control-socket", "--log-level", "warning", "app:app"]
+            ready = [] if command else ["--ready", "notify", "-b", f"127.0.0.1:{self.port}"]
+            argv = [BW, "-w", str(workers), *ready, "--control-socket", self.control,
+                    "--lease", "file:" + os.path.join(OUT, f"token-{self.port}"), "--chdir", BENCH, *extra, "--", *app]
+        else:
+            argv = command or [GUNICORN, "-w", str(workers), "-b", f"127.0.0.1:{self.port}", "--chdir", BENCH,
+                               "--no-control-socket", "--log-level", "warning", *extra, "app:app"]
+        self.log = open(os.path.join(OUT, f"{kind}-{self.port}.log"), "w")
+        self.process = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=environment, cwd=BENCH)
+        self.pid = self.process.pid
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def median_range(values):
+    if not values:
+        return "n/a"
+    values = sorted(values)
+    m = statistics.median(values)
+    return f"{fmt(m)} ({fmt(values[0])}–{fmt(values[-1])})" if len(values) > 1 else fmt(m)
+
+
+def fmt(value):
+    if isinstance(value, str):
+        return value
+    if value == int(value) and abs(value) >= 100:
+        return f"{int(value):,}"
+    return f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}"
+
+
+def record(benchmark, measure, bw, gu, unit, goal, met):
+    rows.append((benchmark, measure, bw, gu, unit, goal, met))
+    ratio = ""
+    if bw and gu and statistics.median(gu):
+        ratio = f" ratio {statistics.median(bw) / statistics.median(gu):.2f}"
+    log(f"  {benchmark} / {measure}: bellwether {median_range(bw)} gunicorn {median_range(gu)} {unit}{ratio}"
+        f" — goal {goal}: {'met' if met else 'NOT met' if met is not None else '-'}")
+
+
+# --- 1. failover ----------------------------------------------------------------
+def failover():
+    log("failover")
+    kills = 5 if QUICK else 20
+    execs, bares = [], []
+    for _ in range(REPS):
+        out = subprocess.run([os.path.join(OUT, "failover"), BW, os.path.join(BIN, "bellwether-exec"), TESTWORKER,
+                              str(kills)], capture_output=True, text=True, check=True).stdout
+        medians = {line.split()[0]: float(re.search(r"median_us=([\d.]+)", line).group(1))
+                   for line in out.splitlines() if "median_us=" in line}
+        execs.append(medians["fail"] - medians["bare"])
+        bares.append(medians["bare"])
+    record("failover", "SIGKILL → replacement execve'd, added to a bare posix_spawn+execve", execs, [], "µs",
+           "≤ 1000 µs", statistics.median(execs) <= 1000)
+
+    # Serving: the only worker (bellwether: the scheduler, on --scheduler-bind)
+    # is SIGKILLed; a request sent at once waits in the listen queue of the
+    # socket the master keeps, and is answered by the replacement.
+    samples = {"bellwether": [], "gunicorn": []}
+    for _ in range(REPS):
+        for kind in ("bellwether", "gunicorn"):
+            port = free_port()
+            if kind == "bellwether":
+                system = System(kind, 1, extra=["--scheduler-bind", f"127.0.0.1:{port}"],
+                                command=[GUNICORN, "-w", "1", "--no-control-socket", "--log-level", "warning",
+                                         "app:app"])
+                system.port = port
+            else:
+                system = System(kind, 1)
+            with system:
+                values = []
+                for _ in range(3 if QUICK else 8):
+                    wait_for(30, lambda: get(system.port, 1) is not None)
+                    time.sleep(1.2)  # past the 1 s stable uptime: no back-off
+                    before = get(system.port)
+                    victim = before["pid"] if kind == "gunicorn" else live_children(system.pid)[0]
+                    start = time.monotonic()
+                    os.kill(victim, signal.SIGKILL)
+                    answer = get(system.port, 30)
+                    values.append((time.monotonic() - start) * 1000)
+                    assert answer and answer["pid"] != before["pid"], (kind, answer, before)
+                samples[kind].append(statistics.median(values))
+    bw, gu = samples["bellwether"], samples["gunicorn"]
+    record("failover", "SIGKILL → replacement serves its first request", bw, gu, "ms", "≤ gunicorn",
+           statistics.median(bw) <= statistics.median(gu))
+    boot = []
+    for _ in range(5):
+        start = time.monotonic()
+        subprocess.run([PYTHON, "-c", "import gunicorn.app.wsgiapp, gunicorn.arbiter, gunicorn.workers.sync"],
+                       check=True, cwd=BENCH)
+        boot.append((time.monotonic() - start) * 1000)
+    record("failover", "floor of an execve'd worker: python3 importing gunicorn", boot, [], "ms", "-", None)
+
+
+# --- 2. reload under load ------------------------------------------------------------
+def wrk(port, seconds, master=None, every=3.0):
+    process = subprocess.Popen(["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}/"],
+                               stdout=subprocess.PIPE, text=True)
+    hups = 0
+    if master:
+        end = time.monotonic() + seconds - 1
+        while time.monotonic() + every < end:
+            time.sleep(every)
+            os.kill(master, signal.SIGHUP)
+            hups += 1
+    out = process.communicate()[0]
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non2xx = int((re.search(r"Non-2xx or 3xx responses: (\d+)", out) or [0, 0])[1])
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    p99ms = float(p99[1]) * {"us": 0.001, "ms": 1, "s": 1000}[p99[2]]
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])
+    return errors + non2xx, p99ms, rps, hups
+
+
+def reload_under_load():
+    log("reload under load")
+    seconds = 8 if QUICK else 30
+    result = {kind: {"failed": [], "p99": [], "rps": []} for kind in ("bellwether", "gunicorn")}
+    for _ in range(REPS):
+        for kind in ("gunicorn", "bellwether"):
+            with System(kind, 4) as system:
+                wait_for(60, lambda: get(system.port, 1) is not None)
+                time.sleep(2)
+                failed, p99, rps, _ = wrk(system.port, seconds, master=system.pid)
+                for key, value in (("failed", failed), ("p99", p99), ("rps", rps)):
+                    result[kind][key].append(value)
+    bw, gu = result["bellwether"], result["gunicorn"]
+    record("reload under load", "failed requests", bw["failed"], gu["failed"], "", "0",
+           max(bw["failed"]) == 0)
+    record("reload under load", "p99 latency", bw["p99"], gu["p99"], "ms", "≤ gunicorn",
+           statistics.median(bw["p99"]) <= statistics.median(gu["p99"]))
+    record("reload under load", "requests/s", bw["rps"], gu["rps"], "req/s", "-", None)
+
+
+# --- 3. idle master ------------------------------------------------------------------------
+def idle_master():
+    log("idle master")
+    seconds = 3 if QUICK else 10
+    result = {kind: {"wakeups": [], "cpu": []} for kind in ("bellwether", "gunicorn")}
+    for _ in range(REPS):
+        for kind in ("bellwether", "gunicorn"):
+            with System(kind, 2) as system:
+                wait_for(60, lambda: get(system.port, 1) is not None)
+                time.sleep(3)  # past the boot grace: no timer armed
+                switches, cpu = status_field(system.pid, "voluntary_ctxt_switches"), cpu_seconds(system.pid)
+                time.sleep(seconds)
+                result[kind]["wakeups"].append((status_field(system.pid, "voluntary_ctxt_switches") - switches) / seconds)
+                result[kind]["cpu"].append((cpu_seconds(system.pid) - cpu) * 1000 / seconds)
+    bw, gu = result["bellwether"], result["gunicorn"]
+    record("idle master", "voluntary context switches of the master", bw["wakeups"], gu["wakeups"], "per s",
+           "0", max(bw["wakeups"]) == 0)
+    record("idle master", "CPU time of the master", bw["cpu"], gu["cpu"], "ms per s", "-", None)
+
+
+# --- 4. master memory --------------------------------------------------------------------------
+def master_memory():
+    log("master memory")
+    respawns = 500 if QUICK else 10_000
+    idle = {"bellwether": [], "gunicorn": []}
+    growth = {"bellwether": [], "gunicorn": []}
+    for _ in range(REPS):
+        for kind in ("bellwether", "gunicorn"):
+            with System(kind, 2) as system:
+                wait_for(60, lambda: get(system.port, 1) is not None)
+                time.sleep(2)
+                idle[kind].append(status_field(system.pid, "VmRSS") / 1024)
+        # Respawns. bellwether: 200 workers that each exit after 1.05 s (past
+        # the stable uptime, so no back-off delays them), until RESPAWNS
+        # replacements were spawned. gunicorn: --max-requests 1, one request
+        # per respawn (it forks rather than executes, so each costs less).
+        with System("bellwether", 200, command=["sleep", "1.05"]) as system:
+            wait_for(30, lambda: len(live_children(system.pid)) == 200)
+            time.sleep(2)
+            before = status_field(system.pid, "VmRSS")
+            log_path = system.log.name
+            wait_for(600, lambda: open(log_path).read().count("spawned worker") >= respawns + 200, step=0.5)
+            growth["bellwether"].append((status_field(system.pid, "VmRSS") - before) * 100 / before)
+        gunicorn_respawns = respawns // 10
+        with System("gunicorn", 2, extra=["--max-requests", "1"]) as system:
+            wait_for(60, lambda: get(system.port, 1) is not None)
+            for _ in range(50):
+                get(system.port)
+            before = status_field(system.pid, "VmRSS")
+            for _ in range(gunicorn_respawns):
+                get(system.port)
+            growth["gunicorn"].append((status_field(system.pid, "VmRSS") - before) * 100 / before)
+    bw, gu = idle["bellwether"], idle["gunicorn"]
+    record("master memory", "RSS of the idle master", bw, gu, "MiB", "≤ ⅓ of gunicorn's",
+           statistics.median(bw) * 3 <= statistics.median(gu))
+    record("master memory", f"RSS growth after {respawns:,} respawns (gunicorn: {respawns // 10:,})",
+           growth["bellwether"], growth["gunicorn"], "%", "≤ 5 %", max(growth["bellwether"]) <= 5)
+
+
+# --- 5. spawn scaling -------------------------------------------------------------------------------
+def spawn_scaling():
+    log("spawn scaling")
+    sizes = [1, 16, 64] if QUICK else [1, 16, 64, 256]
+    for n in sizes:
+        times = {"bellwether": [], "gunicorn": []}
+        cpu = {"bellwether": [], "gunicorn": []}
+        for _ in range(REPS):
+            for kind in ("bellwether", "gunicorn"):
+                start = time.monotonic()
+                command = ["sleep", "1000"] if kind == "bellwether" else None
+                with System(kind, n, command=command) as system:
+                    if kind == "gunicorn":
+                        # Each worker says "Booting worker" once forked; it is up.
+                        wait_for(120, lambda: len(live_children(system.pid)) >= n, step=0.002)
+                    else:
+                        wait_for(120, lambda: len(live_children(system.pid)) >= n, step=0.002)
+                    times[kind].append((time.monotonic() - start) * 1000)
+                    cpu[kind].append(cpu_seconds(system.pid) * 1000 / n)
+        record("spawn scaling", f"N = {n}: start → N workers running", times["bellwether"], times["gunicorn"],
+               "ms", "linear", None)
+        record("spawn scaling", f"N = {n}: master CPU per spawn (incl. its own start)", cpu["bellwether"],
+               cpu["gunicorn"], "ms", "≤ 1 ms", statistics.median(cpu["bellwether"]) <= 1 if n >= 16 else None)
+
+
+# --- 6. signal storm ------------------------------------------------------------------------------------
+def signal_storm():
+    log("signal storm")
+    count = 200 if QUICK else 1000
+    seconds = 2 if QUICK else 10
+    result = {kind: {"settle": [], "leaked": [], "fds": [], "probe": []} for kind in ("bellwether", "gunicorn")}
+    failures = []
+    for rep in range(REPS):
+        for kind in ("bellwether", "gunicorn"):
+            oracle = os.path.join(OUT, f"storm-oracle-{rep}")
+            command = [TESTWORKER, "--oracle", oracle] if kind == "bellwether" else None
+            with System(kind, 4, command=command) as system:
+                wait_for(60, lambda: len(live_children(system.pid)) == 4)
+                time.sleep(2)
+                fds = fd_count(system.pid)
+                rng = random.Random(rep)
+                probes = []
+                start = time.monotonic()
+                for i in range(count):
+                    os.kill(system.pid, rng.choice([signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU]))
+                    if i % 50 == 0 and kind == "bellwether":
+                        t = time.monotonic()
+                        subprocess.run([BW, "status", "-s", system.control], capture_output=True, check=True)
+                        probes.append((time.monotonic() - t) * 1000)
+                    time.sleep(max(0.0, start + (i + 1) * seconds / count - time.monotonic()))
+                os.kill(system.pid, signal.SIGHUP)  # the configured 4 again
+                end = time.monotonic()
+                settled = wait_for(120, lambda: len(live_children(system.pid)) == 4, step=0.01)
+                result[kind]["settle"].append((time.monotonic() - end) * 1000 if settled else float("inf"))
+                time.sleep(3)
+                result[kind]["leaked"].append(len(live_children(system.pid)) - 4)
+                result[kind]["fds"].append(fd_count(system.pid) - fds)
+                if probes:
+                    result[kind]["probe"].append(max(probes))
+                if os.path.exists(oracle + ".failures"):
+                    failures.append(open(oracle + ".failures").read())
+    bw, gu = result["bellwether"], result["gunicorn"]
+    record("signal storm", f"{count} HUP/TTIN/TTOU in {seconds} s: time to 4 workers after the last",
+           bw["settle"], gu["settle"], "ms", "-", None)
+    record("signal storm", "slowest `bellwether status` answer during the storm", bw["probe"], [], "ms",
+           "responsive", max(bw["probe"]) < 1000)
+    record("signal storm", "processes left over / master fds gained", [max(bw["leaked"]), max(bw["fds"])],
+           [max(gu["leaked"]), max(gu["fds"])], "", "0 / 0", max(bw["leaked"]) == 0 and max(bw["fds"]) == 0)
+    record("signal storm", "two schedulers at once (flock oracle)", [len(failures)], [], "", "0", not failures)
+
+
+def table():
+    uname = platform.uname()
+    versions = subprocess.run([GUNICORN, "--version"], capture_output=True, text=True).stdout.strip()
+    bw_version = subprocess.run([BW, "--version"], capture_output=True, text=True).stdout.strip()
+    lines = [f"Machine: {os.cpu_count()} cores, {uname.machine}, Linux {uname.release}; {bw_version} "
+             f"(release); {versions}; Python {platform.python_version()}; "
+             f"{REPS} repetition{'s' if REPS > 1 else ''} of each, median (min–max){' — QUICK MODE' if QUICK else ''}.",
+             "", "| benchmark | measure | bellwether | gunicorn | ratio | goal | met |", "|---|---|---|---|---|---|---|"]
+    for benchmark, measure, bw, gu, unit, goal, met in rows:
+        ratio = ""
+        if bw and gu and statistics.median(gu) and unit not in ("", "%"):
+            ratio = f"{statistics.median(bw) / statistics.median(gu):.2f}"
+        unit_text = f" {unit}" if unit else ""
+        lines.append(f"| {benchmark} | {measure} | {median_range(bw)}{unit_text} | "
+                     f"{median_range(gu) + unit_text if gu else '—'} | {ratio} | {goal} | "
+                     f"{'yes' if met else 'no' if met is not None else ''} |")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    selected = [a for a in sys.argv[1:] if not a.startswith("--")]
+    benchmarks = [failover, reload_under_load, idle_master, master_memory, spawn_scaling, signal_storm]
+    for benchmark in benchmarks:
+        if not selected or benchmark.__name__ in selected:
+            benchmark()
+    text = table()
+    with open(os.path.join(OUT, "results.md"), "w") as f:
+        f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

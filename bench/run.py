@@ -31,7 +31,7 @@ PYTHON = os.path.join(BENCH, ".venv", "bin", "python")
 QUICK = "--quick" in sys.argv
 REPS = 1 if QUICK else 5
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-rows = []  # (benchmark, measure, bellwether values, gunicorn values, unit, goal, met)
+rows = []  # the current benchmark's rows, formatted for the table
 
 
 def log(text):
@@ -149,16 +149,23 @@ def median_range(values):
 def fmt(value):
     if isinstance(value, str):
         return value
+    if value == float("inf"):
+        return "never"
     if value == int(value) and abs(value) >= 100:
         return f"{int(value):,}"
     return f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}"
 
 
 def record(benchmark, measure, bw, gu, unit, goal, met):
-    rows.append((benchmark, measure, bw, gu, unit, goal, met))
     ratio = ""
-    if bw and gu and statistics.median(gu):
-        ratio = f" ratio {statistics.median(bw) / statistics.median(gu):.2f}"
+    finite = bw and gu and all(v != float("inf") for v in bw + gu)
+    if finite and statistics.median(gu) and unit not in ("", "%"):
+        ratio = f"{statistics.median(bw) / statistics.median(gu):.2f}"
+    unit_text = f" {unit}" if unit else ""
+    rows.append({"benchmark": benchmark, "measure": measure, "bellwether": median_range(bw) + unit_text,
+                 "gunicorn": median_range(gu) + unit_text if gu else "—", "ratio": ratio, "goal": goal,
+                 "met": "yes" if met else "no" if met is not None else ""})
+    ratio = f" ratio {ratio}" if ratio else ""
     log(f"  {benchmark} / {measure}: bellwether {median_range(bw)} gunicorn {median_range(gu)} {unit}{ratio}"
         f" — goal {goal}: {'met' if met else 'NOT met' if met is not None else '-'}")
 
@@ -425,33 +432,43 @@ def signal_storm():
     record("signal storm", "two schedulers at once (flock oracle)", [len(failures)], [], "", "0", not failures)
 
 
-def table():
+ORDER = ["failover", "reload_under_load", "idle_master", "master_memory", "spawn_scaling", "signal_storm"]
+
+
+def table(directory):
+    """The table of the latest rows of every benchmark saved in `directory`."""
     uname = platform.uname()
     versions = subprocess.run([GUNICORN, "--version"], capture_output=True, text=True).stdout.strip()
     bw_version = subprocess.run([BW, "--version"], capture_output=True, text=True).stdout.strip()
     lines = [f"Machine: {os.cpu_count()} cores, {uname.machine}, Linux {uname.release}; {bw_version} "
-             f"(release); {versions}; Python {platform.python_version()}; "
+             f"(release, static Swift runtime); {versions}; Python {platform.python_version()}; "
              f"{REPS} repetition{'s' if REPS > 1 else ''} of each, median (min–max){' — QUICK MODE' if QUICK else ''}.",
              "", "| benchmark | measure | bellwether | gunicorn | ratio | goal | met |", "|---|---|---|---|---|---|---|"]
-    for benchmark, measure, bw, gu, unit, goal, met in rows:
-        ratio = ""
-        if bw and gu and statistics.median(gu) and unit not in ("", "%"):
-            ratio = f"{statistics.median(bw) / statistics.median(gu):.2f}"
-        unit_text = f" {unit}" if unit else ""
-        lines.append(f"| {benchmark} | {measure} | {median_range(bw)}{unit_text} | "
-                     f"{median_range(gu) + unit_text if gu else '—'} | {ratio} | {goal} | "
-                     f"{'yes' if met else 'no' if met is not None else ''} |")
+    for name in ORDER:
+        path = os.path.join(directory, f"rows-{name}.json")
+        if not os.path.exists(path):
+            lines.append(f"| {name.replace('_', ' ')} | (not run) | | | | | |")
+            continue
+        for row in json.load(open(path)):
+            lines.append("| " + " | ".join(row[key] for key in ("benchmark", "measure", "bellwether", "gunicorn",
+                                                                 "ratio", "goal", "met")) + " |")
     return "\n".join(lines) + "\n"
 
 
 def main():
     os.makedirs(OUT, exist_ok=True)
     selected = [a for a in sys.argv[1:] if not a.startswith("--")]
-    benchmarks = [failover, reload_under_load, idle_master, master_memory, spawn_scaling, signal_storm]
-    for benchmark in benchmarks:
-        if not selected or benchmark.__name__ in selected:
-            benchmark()
-    text = table()
+    # Each benchmark's rows are saved as soon as it ends: a later one that
+    # fails loses nothing, and `bench/run NAME` re-measures one benchmark.
+    directory = os.path.join(OUT, "quick" if QUICK else "full")
+    os.makedirs(directory, exist_ok=True)
+    for name in ORDER:
+        if not selected or name in selected:
+            rows.clear()
+            globals()[name]()
+            with open(os.path.join(directory, f"rows-{name}.json"), "w") as f:
+                json.dump(rows, f, ensure_ascii=False, indent=1)
+    text = table(directory)
     with open(os.path.join(OUT, "results.md"), "w") as f:
         f.write(text)
     print(text)

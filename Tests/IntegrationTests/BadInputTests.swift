@@ -219,6 +219,16 @@ struct DocumentationTests {
         }
     }
 
+    /// The manual renders without a warning (scripts/test installs groff).
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/groff")
+        || ProcessInfo.processInfo.environment["BELLWETHER_REQUIRE_GROFF"] == "1"))
+    func theManualRendersWithoutWarnings() {
+        let result = Harness.run(["/usr/bin/groff", "-ww", "-mdoc", "-Tutf8", Self.root + "/man/bellwether.1"])
+        #expect(result.status == 0)
+        #expect(result.stderr.isEmpty, "\(result.stderr)")
+        #expect(result.stdout.contains("EXIT STATUS") && result.stdout.contains("CONTROL"))
+    }
+
     /// The sample config file names every setting a config file may hold and,
     /// as shipped, is valid.
     @Test func theSampleConfigFileIsCompleteAndValid() throws {

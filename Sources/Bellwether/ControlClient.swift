@@ -121,9 +121,10 @@ enum ControlClient {
             let candidates = directories.map { $0 + "/master-\(pid).ctl" }
             return candidates.first { access($0, F_OK) == 0 } ?? candidates[0]
         }
+        // The first directory with a running master wins.
         var running: [String] = []
-        for directory in directories {
-            running += masters(in: directory)
+        for directory in directories where running.isEmpty {
+            running = masters(in: directory)
         }
         switch running.count {
         case 0:

@@ -102,10 +102,7 @@ enum ControlClient {
 
     static func socketPath(_ settings: Settings, environment: [String]) throws(Failure) -> String {
         if let path = settings.controlSocket { return path }
-        let variables = environment.compactMap { entry -> (String, String)? in
-            guard let equals = entry.firstIndex(of: "=") else { return nil }
-            return (String(entry[..<equals]), String(entry[entry.index(after: equals)...]))
-        }
+        let variables = Bellwether.dictionary(environment).map { ($0.key, $0.value) }
         // The master's runtime directory follows its XDG_RUNTIME_DIR, which a
         // service may lack and a login shell have: look in both places.
         let directories = [Configuration.runtimeDirectory(variables),

@@ -48,14 +48,20 @@ int bw_listen_inet(int family, const char *host, int port, int backlog) {
     return fd;
 }
 
+// A Unix stream socket (CLOEXEC) and the address of `path`, or -errno.
+static int unix_socket(const char *path, struct sockaddr_un *address) {
+    memset(address, 0, sizeof *address);
+    address->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof address->sun_path) return -ENAMETOOLONG;
+    strcpy(address->sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    return fd >= 0 ? fd : fail(-1);
+}
+
 int bw_listen_unix(const char *path, int mode, int backlog) {
     struct sockaddr_un address;
-    memset(&address, 0, sizeof address);
-    address.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof address.sun_path) return -ENAMETOOLONG;
-    strcpy(address.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return fail(-1);
+    int fd = unix_socket(path, &address);
+    if (fd < 0) return fd;
     if (bind(fd, (struct sockaddr *)&address, sizeof address) != 0) {
         // A socket file nobody listens on any more (a master that was killed)
         // is stale: remove it and bind again. A live one stays in use.
@@ -227,12 +233,8 @@ long long bw_peer_uid(int fd) {
 
 int bw_unix_connect(const char *path) {
     struct sockaddr_un address;
-    memset(&address, 0, sizeof address);
-    address.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof address.sun_path) return -ENAMETOOLONG;
-    strcpy(address.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return fail(-1);
+    int fd = unix_socket(path, &address);
+    if (fd < 0) return fd;
     if (connect(fd, (struct sockaddr *)&address, sizeof address) != 0) return fail(fd);
     return fd;
 }

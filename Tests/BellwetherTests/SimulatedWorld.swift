@@ -37,6 +37,16 @@ struct SimulatedWorld {
     /// When the network lease was last withdrawn, while it stays withdrawn.
     var leaseWithdrawnAt: Instant?
 
+    /// A started world with no failed spawns and no ignored TERM, quiesced.
+    static func started(_ plan: Plan, seed: UInt64) -> SimulatedWorld {
+        var world = SimulatedWorld(plan: plan, seed: seed)
+        world.spawnFailureRate = 0
+        world.ignoreTermRate = 0
+        world.send(.start)
+        world.quiesce()
+        return world
+    }
+
     init(plan: Plan, seed: UInt64, leased: Bool = false) {
         core = SupervisorCore(plan: plan, leased: leased)
         rng = SplitMix(seed: seed)

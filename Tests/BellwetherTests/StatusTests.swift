@@ -5,12 +5,7 @@ import Testing
 @Suite("Status report and control requests")
 struct StatusTests {
     func started(_ plan: Plan) -> SimulatedWorld {
-        var world = SimulatedWorld(plan: plan, seed: 7)
-        world.spawnFailureRate = 0
-        world.ignoreTermRate = 0
-        world.send(.start)
-        world.quiesce()
-        return world
+        SimulatedWorld.started(plan, seed: 7)
     }
 
     @Test func aDeathCountsAsARestartAndARetirementDoesNot() {

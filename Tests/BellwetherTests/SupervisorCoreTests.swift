@@ -4,12 +4,7 @@ import Testing
 @Suite("Supervisor core")
 struct SupervisorCoreTests {
     func started(_ plan: Plan, seed: UInt64 = 1) -> SimulatedWorld {
-        var world = SimulatedWorld(plan: plan, seed: seed)
-        world.spawnFailureRate = 0
-        world.ignoreTermRate = 0
-        world.send(.start)
-        world.quiesce()
-        return world
+        SimulatedWorld.started(plan, seed: seed)
     }
 
     func schedulerPID(_ world: SimulatedWorld) -> Int32? {

@@ -33,6 +33,8 @@ public struct SupervisorCore: Sendable {
         public var failed = false
 
         public var isRetiring: Bool { retireDeadline != nil || killed }
+        /// Its death was not asked for: it died on its own or was killed for failing.
+        var diedUnasked: Bool { !isRetiring || failed }
     }
 
     enum TokenState: Hashable, Sendable {
@@ -145,7 +147,7 @@ public struct SupervisorCore: Sendable {
             var record = history[worker.slot] ?? SlotHistory()
             record.lastExit = status
             record.lastExitAt = now
-            if (!worker.isRetiring || worker.failed) && !isStopping && worker.slot < plan.workers { record.restarts += 1 }
+            if worker.diedUnasked && !isStopping && worker.slot < plan.workers { record.restarts += 1 }
             history[worker.slot] = record
             if !worker.ready && !worker.isRetiring && worker.generation == generation {
                 abandonReload(at: now, reason: "\(worker.role.rawValue) \(worker.slot) exited with \(status) "
@@ -220,7 +222,7 @@ public struct SupervisorCore: Sendable {
     /// Book-keeping after a worker is gone: back-off for a current worker that
     /// died on its own, nothing for one that was retired or stopped.
     mutating func noteDeath(of worker: Worker, at now: Instant, into actions: inout [Action]) {
-        guard !isStopping, !worker.isRetiring || worker.failed, worker.generation == generation,
+        guard !isStopping, worker.diedUnasked, worker.generation == generation,
               worker.slot < plan.workers else { return }
         var health = slots[worker.slot] ?? SlotHealth()
         if now - worker.startedAt >= timings.stableUptime {

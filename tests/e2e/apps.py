@@ -36,13 +36,16 @@ GAP_BOUND = 8.0
 # baseline: the least and most executions per tick expected of the unguarded
 # app under gunicorn -w 4. Flask-APScheduler's in-memory job store gives each
 # of the four schedulers its own copy: four runs a tick. django-apscheduler's
-# four schedulers share one SQLite job store; they still run ticks twice or
-# more, and fight over the file ("database is locked") until some of their
-# threads die, so fewer than four.
+# four schedulers share one SQLite job store: each reads a due job before the
+# others have stored its next run time, so most ticks run three or four times
+# (2.8 to 3.6 on average measured), now and then fewer.
 APPS = {
     "flask-apscheduler": {"wsgi": "app:app", "migrate": False, "baseline": (3.0, 4.0)},
-    "django-apscheduler": {"wsgi": "mysite.wsgi:application", "migrate": True, "baseline": (1.2, 4.0)},
+    "django-apscheduler": {"wsgi": "mysite.wsgi:application", "migrate": True, "baseline": (2.0, 4.0)},
 }
+# What the workers print when their scheduler goes wrong: APScheduler's thread
+# died, or the job store hit a lock it could not wait for.
+SCHEDULER_ERRORS = ("Exception in thread APScheduler", "database is locked")
 
 failures = 0
 
@@ -194,6 +197,10 @@ def run_app(bellwether, venv, app, scratch):
             code = None
         master_log.close()
     check(f"{app}: the master stops with status 0", code == 0, f"status {code}")
+    with open(os.path.join(scratch, f"{app}.log")) as log:
+        errors = [line.strip() for line in log if any(error in line for error in SCHEDULER_ERRORS)]
+    check(f"{app}: the scheduler never failed (no {' or '.join(repr(e) for e in SCHEDULER_ERRORS)})", not errors,
+          "; ".join(errors[:3]))
     runs = executions(job_log, start, end)
     order = check_once_per_tick(f"{app} under bellwether", runs, start, end)
     check(f"{app}: the scheduler changed at the kill and at each reload ({len(order)} schedulers)", len(order) >= 5)

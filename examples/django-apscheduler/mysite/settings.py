@@ -20,7 +20,11 @@ DATABASES = {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("DJANGO_DB", str(BASE_DIR / "db.sqlite3")),
         # Several processes share the file: wait for a lock rather than fail.
-        "OPTIONS": {"timeout": 20},
+        # IMMEDIATE takes the write lock when a transaction begins, so two
+        # threads (the scheduler's and a job's, which logs the execution)
+        # never both hold a read lock that each wants to upgrade: SQLite fails
+        # one of them at once with "database is locked" instead of waiting.
+        "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
     }
 }
 # bellwether --timezone ZONE exports TZ to every worker; APScheduler uses the

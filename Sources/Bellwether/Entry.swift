@@ -63,6 +63,8 @@ public enum Bellwether {
                 + "deadline \(t.renewDeadline.shortDescription), grace \(t.grace.shortDescription), "
                 + "takeover delay \(t.takeoverDelay.shortDescription))")
         }
+        let credentials = configuration.launch.credentials.summary
+        if !credentials.isEmpty { lines.append(credentials) }
         if let chdir = settings.chdir { lines.append("chdir = \(chdir)") }
         if let pidfile = settings.pidfile { lines.append("pidfile = \(pidfile)") }
         lines.append("control-socket = \(settings.controlSocket ?? configuration.controlSocket.replacingPID())")

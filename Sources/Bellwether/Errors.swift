@@ -11,10 +11,11 @@ public struct ExitCode: RawRepresentable, Hashable, Sendable {
     public static let unavailable = ExitCode(rawValue: 69)
     /// An operating-system call failed at start, or the exec shim is missing (EX_OSERR).
     public static let system = ExitCode(rawValue: 71)
-    /// The pidfile or the scheduler token file cannot be created, or the pidfile
-    /// names a running process (EX_CANTCREAT).
+    /// The pidfile or the scheduler token file cannot be created, the pidfile is
+    /// locked by a running master or is a symbolic link (EX_CANTCREAT).
     public static let cannotCreate = ExitCode(rawValue: 73)
-    /// Redis refused the lease's password, user or database at start (EX_NOPERM).
+    /// Redis refused the lease's password, user or database at start, or --user
+    /// or --group was given to a master not running as root (EX_NOPERM).
     public static let permission = ExitCode(rawValue: 77)
     /// The config file cannot be read or has a bad line (EX_CONFIG).
     public static let config = ExitCode(rawValue: 78)
@@ -68,6 +69,7 @@ public enum BellwetherError: Error, Hashable, Sendable {
     case leaseTimings(String)
     case leaseRejected(String)
     case pidfileBusy(path: String, pid: Int32)
+    case unsafePidfile(path: String, reason: String)
     case cannotCreate(what: String, path: String, errno: Int32)
     case system(call: String, errno: Int32)
     case shimMissing(path: String)
@@ -75,6 +77,7 @@ public enum BellwetherError: Error, Hashable, Sendable {
     case unsafeDirectory(path: String)
     case notInherited(address: String, reason: String)
     case controlSocketBusy(path: String)
+    case needsRoot(SettingSource, uid: UInt32)
 
     public var exitCode: ExitCode {
         switch self {
@@ -84,10 +87,10 @@ public enum BellwetherError: Error, Hashable, Sendable {
         case .configUnreadable, .configSyntax, .configUnknownKey, .configKeyNotAllowed: .config
         case .commandNotFound: .commandNotFound
         case .notExecutable: .notExecutable
-        case .pidfileBusy, .cannotCreate, .unsafeDirectory, .controlSocketBusy: .cannotCreate
+        case .pidfileBusy, .unsafePidfile, .cannotCreate, .unsafeDirectory, .controlSocketBusy: .cannotCreate
         case .system, .shimMissing: .system
         case .cannotBind: .unavailable
-        case .leaseRejected: .permission
+        case .leaseRejected, .needsRoot: .permission
         case .notInherited: .usage
         }
     }
@@ -131,13 +134,18 @@ public enum BellwetherError: Error, Hashable, Sendable {
         case .leaseRejected(let reason):
             "--lease: \(reason)"
         case .pidfileBusy(let path, let pid):
-            "pidfile \(path) names running process \(pid); is bellwether already running?"
+            "pidfile \(path) is locked by running process \(pid); is bellwether already running?"
+        case .unsafePidfile(let path, let reason):
+            "pidfile \(path) \(reason)"
         case .cannotCreate(let what, let path, let errno):
             "cannot create \(what) \(path): \(describe(errno))"
         case .system(let call, let errno):
             "\(call): \(describe(errno))"
         case .cannotBind(let address, let errno):
             "cannot listen on \(address): \(describe(errno))"
+        case .needsRoot(let source, let uid):
+            "\(source): running workers as another user or group needs a master running as root "
+                + "(this one runs as uid \(uid))"
         case .controlSocketBusy(let path):
             "control socket \(path) is in use by a running master; choose another --control-socket"
         case .unsafeDirectory(let path):

@@ -1,7 +1,7 @@
 // The lease guard: a small process between the master and the scheduler app
 // when a network lease is in use.
 //
-//   bellwether-guard PIPE_FD GRACE_MS SHIM APP ARGV0 [ARG...]
+//   bellwether-guard PIPE_FD GRACE_MS SHIM CREDENTIALS APP ARGV0 [ARG...]
 //
 // It spawns the app through the exec shim (so the app dies with the guard) in
 // the guard's own process group, forwards every signal it receives to the app,
@@ -59,8 +59,8 @@ static __attribute__((noreturn)) void exit_like(int status) {
 #ifdef __linux__
 int bw_guard_main(int argc, char **argv) {
     long long pipe_fd, grace_ms;
-    if (argc < 6 || !parse_number(argv[1], &pipe_fd) || !parse_number(argv[2], &grace_ms)) {
-        fprintf(stderr, "bellwether-guard: usage: bellwether-guard PIPE_FD GRACE_MS SHIM APP ARGV0 [ARG...]\n");
+    if (argc < 7 || !parse_number(argv[1], &pipe_fd) || !parse_number(argv[2], &grace_ms)) {
+        fprintf(stderr, "bellwether-guard: usage: bellwether-guard PIPE_FD GRACE_MS SHIM CREDENTIALS APP ARGV0 [ARG...]\n");
         return 125;
     }
     int deadlines = (int)pipe_fd;
@@ -78,7 +78,7 @@ int bw_guard_main(int argc, char **argv) {
         return 125;
     }
 
-    // The app: SHIM GUARD_PID APP ARGV0 ARGS..., in our process group.
+    // The app: SHIM GUARD_PID CREDENTIALS APP ARGV0 ARGS..., in our process group.
     char self[24];
     snprintf(self, sizeof self, "%d", (int)getpid());
     char **child_argv = calloc((size_t)argc, sizeof *child_argv);

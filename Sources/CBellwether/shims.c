@@ -192,6 +192,20 @@ int bw_online_cpus(void) {
     return n < 1 ? 1 : (int)n;
 }
 
+int bw_file_lock_holder(int fd) {
+    struct flock lock = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    if (fcntl(fd, F_GETLK, &lock) != 0) return -errno;
+    return lock.l_type == F_UNLCK ? 0 : (int)lock.l_pid;
+}
+
+int bw_file_lock(int fd) {
+    struct flock lock = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    if (fcntl(fd, F_SETLK, &lock) == 0) return 0;
+    if (errno != EACCES && errno != EAGAIN) return -errno;
+    int holder = bw_file_lock_holder(fd);
+    return holder > 0 ? holder : -EAGAIN;  // released in between: let the caller say "busy"
+}
+
 int bw_set_child_subreaper(void) {
 #ifdef __linux__
     return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0 ? 0 : errno;

@@ -1,13 +1,17 @@
 // bellwether-exec: the exec shim the master spawns in place of the app.
 //
-//   bellwether-exec MASTER_PID PATH ARGV0 [ARG...]
+//   bellwether-exec MASTER_PID CREDENTIALS PATH ARGV0 [ARG...]
 //
-// It asks the kernel to SIGKILL it when the master dies (PR_SET_PDEATHSIG
-// survives execve), then checks that the master is still its parent — the
-// master may have died between posix_spawn and prctl, in which case the
-// death signal would never come — resets the two signals glibc's
-// posix_spawn leaves ignored, sets LISTEN_PID and WATCHDOG_PID to its own
-// pid, and execve()s the app in place.
+// CREDENTIALS is "-", or "UID:GID:GROUPS:UMASK" (--user, --group, --umask),
+// each field "-" to leave it as it is, GROUPS a comma-separated list of gids:
+// the shim sets the supplementary groups, then the gid, then the uid (real,
+// effective and saved), then the umask. Then — a change of credentials
+// clears it, so after them — it asks the kernel to SIGKILL it when the
+// master dies (PR_SET_PDEATHSIG survives execve), and checks that the master
+// is still its parent — the master may have died between posix_spawn and
+// prctl, in which case the death signal would never come. It resets the two
+// signals glibc's posix_spawn leaves ignored, sets LISTEN_PID and
+// WATCHDOG_PID to its own pid, and execve()s the app in place.
 //
 // It runs on every worker start, so it must cost next to nothing. On Linux
 // x86_64 and aarch64 it has its own entry point and makes raw system calls:
@@ -18,7 +22,8 @@
 
 #if defined(__x86_64__)
 enum { SYS_WRITE = 1, SYS_RT_SIGACTION = 13, SYS_GETPID = 39, SYS_GETPPID = 110, SYS_PRCTL = 157,
-       SYS_EXECVE = 59, SYS_EXIT_GROUP = 231 };
+       SYS_EXECVE = 59, SYS_EXIT_GROUP = 231, SYS_SETGROUPS = 116, SYS_SETRESUID = 117, SYS_SETRESGID = 119,
+       SYS_UMASK = 95 };
 
 static long raw(long n, long a, long b, long c, long d) {
     long result;
@@ -38,7 +43,8 @@ __asm__(".text\n"
         "  hlt\n");
 #else
 enum { SYS_WRITE = 64, SYS_RT_SIGACTION = 134, SYS_GETPID = 172, SYS_GETPPID = 173, SYS_PRCTL = 167,
-       SYS_EXECVE = 221, SYS_EXIT_GROUP = 94 };
+       SYS_EXECVE = 221, SYS_EXIT_GROUP = 94, SYS_SETGROUPS = 159, SYS_SETRESUID = 147, SYS_SETRESGID = 149,
+       SYS_UMASK = 166 };
 
 static long raw(long n, long a, long b, long c, long d) {
     register long x8 __asm__("x8") = n;
@@ -60,7 +66,7 @@ __asm__(".text\n"
         "  brk #0\n");
 #endif
 
-enum { PR_SET_PDEATHSIG_ = 1, SIGKILL_ = 9, ENOENT_ = 2, EACCES_ = 13, ENOEXEC_ = 8 };
+enum { PR_SET_PDEATHSIG_ = 1, SIGKILL_ = 9, ENOENT_ = 2, EACCES_ = 13, ENOEXEC_ = 8, EPERM_ = 1 };
 
 // volatile: the compiler must not turn this loop into a call to libc's
 // strlen, which is an IFUNC that only libc's (skipped) start-up resolves.
@@ -93,19 +99,73 @@ static __attribute__((noreturn)) void leave(int status) {
     for (;;) raw(SYS_EXIT_GROUP, status, 0, 0, 0);
 }
 
+// A number in `base` at *cursor, which moves past it; -1 if there is none
+// or it does not fit in 32 bits.
+static long number(const char **cursor, long base) {
+    const char *p = *cursor;
+    long value = 0;
+    for (; *p >= '0' && *p < '0' + base; p++) {
+        value = value * base + (*p - '0');
+        if (value > 0xffffffffL) return -1;
+    }
+    if (p == *cursor) return -1;
+    *cursor = p;
+    return value;
+}
+
+// One CREDENTIALS field: -2 for "-", -1 if malformed, else its value.
+static long field(const char **cursor, long base) {
+    if (**cursor == '-') { (*cursor)++; return -2; }
+    return number(cursor, base);
+}
+
+static __attribute__((noreturn)) void refuse(const char *what, long error) {
+    say("bellwether-exec: ");
+    say(what);
+    say(error == EPERM_ ? ": Operation not permitted\n" : ": failed\n");
+    leave(126);
+}
+
+static void apply_credentials(const char *spec) {
+    static unsigned int groups[1024];
+    if (spec[0] == '-' && spec[1] == '\0') return;
+    const char *p = spec;
+    long uid = field(&p, 10);
+    long gid = (*p++ == ':') ? field(&p, 10) : -1;
+    long count = -2;
+    if (*p++ != ':') count = -1;
+    else if (*p == '-') p++;
+    else for (count = 0; count >= 0;) {
+        long group = count < 1024 ? number(&p, 10) : -1;
+        if (group < 0) { count = -1; break; }
+        groups[count++] = (unsigned int)group;
+        if (*p != ',') break;
+        p++;
+    }
+    long mask = (count != -1 && *p++ == ':') ? field(&p, 8) : -1;
+    if (uid == -1 || gid == -1 || count == -1 || mask == -1 || mask > 0777 || *p != '\0') {
+        say("bellwether-exec: malformed credentials\n");
+        leave(125);
+    }
+    long error;
+    if (count >= 0 && (error = -raw(SYS_SETGROUPS, count, (long)groups, 0, 0)) != 0) refuse("setgroups", error);
+    if (gid >= 0 && (error = -raw(SYS_SETRESGID, gid, gid, gid, 0)) != 0) refuse("setresgid", error);
+    if (uid >= 0 && (error = -raw(SYS_SETRESUID, uid, uid, uid, 0)) != 0) refuse("setresuid", error);
+    if (mask >= 0) raw(SYS_UMASK, mask, 0, 0, 0);
+}
+
 __attribute__((noreturn, used)) void shim_main(long *stack) {
     long argc = stack[0];
     char **argv = (char **)(stack + 1);
     char **envp = argv + argc + 1;
-    if (argc < 4) {
-        say("bellwether-exec: usage: bellwether-exec MASTER_PID PATH ARGV0 [ARG...]\n");
+    if (argc < 5) {
+        say("bellwether-exec: usage: bellwether-exec MASTER_PID CREDENTIALS PATH ARGV0 [ARG...]\n");
         leave(125);
     }
-    long master = 0;
-    for (const char *digit = argv[1]; *digit; digit++) {
-        if (*digit < '0' || *digit > '9' || master > 1000000000L) leave(125);
-        master = master * 10 + (*digit - '0');
-    }
+    const char *digits = argv[1];
+    long master = number(&digits, 10);
+    if (master <= 0 || *digits != '\0') leave(125);
+    apply_credentials(argv[2]);
     if (raw(SYS_PRCTL, PR_SET_PDEATHSIG_, SIGKILL_, 0, 0) != 0) leave(125);
     if (raw(SYS_GETPPID, 0, 0, 0, 0) != master) leave(125);  // the master is already gone
 
@@ -123,9 +183,9 @@ __attribute__((noreturn, used)) void shim_main(long *stack) {
         else if (starts_with(*entry, "WATCHDOG_PID=")) *entry = with_pid(watchdog_pid, "WATCHDOG_PID=", self);
     }
 
-    long error = -raw(SYS_EXECVE, (long)argv[2], (long)(argv + 3), (long)envp, 0);
+    long error = -raw(SYS_EXECVE, (long)argv[3], (long)(argv + 4), (long)envp, 0);
     say("bellwether-exec: ");
-    say(argv[2]);
+    say(argv[3]);
     say(error == ENOENT_ ? ": No such file or directory\n"
         : error == EACCES_ ? ": Permission denied\n"
         : error == ENOEXEC_ ? ": Exec format error\n"
@@ -136,10 +196,12 @@ __attribute__((noreturn, used)) void shim_main(long *stack) {
 #else  // A portable version with libc.
 
 #include <errno.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <sys/prctl.h>
@@ -147,14 +209,58 @@ __attribute__((noreturn, used)) void shim_main(long *stack) {
 
 extern char **environ;
 
+// One CREDENTIALS field: -2 for "-", -1 if malformed, else its value.
+static long field(char **cursor, int base) {
+    if (**cursor == '-') { (*cursor)++; return -2; }
+    char *end = NULL;
+    long value = strtol(*cursor, &end, base);
+    if (end == *cursor || value < 0 || value > 0xffffffffL) return -1;
+    *cursor = end;
+    return value;
+}
+
+static int apply_credentials(char *spec) {
+    static gid_t groups[1024];
+    if (strcmp(spec, "-") == 0) return 0;
+    char *p = spec;
+    long uid = field(&p, 10), gid = -1, mask = -1;
+    int count = -2, ok = 0;
+    if (*p++ == ':' && (gid = field(&p, 10)) != -1 && *p++ == ':') {
+        if (*p == '-') p++;
+        else for (count = 0; count < 1024; ) {
+            long group = field(&p, 10);
+            if (group < 0) { count = -1; break; }
+            groups[count++] = (gid_t)group;
+            if (*p != ',') break;
+            p++;
+        }
+        ok = count != -1 && *p++ == ':' && (mask = field(&p, 8)) != -1 && mask <= 0777 && *p == '\0';
+    }
+    if (!ok || uid == -1) {
+        fputs("bellwether-exec: malformed credentials\n", stderr);
+        return 125;
+    }
+    const char *failed = count >= 0 && setgroups(count, groups) != 0 ? "setgroups"
+        : gid >= 0 && setgid((gid_t)gid) != 0 ? "setgid"
+        : uid >= 0 && setuid((uid_t)uid) != 0 ? "setuid" : NULL;
+    if (failed) {
+        fprintf(stderr, "bellwether-exec: %s: %s\n", failed, strerror(errno));
+        return 126;
+    }
+    if (mask >= 0) umask((mode_t)mask);
+    return 0;
+}
+
 int main(int argc, char **argv) {
-    if (argc < 4) {
-        fputs("bellwether-exec: usage: bellwether-exec MASTER_PID PATH ARGV0 [ARG...]\n", stderr);
+    if (argc < 5) {
+        fputs("bellwether-exec: usage: bellwether-exec MASTER_PID CREDENTIALS PATH ARGV0 [ARG...]\n", stderr);
         return 125;
     }
     char *end = NULL;
     long master = strtol(argv[1], &end, 10);
     if (end == argv[1] || *end != '\0' || master <= 0) return 125;
+    int refused = apply_credentials(argv[2]);
+    if (refused) return refused;
 #ifdef __linux__
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) return 125;
 #endif
@@ -163,9 +269,9 @@ int main(int argc, char **argv) {
     snprintf(pid, sizeof pid, "%d", (int)getpid());
     if (getenv("LISTEN_PID")) setenv("LISTEN_PID", pid, 1);
     if (getenv("WATCHDOG_PID")) setenv("WATCHDOG_PID", pid, 1);
-    execve(argv[2], argv + 3, environ);
+    execve(argv[3], argv + 4, environ);
     int error = errno;
-    fprintf(stderr, "bellwether-exec: %s: %s\n", argv[2], strerror(error));
+    fprintf(stderr, "bellwether-exec: %s: %s\n", argv[3], strerror(error));
     return error == ENOENT ? 127 : 126;
 }
 

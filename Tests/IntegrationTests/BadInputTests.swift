@@ -116,19 +116,17 @@ struct BadInputTests {
         #expect(!result.stderr.contains("Fatal error") && !result.stderr.contains("Backtrace"))
     }
 
-    @Test func pidfileNamingARunningProcessIsRefused() {
-        let pidfile = Self.directory + "/running.pid"
-        try! "1\n".write(toFile: pidfile, atomically: true, encoding: .utf8)
-        let result = Harness.run([Harness.bellwether, "-p", pidfile, "--lease", "file:" + Self.directory + "/t.lock",
-                                  "true"])
-        #expect(result.status == 73)
-        #expect(result.stderr.contains("names running process 1"))
-    }
-
-    @Test func aDefaultTokenDirectoryOthersCanWriteIsRefused() {
+    /// The runtime directory holds the control socket and the default token:
+    /// one that others can write, or that another user owns, is refused.
+    @Test(arguments: ["open to others", "another user's"])
+    func aRuntimeDirectoryNotThisUsersAloneIsRefused(_ flaw: String) {
         let runtime = Harness.scratch("runtime")
-        mkdir(runtime + "/bellwether", 0o777)
-        chmod(runtime + "/bellwether", 0o777)
+        mkdir(runtime + "/bellwether", 0o700)
+        if flaw == "open to others" { chmod(runtime + "/bellwether", 0o777) } else {
+            // Only root can give a directory away (see PrivilegeTests).
+            guard getuid() == 0 else { #expect(!runningAsRoot, "needs root"); return }
+            chown(runtime + "/bellwether", 65534, 65534)
+        }
         let result = Harness.run([Harness.bellwether, "true"], environment: ["XDG_RUNTIME_DIR": runtime])
         #expect(result.status == 73)
         #expect(result.stderr.contains("runtime directory \(runtime)/bellwether must be a directory of this user's"))

@@ -147,16 +147,18 @@ final class Supervisor {
     let oracle: String
 
     /// Starts `bellwether OPTIONS -- testworker WORKER_ARGS`.
-    /// `lease`: a `--lease` value to use instead of `file:TOKEN`.
+    /// `lease`: a `--lease` value to use instead of `file:TOKEN`. `prefix`:
+    /// commands that exec the master in turn (prlimit, setpriv), so that its
+    /// pid is the one started.
     init(_ options: [String], worker: [String] = [], environment: [String: String] = [:],
          directory: String? = nil, token: String? = nil, oracle: String? = nil, lease: String? = nil,
-         name: String = "sup") {
+         name: String = "sup", prefix: [String] = []) {
         let directory = directory ?? Harness.scratch(name)
         self.directory = directory
         self.oracle = oracle ?? directory + "/oracle"
         self.token = token ?? directory + "/scheduler.lock"
         self.log = directory + "/\(name).log"
-        let arguments = [Harness.bellwether] + options + ["--lease", lease ?? "file:" + self.token, "--"]
+        let arguments = prefix + [Harness.bellwether] + options + ["--lease", lease ?? "file:" + self.token, "--"]
             + [Harness.testWorker, "--record", directory, "--oracle", self.oracle] + worker
         pid = Harness.spawn(arguments, environment: environment, stdout: log, stderr: log)
     }

@@ -15,6 +15,8 @@ public struct Launch: Hashable, Sendable {
     public var environment: [String]
     public var roleVariable: String
     public var directory: String?
+    /// --user, --group, --umask, applied by the exec shim.
+    public var credentials: Credentials
 }
 
 /// Validated settings: the core's plan, the launch, and start-only settings.
@@ -116,7 +118,8 @@ public struct Configuration: Hashable, Sendable {
                         watchdog: settings.watchdog)
         let launch = Launch(executable: executable, arguments: settings.command,
                             environment: variables.map { "\($0.0)=\($0.1)" }, roleVariable: settings.roleEnv,
-                            directory: settings.chdir == nil ? nil : workingDirectory)
+                            directory: settings.chdir == nil ? nil : workingDirectory,
+                            credentials: try Credentials.resolve(settings))
         let tokenPath = settings.lease ?? defaultTokenPath(launch: launch, directory: workingDirectory,
                                                             environment: variables)
         let controlSocket = settings.controlSocket ?? defaultControlSocket(pid: getpid(), environment: variables)
@@ -131,7 +134,11 @@ public struct Configuration: Hashable, Sendable {
               values["LISTEN_PID"].flatMap({ Int32($0) }) == getpid() else { return [:] }
         let names = (values["LISTEN_FDNAMES"] ?? "").split(separator: ":", omittingEmptySubsequences: false)
         var result: [Int32: String] = [:]
+        // systemd passes open descriptors 3, 4, …: the first one that is not
+        // open ends them, however large LISTEN_FDS says it is (2147483647
+        // would otherwise mean a loop of two billion and an overflow).
         for index in 0..<count {
+            guard fcntl(3 + index, F_GETFD) != -1 else { break }
             result[3 + index] = Int(index) < names.count ? String(names[Int(index)]) : ""
         }
         return result

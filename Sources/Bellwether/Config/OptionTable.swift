@@ -96,10 +96,7 @@ struct OptionSpec: Sendable {
         },
         OptionSpec("bind-mode", value: "OCTAL", help: "permissions of unix: socket files (e.g. 660)") {
             settings, value, source throws(BellwetherError) in
-            guard let mode = Int(value, radix: 8), (0...0o777).contains(mode) else {
-                throw .invalidValue(source, value: value, expected: "an octal file mode such as 660")
-            }
-            settings.bindMode = mode
+            settings.bindMode = try Parse.octalMode(value, source: source, example: "660")
         },
         OptionSpec("backlog", value: "N", help: "listen backlog of bound sockets (default: 2048)") {
             settings, value, source throws(BellwetherError) in
@@ -132,6 +129,22 @@ struct OptionSpec: Sendable {
                    help: "watchdog: abort a worker silent for SECONDS after WATCHDOG=1 (default: off)") {
             settings, value, source throws(BellwetherError) in
             settings.watchdog = try Parse.seconds(value, source: source)
+        },
+        OptionSpec("user", short: "u", value: "USER",
+                   help: "run workers as USER (name or uid; needs a master running as root)") {
+            settings, value, source throws(BellwetherError) in
+            settings.user = try Parse.nonEmpty(value, source: source, expected: "a user name or uid")
+            settings.sources["user"] = source
+        },
+        OptionSpec("group", short: "g", value: "GROUP",
+                   help: "run workers as GROUP (default: USER's group; needs root)") {
+            settings, value, source throws(BellwetherError) in
+            settings.group = try Parse.nonEmpty(value, source: source, expected: "a group name or gid")
+            settings.sources["group"] = source
+        },
+        OptionSpec("umask", value: "OCTAL", help: "umask of the workers, e.g. 027 (default: the master's)") {
+            settings, value, source throws(BellwetherError) in
+            settings.umask = try Parse.octalMode(value, source: source, example: "027")
         },
         OptionSpec("lease", value: "URL",
                    help: "one scheduler per lease: file:PATH or redis://[USER:PASS@]HOST[:PORT][/DB][?key=K]") {

@@ -37,6 +37,12 @@ enum Parse {
         return text
     }
 
+    static func octalMode(_ text: String, source: SettingSource, example: String) throws(BellwetherError) -> Int {
+        guard text.allSatisfy({ ("0"..."7").contains($0) }), let mode = Int(text, radix: 8), (0...0o777).contains(mode)
+        else { throw .invalidValue(source, value: text, expected: "an octal file mode such as \(example)") }
+        return mode
+    }
+
     static func isVariableName(_ name: String) -> Bool {
         guard let first = name.unicodeScalars.first, first == "_" || (first.isASCII && first.properties.isAlphabetic)
         else { return false }

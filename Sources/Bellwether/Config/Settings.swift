@@ -37,6 +37,11 @@ public struct Settings: Hashable, Sendable {
     public var readyTimeout: Duration = .seconds(60)
     /// The watchdog timeout (--timeout); zero: no watchdog.
     public var watchdog: Duration = .zero
+    /// --user, --group: names or numbers, looked up by `Credentials.resolve`.
+    public var user: String?
+    public var group: String?
+    /// --umask for the workers; nil: the master's.
+    public var umask: Int?
     public var command: [String] = []
 
     /// Sources of the settings validated later, for error messages.

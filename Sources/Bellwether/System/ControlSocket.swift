@@ -62,7 +62,7 @@ final class ControlSocket {
     init(path: String, privateDirectory: Bool) throws(BellwetherError) {
         self.path = path
         if privateDirectory, let slash = path.lastIndex(of: "/"), slash != path.startIndex {
-            try Self.checkPrivateDirectory(String(path[..<slash]))
+            try Sys.preparePrivateDirectory(String(path[..<slash]))
         }
         // Created 0600 by the umask: no moment with a wider mode, no chmod
         // that could follow a symlink.
@@ -75,19 +75,6 @@ final class ControlSocket {
         }
         fd = result
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-    }
-
-    /// Creates `directory` 0700 if missing; it must then be this user's and
-    /// writable by nobody else, or another user could replace the socket.
-    static func checkPrivateDirectory(_ directory: String) throws(BellwetherError) {
-        if mkdir(directory, 0o700) != 0 && errno != EEXIST {
-            throw .cannotCreate(what: "runtime directory", path: directory, errno: errno)
-        }
-        var info = stat()
-        if lstat(directory, &info) != 0 || (info.st_mode & S_IFMT) != S_IFDIR || info.st_uid != geteuid()
-            || info.st_mode & 0o022 != 0 {
-            throw .unsafeDirectory(path: directory)
-        }
     }
 
     /// The descriptors to poll: the listener, then every open connection.

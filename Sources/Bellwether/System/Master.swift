@@ -65,19 +65,21 @@ final class Master {
 
         spawner = Spawner(masterPID: getpid())
         guard access(spawner.shim, X_OK) == 0 else { throw .shimMissing(path: spawner.shim) }
-        try lease?.checkCredentials()
-        token = SchedulerToken(path: configuration.tokenPath, privateDirectory: configuration.settings.lease == nil)
-        try token.prepare()
+        // The pidfile first: a second master of the same pidfile names the
+        // running one, rather than failing on its busy port.
         let settings = configuration.settings
-        listeners = Listeners(logger: logger, backlog: settings.backlog, mode: settings.bindMode)
-        try listeners.update(settings.binds, schedulerAddress: settings.schedulerBind, backlog: settings.backlog,
-                             mode: settings.bindMode, inherited: configuration.inherited)
-        let pidfile = configuration.settings.pidfile.map { Pidfile(path: $0) }
+        let pidfile = settings.pidfile.map { Pidfile(path: $0) }
         self.pidfile = pidfile
+        try pidfile?.write()
+        listeners = Listeners(logger: logger, backlog: settings.backlog, mode: settings.bindMode)
+        token = SchedulerToken(path: configuration.tokenPath, privateDirectory: settings.lease == nil)
         do {
-            try pidfile?.write()
+            try lease?.checkCredentials()
+            try token.prepare()
+            try listeners.update(settings.binds, schedulerAddress: settings.schedulerBind, backlog: settings.backlog,
+                                 mode: settings.bindMode, inherited: configuration.inherited)
             control = try ControlSocket(path: configuration.controlSocket,
-                                        privateDirectory: configuration.settings.controlSocket == nil)
+                                        privateDirectory: settings.controlSocket == nil)
         } catch {
             listeners.closeAll()
             pidfile?.remove()

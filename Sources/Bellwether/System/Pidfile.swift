@@ -3,30 +3,91 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CBellwether
 
-/// The master's pidfile: written at start (atomically, by rename), removed at
-/// exit only if it still names this master.
-struct Pidfile {
+/// The master's pidfile.
+///
+/// At start the pid is written to a new file beside PATH, which the master
+/// locks (a POSIX write lock, held until it exits) and renames over PATH: a
+/// reader sees the old file or the whole new pid, never part of one. A PATH
+/// that is a symbolic link is refused, never followed or replaced; one that
+/// another process holds locked belongs to a running master, and the start is
+/// refused naming the lock holder's pid (whatever the file says). An unlocked
+/// PATH is a stale one, replaced. The check and the rename happen under an
+/// flock of the directory, so two masters starting at once cannot both win.
+/// At exit PATH is removed only if it is still the file this master wrote.
+///
+/// The lock is a POSIX one so that its holder's pid can be asked for; such a
+/// lock ends when the process closes any descriptor of the file, so the
+/// master never opens PATH again once it holds it.
+final class Pidfile {
     let path: String
+    private var fd: Int32 = -1
+    private var identity: (device: UInt64, inode: UInt64)?
+
+    init(path: String) { self.path = path }
 
     func write() throws(BellwetherError) {
-        if let pid = Self.read(path), pid != getpid(), Self.isRunning(pid) {
-            throw .pidfileBusy(path: path, pid: pid)
-        }
+        let slash = path.lastIndex(of: "/")
+        let directory = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard directoryFD >= 0 else { throw .cannotCreate(what: "pidfile", path: path, errno: errno) }
+        defer { Sys.closeFile(directoryFD) }  // and with it the directory's flock
+        _ = try? Sys.retrying("flock") { flock(directoryFD, LOCK_EX) }
+
+        try checkExisting()
         let temporary = path + ".\(getpid()).tmp"
-        do {
-            let fd = try Sys.openFile(temporary, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
-            defer { Sys.closeFile(fd) }
+        do throws(SystemCallError) {
+            unlink(temporary)
+            fd = try Sys.openFile(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o644)
+            let holder = bw_file_lock(fd)
+            if holder != 0 { throw SystemCallError(call: "lock", errno: holder > 0 ? EAGAIN : -holder) }
             try Sys.writeAll(fd, Array("\(getpid())\n".utf8))
-            try Sys.retrying("rename") { rename(temporary, path) }
+            var info = stat()
+            guard fstat(fd, &info) == 0 else { throw SystemCallError(call: "fstat", errno: errno) }
+            _ = try Sys.retrying("rename") { rename(temporary, path) }
+            identity = (UInt64(info.st_dev), UInt64(info.st_ino))
         } catch {
             unlink(temporary)
+            close()
             throw .cannotCreate(what: "pidfile", path: path, errno: error.errno)
         }
     }
 
+    /// Refuses a symbolic link, something other than a file, and a file
+    /// another process holds locked.
+    private func checkExisting() throws(BellwetherError) {
+        var info = stat()
+        guard lstat(path, &info) == 0 else {
+            if errno == ENOENT { return }
+            throw .cannotCreate(what: "pidfile", path: path, errno: errno)
+        }
+        switch info.st_mode & S_IFMT {
+        case S_IFLNK: throw .unsafePidfile(path: path, reason: "is a symbolic link; refusing to follow it")
+        case S_IFREG: break
+        default: throw .unsafePidfile(path: path, reason: "is not a regular file")
+        }
+        let existing = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard existing >= 0 else { throw .cannotCreate(what: "pidfile", path: path, errno: errno) }
+        defer { Sys.closeFile(existing) }
+        let holder = bw_file_lock_holder(existing)
+        if holder > 0 { throw .pidfileBusy(path: path, pid: holder) }
+    }
+
+    /// Removes PATH if it is still our file, and lets go of the lock.
     func remove() {
-        if Self.read(path) == getpid() { unlink(path) }
+        var info = stat()
+        if let identity, lstat(path, &info) == 0, UInt64(info.st_dev) == identity.device,
+           UInt64(info.st_ino) == identity.inode {
+            unlink(path)
+        }
+        identity = nil
+        close()
+    }
+
+    private func close() {
+        if fd >= 0 { Sys.closeFile(fd) }
+        fd = -1
     }
 
     static func read(_ path: String) -> Int32? {

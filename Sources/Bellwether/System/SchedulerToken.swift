@@ -26,13 +26,10 @@ final class SchedulerToken {
     func prepare() throws(BellwetherError) {
         if let slash = path.lastIndex(of: "/"), slash != path.startIndex {
             let directory = String(path[..<slash])
-            if mkdir(directory, 0o700) != 0 && errno != EEXIST {
+            if privateDirectory {
+                try Sys.preparePrivateDirectory(directory)
+            } else if mkdir(directory, 0o700) != 0 && errno != EEXIST {
                 throw .cannotCreate(what: "token directory", path: directory, errno: errno)
-            }
-            var info = stat()
-            if privateDirectory && (lstat(directory, &info) != 0 || (info.st_mode & S_IFMT) != S_IFDIR
-                || info.st_uid != getuid() || info.st_mode & 0o022 != 0) {
-                throw .unsafeDirectory(path: directory)
             }
         }
         do { Sys.closeFile(try Sys.openFile(path, O_RDWR | O_CREAT, mode: 0o600)) } catch {

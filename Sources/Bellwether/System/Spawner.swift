@@ -6,7 +6,7 @@ import Darwin
 import CBellwether
 
 /// Spawns workers through the exec shim: posix_spawn (never fork) of
-/// `bellwether-exec MASTER_PID APP ARGV...` in a new process group, with an
+/// `bellwether-exec MASTER_PID CREDENTIALS APP ARGV...` in a new process group, with an
 /// empty signal mask, default dispositions and stdin on /dev/null; the
 /// listening sockets at fds 3, 4, … and, for the scheduler, the token after them.
 struct Spawner {
@@ -42,10 +42,11 @@ struct Spawner {
                guardPipe: (fd: Int32, grace: Duration)? = nil,
                extraEnvironment: [String]) -> Result<Int32, SystemCallError> {
         var inherit: [Int32] = sockets.map(\.fd) + (token.map { [$0] } ?? [])
-        var arguments = [shim, String(masterPID)]
+        var arguments = [shim, String(masterPID), launch.credentials.shimArgument]
         if let guardPipe {
+            // The guard runs with the workers' credentials already; its shim changes nothing.
             arguments += [executable, "bellwether-guard", String(3 + inherit.count),
-                          String(guardPipe.grace.nanoseconds / 1_000_000), shim]
+                          String(guardPipe.grace.nanoseconds / 1_000_000), shim, "-"]
             inherit.append(guardPipe.fd)
         }
         arguments += [launch.executable] + launch.arguments

@@ -34,6 +34,20 @@ enum Sys {
 
     static func closeFile(_ fd: Int32) { _ = close(fd) }
 
+    /// Creates the runtime `directory` 0700 if missing; it must then be this
+    /// user's and writable by nobody else, or another user could replace the
+    /// control socket or the scheduler token in it.
+    static func preparePrivateDirectory(_ directory: String) throws(BellwetherError) {
+        if mkdir(directory, 0o700) != 0 && errno != EEXIST {
+            throw .cannotCreate(what: "runtime directory", path: directory, errno: errno)
+        }
+        var info = stat()
+        if lstat(directory, &info) != 0 || (info.st_mode & S_IFMT) != S_IFDIR || info.st_uid != geteuid()
+            || info.st_mode & 0o022 != 0 {
+            throw .unsafeDirectory(path: directory)
+        }
+    }
+
     /// Sends a signal; a process that is already gone is not an error.
     static func send(_ signal: Signal, to pid: Int32) {
         _ = kill(pid, signal.rawValue)

@@ -52,4 +52,12 @@ int bw_set_child_subreaper(void);
 /// Number of online CPUs (at least 1).
 int bw_online_cpus(void);
 
+/// Takes a POSIX write lock on the whole of `fd`'s file (open for writing)
+/// without waiting: 0, the pid of the process holding a conflicting lock, or
+/// -errno. The lock lasts until the process closes any descriptor of the file.
+int bw_file_lock(int fd);
+
+/// The pid of another process holding a lock on `fd`'s file, 0 if none, or -errno.
+int bw_file_lock_holder(int fd);
+
 #endif

@@ -1,0 +1,113 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Tests that act as other users: --user/--group/--umask, and a master whose
+/// user is out of processes. They need root; scripts/test (which CI runs as
+/// root) sets BELLWETHER_REQUIRE_ROOT=1 so that they fail rather than skip.
+let runningAsRoot = getuid() == 0 || ProcessInfo.processInfo.environment["BELLWETHER_REQUIRE_ROOT"] == "1"
+
+@Suite("Privilege drop and process limits", .serialized, .timeLimit(.minutes(2)),
+       .enabled(if: runningAsRoot, "needs root (scripts/test runs it as root)"))
+struct PrivilegeTests {
+    /// "Uid:", "Gid:", "Groups:", "Umask:" … of /proc/PID/status.
+    static func status(_ pid: Int32) -> [String: String] {
+        let text = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        var fields: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            fields[String(line[..<colon])] = line[line.index(after: colon)...]
+                .split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ")
+        }
+        return fields
+    }
+
+    static let asUid4244 = ["/usr/bin/setpriv", "--reuid=4244", "--regid=4244", "--clear-groups"]
+
+    /// A scratch directory any user may write (the workers record there).
+    static func sharedScratch(_ name: String) -> String {
+        let directory = Harness.scratch(name)
+        chmod(directory, 0o1777)
+        return directory
+    }
+
+    @Test func workersRunAsTheUserAndGroupWithTheUmaskTheMasterStaysRoot() {
+        let directory = Self.sharedScratch("user")
+        let supervisor = Supervisor(["-w", "2", "--user", "nobody", "--group", "nogroup", "--umask", "027"],
+                                    directory: directory, name: "user")
+        #expect(Harness.wait { supervisor.settled(workers: 2) }, "\(supervisor.logText())")
+        for worker in supervisor.live() {
+            let fields = Self.status(worker.pid)
+            #expect(fields["Uid"] == "65534 65534 65534 65534", "\(worker.role): \(fields)")
+            #expect(fields["Gid"] == "65534 65534 65534 65534", "\(worker.role): \(fields)")
+            #expect(fields["Groups"] == "65534", "\(worker.role): \(fields)")
+            #expect(fields["Umask"] == "0027", "\(worker.role): \(fields)")
+        }
+        #expect(Self.status(supervisor.pid)["Uid"] == "0 0 0 0", "the master keeps its privileges")
+        // The master still signals them: a reload replaces both, a stop ends them.
+        supervisor.signal(SIGHUP)
+        #expect(Harness.wait(20) { supervisor.settled(workers: 2, generation: 1) }, "\(supervisor.logText())")
+        let workers = supervisor.live().map(\.pid)
+        #expect(workers.allSatisfy { Self.status($0)["Uid"] == "65534 65534 65534 65534" })
+        #expect(supervisor.stop() == 0)
+        #expect(workers.allSatisfy { !Harness.isAlive($0) })
+        #expect(supervisor.overlaps().isEmpty)
+    }
+
+    /// A uid and gid with no entry in the databases, as numbers. The death
+    /// signal still holds after the switch (a change of uid clears it, so the
+    /// shim asks for it after): a SIGKILLed master takes its workers along.
+    @Test func aUidAndGidWithoutEntriesAreUsedAsGivenAndDieWithTheMaster() {
+        let directory = Self.sharedScratch("uid")
+        let supervisor = Supervisor(["-w", "2", "-u", "4242", "-g", "4343"], directory: directory, name: "uid")
+        #expect(Harness.wait { supervisor.settled(workers: 2) }, "\(supervisor.logText())")
+        let workers = supervisor.live().map(\.pid)
+        let fields = Self.status(workers.first ?? -1)
+        #expect(fields["Uid"] == "4242 4242 4242 4242", "\(fields)")
+        #expect(fields["Gid"] == "4343 4343 4343 4343", "\(fields)")
+        #expect(fields["Groups"] == "4343", "\(fields)")
+        supervisor.signal(SIGKILL)
+        #expect(supervisor.waitForExit() == 128 + SIGKILL)
+        #expect(Harness.wait(5) { workers.allSatisfy { !Harness.isAlive($0) } }, "workers outlived the master")
+    }
+
+    /// Without root there is nothing to switch to: one line, EX_NOPERM.
+    @Test func aMasterNotRunningAsRootRefusesUser() {
+        let result = Harness.run(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                  Harness.bellwether, "--user", "nobody", "--check-config", "true"])
+        #expect(result.status == 77, "\(result)")
+        #expect(result.stderr == "bellwether: --user: running workers as another user or group needs a master "
+            + "running as root (this one runs as uid 65534)\n", "\(result.stderr)")
+    }
+
+    /// A master whose user may not start more processes (RLIMIT_NPROC):
+    /// posix_spawn fails with EAGAIN, which is logged and retried with
+    /// back-off — the master neither stops nor spins — and once the limit is
+    /// raised every slot fills.
+    @Test func outOfProcessesTheMasterBacksOffAndRecovers() {
+        let directory = Self.sharedScratch("nproc")
+        // A uid of its own, so that no other test's processes count against the limit.
+        let supervisor = Supervisor(["-w", "4"], directory: directory, name: "nproc",
+                                    prefix: ["/usr/bin/prlimit", "--nproc=3:100"] + Self.asUid4244)
+        #expect(Harness.wait { supervisor.logText().contains("Resource temporarily unavailable") },
+                "\(supervisor.logText())")
+        let cpuBefore = ControlTests.cpuTicks(supervisor.pid)
+        usleep(3_000_000)
+        let spent = ControlTests.cpuTicks(supervisor.pid) - cpuBefore
+        #expect(spent < 50, "the master spent \(spent) ticks of CPU in 3 s while out of processes")
+        #expect(supervisor.isRunning(), "\(supervisor.logText())")
+        let failures = supervisor.logText().components(separatedBy: "could not spawn").count - 1
+        #expect((1...20).contains(failures), "spawn failures logged: \(failures)")
+        #expect(supervisor.live().count < 4)
+
+        // Raised by its own user (root here may lack CAP_SYS_RESOURCE, which
+        // changing another user's limits needs), within the hard limit.
+        let raise = Harness.run(Self.asUid4244 + ["/usr/bin/prlimit", "--pid", "\(supervisor.pid)", "--nproc=100"])
+        #expect(raise.status == 0, "\(raise)")
+        #expect(Harness.wait(25) { supervisor.settled(workers: 4) }, "\(supervisor.logText())")
+        #expect(supervisor.stop() == 0)
+        #expect(supervisor.overlaps().isEmpty)
+    }
+}

@@ -44,7 +44,7 @@ public enum SettingSource: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .flag(let name): name
         case .environment(let name): name
-        case .configFile(let path, let line): "\(path):\(line)"
+        case .configFile(let path, let line): "\(echoed(path)):\(line)"
         }
     }
 }
@@ -99,78 +99,108 @@ public enum BellwetherError: Error, Hashable, Sendable {
     public var message: String {
         switch self {
         case .unknownOption(let option):
-            "unknown option \(option) (see bellwether --help)"
+            "unknown option \(echoed(option)) (see bellwether --help)"
         case .missingValue(let option):
-            "\(option): a value is required"
+            "\(echoed(option)): a value is required"
         case .unexpectedValue(let option):
-            "\(option): takes no value"
+            "\(echoed(option)): takes no value"
         case .notApplicable(let option):
-            "\(option) does not apply here: only --control-socket, --pidfile and --config do"
+            "\(echoed(option)) does not apply here: only --control-socket, --pidfile and --config do"
         case .missingCommand:
             "no COMMAND given (usage: bellwether [OPTIONS] [--] COMMAND [ARG...])"
         case .invalidValue(let source, let value, let expected):
-            "\(source): expected \(expected), got \(quoted(value))"
+            "\(source): expected \(expected), got \(echoedQuoted(value))"
         case .reservedVariable(let source, let name):
             "\(source): \(name) is set by bellwether for each worker and cannot be overridden"
         case .configUnreadable(let path, let errno):
-            "config file \(path): \(describe(errno))"
+            "config file \(echoed(path)): \(describe(errno))"
         case .configSyntax(let path, let line, let text):
-            "\(path):\(line): expected \"key = value\", got \(quoted(text))"
+            "\(echoed(path)):\(line): expected \"key = value\", got \(echoedQuoted(text))"
         case .configUnknownKey(let path, let line, let key):
-            "\(path):\(line): unknown setting \(quoted(key))"
+            "\(echoed(path)):\(line): unknown setting \(echoedQuoted(key))"
         case .configKeyNotAllowed(let path, let line, let key):
-            "\(path):\(line): \(quoted(key)) cannot be set in a config file"
+            "\(echoed(path)):\(line): \(echoedQuoted(key)) cannot be set in a config file"
         case .unknownTimezone(let source, let zone):
-            "\(source): unknown time zone \(quoted(zone)) (not in the zoneinfo database)"
+            "\(source): unknown time zone \(echoedQuoted(zone)) (not in the zoneinfo database)"
         case .directoryUnusable(let source, let path, let errno):
-            "\(source): \(path): \(describe(errno))"
+            "\(source): \(echoed(path)): \(describe(errno))"
         case .commandNotFound(let name):
-            "\(name): command not found in the workers' PATH"
+            "\(echoed(name)): command not found in the workers' PATH"
                 + (ControlClient.verbs.contains(name) ? " (to ask a running master, put \(name) first: bellwether \(name) -p PIDFILE)" : "")
         case .notExecutable(let path, let reason):
-            "\(path): cannot be executed: \(reason)"
+            "\(echoed(path)): cannot be executed: \(reason)"
         case .leaseTimings(let rule):
             "lease timings: \(rule)"
         case .leaseRejected(let reason):
-            "--lease: \(reason)"
+            "--lease: \(echoed(reason))"
         case .pidfileBusy(let path, let pid):
-            "pidfile \(path) is locked by running process \(pid); is bellwether already running?"
+            "pidfile \(echoed(path)) is locked by running process \(pid); is bellwether already running?"
         case .unsafePidfile(let path, let reason):
-            "pidfile \(path) \(reason)"
+            "pidfile \(echoed(path)) \(reason)"
         case .cannotCreate(let what, let path, let errno):
-            "cannot create \(what) \(path): \(describe(errno))"
+            "cannot create \(what) \(echoed(path)): \(describe(errno))"
         case .system(let call, let errno):
-            "\(call): \(describe(errno))"
+            "\(echoed(call)): \(describe(errno))"
         case .cannotBind(let address, let errno):
-            "cannot listen on \(address): \(describe(errno))"
+            "cannot listen on \(echoed(address)): \(describe(errno))"
         case .needsRoot(let source, let uid):
             "\(source): running workers as another user or group needs a master running as root "
                 + "(this one runs as uid \(uid))"
         case .controlSocketBusy(let path):
-            "control socket \(path) is in use by a running master; choose another --control-socket"
+            "control socket \(echoed(path)) is in use by a running master; choose another --control-socket"
         case .unsafeDirectory(let path):
-            "runtime directory \(path) must be a directory of this user's that others cannot write; "
+            "runtime directory \(echoed(path)) must be a directory of this user's that others cannot write; "
                 + "set XDG_RUNTIME_DIR or --lease file:PATH"
         case .notInherited(let address, let reason):
-            "\(address): \(reason)"
+            "\(echoed(address)): \(reason)"
         case .shimMissing(let path):
-            "exec shim \(path) is missing or not executable; install bellwether-exec beside bellwether"
+            "exec shim \(echoed(path)) is missing or not executable; install bellwether-exec beside bellwether"
         }
     }
 }
 
+/// The most of one user-given text that a message repeats, in characters as
+/// shown: enough to recognise a value, and a 1 MB argument still makes a line
+/// one can read.
+let echoLimit = 200
+
+/// User-given text as a message shows it: escaped as `quoted` escapes, so
+/// that the message stays one line, and cut after `echoLimit` characters
+/// with the length of the whole.
+func echoed(_ text: String) -> String {
+    let (shown, cut) = escaped(text, quoting: false, limit: echoLimit)
+    return cut ? shown + "… (\(text.utf8.count) bytes)" : shown
+}
+
+/// `echoed`, in double quotes.
+func echoedQuoted(_ text: String) -> String {
+    let (shown, cut) = escaped(text, quoting: true, limit: echoLimit)
+    return cut ? "\"\(shown)…\" (\(text.utf8.count) bytes)" : "\"\(shown)\""
+}
+
+/// The whole of `text` in double quotes, escaped: a JSON string, and one line.
 func quoted(_ text: String) -> String {
-    var out = "\""
+    "\"" + escaped(text, quoting: true, limit: .max).text + "\""
+}
+
+/// Escapes what would break a line or drive a terminal (C0 and C1 controls,
+/// DEL, U+2028, U+2029) as \uXXXX, valid in JSON log lines as in text ones;
+/// with `quoting`, `"` and `\` too. Stops once `limit` characters are out.
+private func escaped(_ text: String, quoting: Bool, limit: Int) -> (text: String, cut: Bool) {
+    var out = ""
+    var length = 0
     for scalar in text.unicodeScalars {
+        if length >= limit { return (out, true) }
         switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case _ where scalar.value < 0x20 || scalar.value == 0x7f:
-            // \u00XX: valid in JSON log lines as in text ones.
+        case "\"" where quoting: out += "\\\""; length += 2
+        case "\\" where quoting: out += "\\\\"; length += 2
+        case _ where scalar.value < 0x20 || (0x7f...0x9f).contains(scalar.value) || scalar == "\u{2028}"
+            || scalar == "\u{2029}":
             let hex = String(scalar.value, radix: 16)
             out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-        default: out.unicodeScalars.append(scalar)
+            length += 6
+        default: out.unicodeScalars.append(scalar); length += 1
         }
     }
-    return out + "\""
+    return (out, false)
 }

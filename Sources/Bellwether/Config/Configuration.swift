@@ -66,12 +66,18 @@ public struct Configuration: Hashable, Sendable {
             variables.removeAll { $0.0 == key }
             variables.append((key, value))
         }
-        for entry in settings.env {
+        // What a `set` of each entry in turn gives (an entry replaces the
+        // earlier ones of its key and goes last), in one pass: one `set` each
+        // made a config file of thousands of entries take minutes.
+        var latest: [String: (order: Int, value: String)] = [:]
+        for (order, entry) in settings.env.enumerated() {
             if reserved.contains(entry.key) || masterVariables.contains(entry.key) {
                 throw .reservedVariable(entry.source, name: entry.key)
             }
-            set(entry.key, entry.value)
+            latest[entry.key] = (order, entry.value)
         }
+        variables.removeAll { latest[$0.0] != nil }
+        variables += latest.sorted { $0.value.order < $1.value.order }.map { ($0.key, $0.value.value) }
         if let zone = settings.timezone {
             try checkTimezone(zone, source: settings.source("timezone"),
                               zoneinfo: variables.first { $0.0 == "TZDIR" }?.1)

@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// One setting from one layer, not yet applied.
 struct Assignment {
     var spec: OptionSpec
@@ -36,7 +42,11 @@ public struct SettingsLoader: Sendable {
         let fromEnvironment = try readEnvironment(environment)
         var configPath: String?
         for assignment in fromEnvironment + line.assignments where assignment.spec.long == "config" {
-            configPath = assignment.value
+            // Checked as the table checks it, before the file is read: `-c ""`
+            // is a bad value, not a file that cannot be read.
+            var checked = Settings()
+            try assignment.spec.apply(&checked, assignment.value, assignment.source)
+            configPath = checked.config
         }
         return .run(SettingsLoader(flags: line.assignments, environment: fromEnvironment,
                                    command: line.command, configPath: configPath))
@@ -50,7 +60,8 @@ public struct SettingsLoader: Sendable {
             try assignment.spec.apply(&settings, assignment.value, assignment.source)
         }
         settings.command = command
-        if command.isEmpty { throw .missingCommand }
+        // An empty word (`bellwether -- "$APP"` with APP unset) is no command either.
+        if command.first?.isEmpty ?? true { throw .missingCommand }
         return settings
     }
 
@@ -78,10 +89,11 @@ public struct SettingsLoader: Sendable {
             var inline: String?
             if argument.hasPrefix("--") {
                 let body = argument.dropFirst(2)
-                let name = body.split(separator: "=", maxSplits: 1).first.map(String.init) ?? ""
+                // The name ends at the first "=": "--=pidfile" names no option.
+                let name = String(body.prefix { $0 != "=" })
                 if let equals = body.firstIndex(of: "=") { inline = String(body[body.index(after: equals)...]) }
                 shown = "--" + name
-                guard let found = OptionSpec.named(name) else { throw .unknownOption(shown) }
+                guard let found = OptionSpec.named(name) else { throw .unknownOption(name.isEmpty ? argument : shown) }
                 spec = found
             } else if argument.hasPrefix("-") && argument.count > 1 {
                 let letter = argument[argument.index(after: argument.startIndex)]
@@ -120,13 +132,26 @@ public struct SettingsLoader: Sendable {
         return assignments
     }
 
+    /// The most a config file may hold: a longer one is refused, not cut.
+    static let configLimit = 1 << 20
+
     static func readConfigFile(_ path: String) throws(BellwetherError) -> [Assignment] {
         let bytes: [UInt8]
-        do { bytes = try Sys.readFile(path) } catch { throw .configUnreadable(path: path, errno: error.errno) }
+        do { bytes = try Sys.readFile(path, limit: configLimit) } catch {
+            throw .configUnreadable(path: path, errno: error.errno)
+        }
+        // readFile stops soon after the limit: the rest would go unread, unsaid.
+        guard bytes.count <= configLimit else { throw .configUnreadable(path: path, errno: EFBIG) }
         var assignments: [Assignment] = []
-        let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+        // Split on the scalar: "\r\n" is one Character, which "\n" does not match.
+        let lines = String(decoding: bytes, as: UTF8.self).unicodeScalars
+            .split(separator: "\n", omittingEmptySubsequences: false).map(Substring.init)
         for (offset, raw) in lines.enumerated() {
             let number = offset + 1
+            // A NUL would cut a path or a value short where the system reads it.
+            if raw.unicodeScalars.contains("\0") {
+                throw .configSyntax(path: path, line: number, text: String(raw))
+            }
             let line = trimmed(raw)
             if line.isEmpty || line.hasPrefix("#") { continue }
             guard let equals = line.firstIndex(of: "=") else {

@@ -89,9 +89,9 @@ struct OptionSpec: Sendable {
                    help: "listen on HOST:PORT, [IPV6]:PORT, :PORT, unix:PATH or fd://N (repeatable)") {
             settings, value, source throws(BellwetherError) in
             let address = try BindAddress.parse(value, source: source)
-            if settings.bindsLayer != source.layer { settings.binds = [] }
+            if settings.bindsLayer != source.layer { settings.binds = []; settings.bindsSeen = [] }
             settings.bindsLayer = source.layer
-            if !settings.binds.contains(address) { settings.binds.append(address) }
+            if settings.bindsSeen.insert(address).inserted { settings.binds.append(address) }
             settings.sources["bind"] = source
         },
         OptionSpec("bind-mode", value: "OCTAL", help: "permissions of unix: socket files (e.g. 660)") {

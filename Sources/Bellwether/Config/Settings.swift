@@ -30,6 +30,8 @@ public struct Settings: Hashable, Sendable {
     /// --bind addresses; a layer that sets any replaces the lower layers' list.
     public var binds: [BindAddress] = []
     var bindsLayer: Int?
+    /// `binds` as a set, so that each of thousands of lines costs one lookup.
+    var bindsSeen: Set<BindAddress> = []
     public var bindMode: Int?
     public var backlog = 2048
     public var schedulerBind: BindAddress?

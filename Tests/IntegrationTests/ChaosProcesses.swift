@@ -3,8 +3,9 @@ import Foundation
 import Glibc
 #endif
 
-/// What the chaos engine needs from the system: files, /proc, spawning a
-/// master as a session leader, the control socket. Every descriptor opened
+/// What the chaos engine (and the binary hostile-input test) needs from the
+/// system: files, /proc, spawning a master as a session leader, the control
+/// socket. Every descriptor opened
 /// here is close-on-exec, since other suites spawn processes concurrently
 /// from the same test process.
 enum ChaosOS {
@@ -99,39 +100,13 @@ enum ChaosOS {
     /// another master's. stdout and stderr go to `log`; the test process's
     /// BELLWETHER_* variables (the chaos settings among them) are not passed on.
     static func spawnSessionLeader(_ arguments: [String], log: String) -> Int32 {
-        var environment = ProcessInfo.processInfo.environment
-        for name in environment.keys where name.hasPrefix("BELLWETHER_") || name == "WORKERS_COUNT" {
-            environment.removeValue(forKey: name)
-        }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let environment = Harness.childEnvironment([:]).map { Array("\($0.key)=\($0.value)".utf8) }
         // Nothing of the test runner's (its sockets and pipes) is the master's business.
-        if let closeFrom = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") {
-            _ = unsafeBitCast(closeFrom, to: CloseFrom.self)(&actions, 3)
-        }
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        let setSession: Int32 = 0x80  // POSIX_SPAWN_SETSID (glibc ≥ 2.26), not imported into Swift
-        posix_spawnattr_setflags(&attributes, Int16(Int32(POSIX_SPAWN_SETSIGMASK) | setSession))
-        let argv = arguments.map { strdup($0) } + [nil]
-        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { (argv + envp).forEach { free($0) } }
-        var pid: pid_t = 0
-        let error = posix_spawn(&pid, arguments[0], &actions, &attributes, argv, envp)
-        precondition(error == 0, "posix_spawn \(arguments[0]): \(error)")
+        let pid = Harness.spawnBytes(arguments.map { Array($0.utf8) }, environment: environment, stdout: log,
+                                     stderr: log, appending: true, newSession: true, closeInherited: true)
+        precondition(pid > 0, "posix_spawn \(arguments[0]): \(-pid)")
         return pid
     }
-
-    /// glibc ≥ 2.34; not imported into Swift.
-    private typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, CInt) -> CInt
 
     private typealias Prctl = @convention(c) (CInt, CUnsignedLong, CUnsignedLong, CUnsignedLong, CUnsignedLong) -> CInt
 

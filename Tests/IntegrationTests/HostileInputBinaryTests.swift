@@ -241,33 +241,12 @@ enum RawProcess {
 
     static func run(_ argv: [[UInt8]], environment: [[UInt8]], directory: String, timeout: Double) -> Result {
         let out = directory + "/out", err = directory + "/err"
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_addopen(&actions, 2, err, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        func cStrings(_ list: [[UInt8]]) -> [UnsafeMutablePointer<CChar>?] {
-            list.map { bytes in
-                let pointer = UnsafeMutablePointer<CChar>.allocate(capacity: bytes.count + 1)
-                bytes.withUnsafeBufferPointer { UnsafeMutableRawPointer(pointer).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-                pointer[bytes.count] = 0
-                return pointer
-            } + [nil]
-        }
         let environ = [Array("PATH=/usr/local/bin:/usr/bin:/bin".utf8)] + environment
-        let (cArgv, cEnviron) = (cStrings(argv), cStrings(environ))
-        defer { (cArgv + cEnviron).forEach { $0?.deallocate() } }
-        var pid: pid_t = 0
-        let error = posix_spawn(&pid, cArgv[0]!, &actions, nil, cArgv, cEnviron)
-        guard error == 0 else { return Result(status: -error, stdout: [], stderr: [], timedOut: false) }
-        var status: Int32 = 0
-        let finished = Harness.wait(timeout) { waitpid(pid, &status, WNOHANG) == pid }
-        if !finished {
-            kill(pid, SIGKILL)
-            waitpid(pid, &status, 0)
-        }
-        return Result(status: Harness.decode(status), stdout: contents(out), stderr: contents(err), timedOut: !finished)
+        let pid = Harness.spawnBytes(argv, environment: environ, stdout: out, stderr: err)
+        guard pid > 0 else { return Result(status: pid, stdout: [], stderr: [], timedOut: false) }
+        let (status, timedOut) = Harness.finish(pid, timeout: timeout)
+        return Result(status: status, stdout: ChaosOS.readBytes(out) ?? [], stderr: ChaosOS.readBytes(err) ?? [],
+                      timedOut: timedOut)
     }
 
     static func write(_ bytes: [UInt8], to path: String) -> Bool {
@@ -281,18 +260,5 @@ enum RawProcess {
             offset += written
         }
         return true
-    }
-
-    static func contents(_ path: String) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return [] }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count <= 0 { return bytes }
-            bytes += chunk[0..<count]
-        }
     }
 }

@@ -50,31 +50,30 @@ public struct Credentials: Hashable, Sendable {
         guard settings.user != nil || settings.group != nil else { return credentials }
         let asked = settings.user != nil ? "user" : "group"
         if geteuid() != 0 { throw .needsRoot(settings.source(asked), uid: geteuid()) }
-        var user: (uid: UInt32, gid: UInt32, name: String)?
+        let user = settings.user.flatMap { Self.lookUpUser($0) }
         if let name = settings.user {
-            user = Self.lookUpUser(name)
-            guard let found = user ?? Self.number(name).map({ ($0, UInt32.max, name) }) else {
+            guard let uid = user?.uid ?? Self.number(name) else {
                 throw .invalidValue(settings.source("user"), value: name,
                                     expected: "a user name or uid in the user database")
             }
-            if user == nil && settings.group == nil {
-                throw .invalidValue(settings.source("user"), value: name,
-                                    expected: "a user in the user database, or a uid with --group")
-            }
-            credentials.uid = found.uid
-            credentials.userName = found.name
+            credentials.uid = uid
+            credentials.userName = user?.name ?? name
         }
+        let gid: UInt32
         if let name = settings.group {
-            guard let gid = Self.lookUpGroup(name) else {
+            guard let found = Self.lookUpGroup(name) else {
                 throw .invalidValue(settings.source("group"), value: name,
                                     expected: "a group name or gid in the group database")
             }
-            credentials.gid = gid
+            gid = found
             credentials.groupName = name
         } else if let user {
-            credentials.gid = user.gid
+            gid = user.gid
+        } else {  // a uid with no entry, and no --group
+            throw .invalidValue(settings.source("user"), value: settings.user ?? "",
+                                expected: "a user in the user database, or a uid with --group")
         }
-        let gid = credentials.gid!
+        credentials.gid = gid
         credentials.groups = user.map { Self.groups(of: $0.name, gid: gid) } ?? [gid]
         return credentials
     }

@@ -52,6 +52,7 @@ public enum Bellwether {
             "scheduler = \(configuration.plan.scheduler)",
             "role-env = \(settings.roleEnv)",
             "graceful-timeout = \(configuration.plan.gracefulTimeout.shortDescription)",
+            "reload-nice = \(configuration.launch.reloadNice)" + BootPriority.unavailableNote(configuration.launch.reloadNice),
             "token = \(configuration.tokenPath)",
             "log-format = \(settings.logFormat.rawValue)",
             "command = \(configuration.launch.executable)"

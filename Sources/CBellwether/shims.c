@@ -8,11 +8,14 @@
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #ifdef __linux__
+#include <linux/capability.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/signalfd.h>
 #endif
 
@@ -224,4 +227,29 @@ int bw_pipe_cloexec(int fds[2], int nonblocking_write) {
 #endif
     if (nonblocking_write) fcntl(fds[1], F_SETFL, O_NONBLOCK);
     return 0;
+}
+
+int bw_nice(void) {
+    errno = 0;
+    int value = getpriority(PRIO_PROCESS, 0);
+    return errno == 0 ? value : 0;
+}
+
+int bw_set_group_nice(int pgid, int value) {
+    return setpriority(PRIO_PGRP, (id_t)pgid, value) == 0 ? 0 : errno;
+}
+
+int bw_can_lower_nice_to(int value) {
+    struct rlimit limit;
+    // RLIMIT_NICE allows a nice value down to 20 - rlim_cur without privilege.
+    if (getrlimit(RLIMIT_NICE, &limit) == 0 && (limit.rlim_cur == RLIM_INFINITY || 20 - (long)limit.rlim_cur <= value))
+        return 1;
+#ifdef __linux__
+    struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[2];
+    if (syscall(SYS_capget, &header, data) != 0) return 0;
+    return (data[0].effective >> CAP_SYS_NICE) & 1;
+#else
+    return geteuid() == 0;
+#endif
 }

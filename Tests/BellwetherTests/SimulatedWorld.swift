@@ -20,6 +20,8 @@ struct SimulatedWorld {
     var core: SupervisorCore
     var now = Instant(nanoseconds: 1_000_000_000)
     var alive: [Int32: Process] = [:]
+    /// Spawned in the background (`SpawnOrder.background`) and not yet foregrounded.
+    var background: Set<Int32> = []
     var pending: [Event] = []
     var token = TokenHolder.nobody
     var externalHolder = false
@@ -93,6 +95,10 @@ struct SimulatedWorld {
             alive[pid] = Process(ref: order.ref, role: order.role, slot: order.slot,
                                  ignoresTerm: rng.chance(ignoreTermRate), readyAt: readyAt)
             if order.role == .scheduler { token = .process(pid) }
+            if order.background {
+                if order.role == .scheduler { violations.append("the scheduler spawned in the background") }
+                background.insert(pid)
+            }
             if aliveSchedulers > 1 { violations.append("two schedulers alive at \(now)") }
             pending.append(.spawned(order.ref, pid: pid))
         case .signal(let pid, let signal):
@@ -104,6 +110,8 @@ struct SimulatedWorld {
             guard var process = alive[pid] else { return }
             process.exitAt = min(process.exitAt ?? now, now + .milliseconds(1))
             alive[pid] = process
+        case .foreground(let pid):
+            if background.remove(pid) == nil { violations.append("foreground of \(pid), not in the background") }
         case .acquireToken:
             if externalHolder || token != .nobody {
                 pending.append(.token(.busy(holder: nil)))
@@ -125,6 +133,7 @@ struct SimulatedWorld {
     /// A process dies now (crash, or the exit it was scheduled for) and is reaped.
     mutating func die(_ pid: Int32, status: ExitStatus) {
         guard let process = alive.removeValue(forKey: pid) else { return }
+        background.remove(pid)
         if token == .process(pid) { token = .nobody }
         send(.exited(process.ref, status))
     }
@@ -171,6 +180,17 @@ struct SimulatedWorld {
         if let withdrawn = leaseWithdrawnAt, aliveSchedulers > 0,
            now > withdrawn + core.timings.leaseGrace + .milliseconds(1) {
             violations.append("scheduler alive \((now - withdrawn).shortDescription) after the lease was withdrawn")
+        }
+        // A replacement stays in the background only while it boots beside
+        // the worker it replaces.
+        for worker in core.workers {
+            guard let pid = worker.pid, background.contains(pid) else { continue }
+            let predecessorServes = core.workers.contains {
+                $0.slot == worker.slot && $0.generation != worker.generation && $0.pid != nil && !$0.isRetiring
+            }
+            if worker.ready || worker.isRetiring || !predecessorServes {
+                violations.append("worker \(pid) still in the background at \(now)")
+            }
         }
         // No busy loop: a tick at the same instant must find nothing to do.
         var copy = core

@@ -187,6 +187,31 @@ struct SupervisorCoreTests {
                 "slot 2's replacement boots next, its old worker still serves")
     }
 
+    @Test func aReplacementBootsInTheBackgroundOnlyBesideTheWorkerItReplaces() {
+        var world = notifyWorld(Plan(workers: 3, notifyReadiness: true))
+        #expect(world.background.isEmpty, "the first generation boots in the foreground")
+        world.neverReadyRate = 1
+        world.send(.reload(Plan(workers: 3, notifyReadiness: true)))
+        world.advance(to: world.now + .seconds(2))
+        let booting = world.core.workers.filter { $0.generation == 1 && $0.role == .worker }
+        #expect(booting.map(\.slot) == [1])
+        #expect(world.background == [booting[0].pid!], "slot 1's replacement boots beside its old worker")
+        let scheduler = world.core.workers.first { $0.generation == 1 && $0.role == .scheduler }
+        #expect(scheduler.map { !world.background.contains($0.pid ?? -1) } ?? true,
+                "the scheduler always boots in the foreground")
+        world.send(.ready(booting[0].ref))
+        #expect(world.background.isEmpty, "ready: back in the foreground")
+        if let scheduler { world.send(.ready(scheduler.ref)) }  // it boots in the same batch
+
+        // Slot 2's replacement boots next; its old worker dies meanwhile.
+        let next = world.core.workers.first { $0.slot == 2 && $0.generation == 1 }!
+        #expect(world.background == [next.pid!])
+        let predecessor = world.core.workers.first { $0.slot == 2 && $0.generation == 0 }!.pid!
+        world.die(predecessor, status: .signaled(.kill, coreDumped: false))
+        #expect(world.background.isEmpty, "alone in its slot: foreground at once, though not ready")
+        #expect(world.violations.isEmpty, "\(world.violations)")
+    }
+
     @Test func aGenerationThatDiesAtBootIsAbandonedAndTheOldOneKeepsServing() {
         var world = notifyWorld(Plan(workers: 3, notifyReadiness: true))
         let old = Set(world.alive.filter { $0.value.role == .worker }.keys)

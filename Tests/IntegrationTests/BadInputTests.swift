@@ -100,6 +100,8 @@ struct BadInputTests {
         Case(name: "bad ready", arguments: ["--ready", "soon", "true"], status: 64, mentions: "exec or notify"),
         Case(name: "zero ready timeout", arguments: ["--ready-timeout", "0", "true"], status: 64, mentions: "above 0"),
         Case(name: "bad backlog", arguments: ["--backlog", "0", "true"], status: 64, mentions: "--backlog"),
+        Case(name: "reload nice out of range", arguments: ["--reload-nice", "20", "true"], status: 64,
+             mentions: "--reload-nice"),
         Case(name: "bad bind mode", arguments: ["--bind-mode", "999", "true"], status: 64, mentions: "octal"),
         Case(name: "pidfile in missing dir", arguments: ["-p", "/nonexistent-dir/b.pid", "true"], status: 73,
              mentions: "pidfile"),

@@ -5,7 +5,8 @@ import Glibc
 #endif
 
 /// Tests that act as other users: --user/--group/--umask, and a master whose
-/// user is out of processes. They need root; scripts/test (which CI runs as
+/// user is out of processes; and --reload-nice, which needs CAP_SYS_NICE to
+/// restore a priority. They need root; scripts/test (which CI runs as
 /// root) sets BELLWETHER_REQUIRE_ROOT=1 so that they fail rather than skip.
 let runningAsRoot = getuid() == 0 || ProcessInfo.processInfo.environment["BELLWETHER_REQUIRE_ROOT"] == "1"
 
@@ -22,6 +23,43 @@ struct PrivilegeTests {
                 .split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ")
         }
         return fields
+    }
+
+    /// The nice value of a process (field 19 of /proc/PID/stat).
+    static func nice(_ pid: Int32) -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        return fields.count > 16 ? Int(fields[16]) : nil
+    }
+
+    /// --reload-nice: a reload's replacement boots at nice +10 beside the
+    /// worker it replaces and is restored once ready; the scheduler's
+    /// replacement (its slot empty during the handover) and the first
+    /// generation boot at the master's priority.
+    @Test func aReloadsReplacementBootsAtALowerPriorityUntilReady() {
+        let supervisor = Supervisor(["-w", "3", "--ready", "notify"], worker: ["--notify", "--boot-ms", "1500"],
+                                    name: "nice")
+        #expect(Harness.wait(20) { supervisor.logText().contains("generation 0 is ready") }, "\(supervisor.logText())")
+        let base = Self.nice(supervisor.pid)
+        #expect(base != nil)
+        #expect(supervisor.live().allSatisfy { Self.nice($0.pid) == base }, "the first generation: the master's")
+        supervisor.signal(SIGHUP)
+        var booting: WorkerRecord?
+        #expect(Harness.wait(10) {
+            booting = supervisor.live().first { $0.generation == 1 && !$0.isScheduler }
+            return booting != nil
+        }, "\(supervisor.logText())")
+        guard let booting, let base else { return }
+        let whileBooting = Self.nice(booting.pid)
+        let scheduler = supervisor.live().first { $0.generation == 1 && $0.isScheduler }
+        #expect(whileBooting == base + 10, "a replacement boots at nice +10 (\(String(describing: whileBooting)))")
+        if let scheduler { #expect(Self.nice(scheduler.pid) == base, "the scheduler's replacement does not") }
+        #expect(Harness.wait(10) { supervisor.logText().contains("(pid \(booting.pid)) is ready") })
+        #expect(Harness.wait(2) { Self.nice(booting.pid) == base }, "restored once ready: \(String(describing: Self.nice(booting.pid)))")
+        #expect(Harness.wait(20) { supervisor.settled(workers: 3, generation: 1) }, "\(supervisor.logText())")
+        #expect(supervisor.live().allSatisfy { Self.nice($0.pid) == base }, "every worker of the new generation")
+        #expect(supervisor.stop() == 0)
     }
 
     static let asUid4244 = ["/usr/bin/setpriv", "--reuid=4244", "--regid=4244", "--clear-groups"]

@@ -17,6 +17,9 @@ public struct Launch: Hashable, Sendable {
     public var directory: String?
     /// --user, --group, --umask, applied by the exec shim.
     public var credentials: Credentials
+    /// --reload-nice: added to the master's nice value while a reload's
+    /// replacement boots beside the worker it replaces.
+    public var reloadNice: Int32 = 10
 }
 
 /// Validated settings: the core's plan, the launch, and start-only settings.
@@ -125,7 +128,7 @@ public struct Configuration: Hashable, Sendable {
         let launch = Launch(executable: executable, arguments: settings.command,
                             environment: variables.map { "\($0.0)=\($0.1)" }, roleVariable: settings.roleEnv,
                             directory: settings.chdir == nil ? nil : workingDirectory,
-                            credentials: try Credentials.resolve(settings))
+                            credentials: try Credentials.resolve(settings), reloadNice: Int32(settings.reloadNice))
         let tokenPath = settings.lease ?? defaultTokenPath(launch: launch, directory: workingDirectory,
                                                             environment: variables)
         let controlSocket = settings.controlSocket ?? defaultControlSocket(pid: getpid(), environment: variables)

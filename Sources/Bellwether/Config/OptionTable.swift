@@ -146,6 +146,14 @@ struct OptionSpec: Sendable {
             settings, value, source throws(BellwetherError) in
             settings.umask = try Parse.octalMode(value, source: source, example: "027")
         },
+        OptionSpec("reload-nice", value: "N",
+                   help: "a reload's replacements boot at nice +N until ready, 0-19 (default: 10; 0: off)") {
+            settings, value, source throws(BellwetherError) in
+            guard let nice = Int(value), (0...19).contains(nice) else {
+                throw .invalidValue(source, value: value, expected: "a whole number from 0 to 19")
+            }
+            settings.reloadNice = nice
+        },
         OptionSpec("lease", value: "URL",
                    help: "one scheduler per lease: file:PATH or redis://[USER:PASS@]HOST[:PORT][/DB][?key=K]") {
             settings, value, source throws(BellwetherError) in

@@ -44,6 +44,8 @@ public struct Settings: Hashable, Sendable {
     public var group: String?
     /// --umask for the workers; nil: the master's.
     public var umask: Int?
+    /// --reload-nice: how much lower a reload's replacement boots; 0: not at all.
+    public var reloadNice = 10
     public var command: [String] = []
 
     /// Sources of the settings validated later, for error messages.

@@ -9,6 +9,9 @@ public enum Action: Hashable, Sendable {
     case signal(pid: Int32, Signal)
     /// SIGKILL a worker's whole process group (leader and stragglers).
     case killGroup(pid: Int32)
+    /// A replacement spawned in the background is ready, or its predecessor
+    /// is gone: give its process group the master's CPU priority again.
+    case foreground(pid: Int32)
     /// Try to take the scheduler token; answer with `.token(...)`.
     case acquireToken
     /// Give up a token the master holds but has not passed on.
@@ -26,6 +29,9 @@ public struct SpawnOrder: Hashable, Sendable {
     public var role: Role
     public var generation: Int
     public var workersCount: Int
+    /// A reload's replacement (not the scheduler) while the slot's old worker serves: it
+    /// boots at a lower CPU priority (`--reload-nice`) until `.foreground`.
+    public var background = false
 }
 
 /// What the master tells systemd, when it runs as a notify service.

@@ -27,6 +27,7 @@ extension SupervisorCore {
         retireObsolete(at: now, into: &actions)
         manageToken(at: now, into: &actions)
         spawnMissing(at: now, into: &actions)
+        foregroundReplacements(into: &actions)
         noteGenerationReady(at: now, into: &actions)
         enforceDeadlines(at: now, into: &actions)  // a zero graceful timeout is due at once
     }
@@ -148,12 +149,31 @@ extension SupervisorCore {
                 }
             }
             let order = SpawnOrder(ref: WorkerRef(nextSerial), slot: slot, role: role,
-                                   generation: generation, workersCount: plan.workers)
+                                   generation: generation, workersCount: plan.workers,
+                                   background: rolling && stillServed && role != .scheduler)
             nextSerial += 1
             workers.append(Worker(ref: order.ref, slot: slot, generation: generation, role: role,
-                                  pid: nil, startedAt: now))
+                                  pid: nil, startedAt: now, background: order.background))
             actions.append(.spawn(order))
             booting += 1
+        }
+    }
+
+    /// A replacement booting in the background while its slot's old worker
+    /// serves comes to the foreground once it is ready, once that old worker
+    /// is no longer serving (it died, or the reload was abandoned and it is
+    /// all the slot has), or once it is itself retiring (so that it exits
+    /// promptly).
+    mutating func foregroundReplacements(into actions: inout [Action]) {
+        for index in workers.indices where workers[index].background {
+            let worker = workers[index]
+            guard let pid = worker.pid else { continue }
+            let predecessorServes = workers.contains {
+                $0.slot == worker.slot && $0.generation != worker.generation && $0.pid != nil && !$0.isRetiring
+            }
+            guard worker.ready || worker.isRetiring || !predecessorServes else { continue }
+            workers[index].background = false
+            actions.append(.foreground(pid: pid))
         }
     }
 

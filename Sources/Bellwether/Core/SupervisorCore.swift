@@ -31,6 +31,8 @@ public struct SupervisorCore: Sendable {
         public var abortedAt: Instant?
         /// Killed for failing (ready timeout, watchdog): its death counts for back-off.
         public var failed = false
+        /// Spawned in the background (a reload's replacement), not yet foregrounded.
+        public var background = false
 
         public var isRetiring: Bool { retireDeadline != nil || killed }
         /// Its death was not asked for: it died on its own or was killed for failing.

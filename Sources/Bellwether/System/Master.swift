@@ -27,6 +27,7 @@ final class Master {
     private let environment: [String]
     private let directory: String
     private var refs: [Int32: WorkerRef] = [:]
+    private var bootPriority = BootPriority()
     private var queue: [Event] = []
     private var exitStatus: Int32?
     /// `--lease redis://…`: decides whether this master designates a scheduler.
@@ -252,6 +253,7 @@ final class Master {
         while let (pid, status) = Sys.reapOne() {
             // Unknown pids are orphans adopted as subreaper: reaping them is all.
             if let ref = refs.removeValue(forKey: pid) {
+                bootPriority.forget(pid)
                 lease?.closeGuardPipe(for: ref)
                 queue.append(.exited(ref, status))
             }
@@ -321,6 +323,7 @@ final class Master {
             switch result {
             case .success(let pid):
                 refs[pid] = order.ref
+                if order.background { bootPriority.lower(pid, by: launch.reloadNice) }
                 if handsToken { token.release() }
                 queue.append(.spawned(order.ref, pid: pid))
             case .failure(let error):
@@ -331,6 +334,8 @@ final class Master {
             Sys.send(signal, to: pid)
         case .killGroup(let pid):
             Sys.send(.kill, to: -pid)
+        case .foreground(let pid):
+            bootPriority.restore(pid)
         case .acquireToken:
             let answer = token.acquire(logger: logger)
             // The scheduler socket is bound only while this master designates

@@ -49,6 +49,14 @@ int bw_wcoredump(int status);
 /// workers' process groups are reparented to it and reaped, not left as zombies.
 int bw_set_child_subreaper(void);
 
+/// The calling process's nice value.
+int bw_nice(void);
+/// setpriority(PRIO_PGRP): 0 or errno.
+int bw_set_group_nice(int pgid, int value);
+/// 1 if this process may set a nice value as low as `value` on its children
+/// (RLIMIT_NICE, or CAP_SYS_NICE on Linux, root elsewhere).
+int bw_can_lower_nice_to(int value);
+
 /// Number of online CPUs (at least 1).
 int bw_online_cpus(void);
 

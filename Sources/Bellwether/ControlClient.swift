@@ -136,7 +136,8 @@ enum ControlClient {
         }
     }
 
-    /// The default control sockets of running masters in `directory`.
+    /// The default control sockets of running masters in `directory`: named
+    /// after a running pid, and accepting connections.
     static func masters(in directory: String) -> [String] {
         var running: [String] = []
         if let entries = opendir(directory) {
@@ -149,7 +150,14 @@ enum ControlClient {
                       let pid = Int32(name.dropFirst(7).dropLast(4)), Pidfile.isRunning(pid) else { continue }
                 var info = stat()
                 let path = directory + "/" + name
-                if lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFSOCK { running.append(path) }
+                guard lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFSOCK else { continue }
+                // The file of a master that was SIGKILLed stays behind, and its
+                // pid may have been reused: only a socket that accepts counts.
+                let fd = bw_unix_connect(path)
+                if fd >= 0 {
+                    Sys.closeFile(fd)
+                    running.append(path)
+                }
             }
         }
         return running

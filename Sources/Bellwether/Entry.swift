@@ -66,6 +66,7 @@ public enum Bellwether {
         }
         let credentials = configuration.launch.credentials.summary
         if !credentials.isEmpty { lines.append(credentials) }
+        if settings.noASLR { lines.append("no-aslr = true") }
         if let chdir = settings.chdir { lines.append("chdir = \(chdir)") }
         if let pidfile = settings.pidfile { lines.append("pidfile = \(pidfile)") }
         lines.append("control-socket = \(settings.controlSocket ?? configuration.controlSocket.replacingPID())")

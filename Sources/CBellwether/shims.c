@@ -14,6 +14,7 @@
 
 #ifdef __linux__
 #include <linux/capability.h>
+#include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/signalfd.h>
@@ -251,5 +252,27 @@ int bw_can_lower_nice_to(int value) {
     return (data[0].effective >> CAP_SYS_NICE) & 1;
 #else
     return geteuid() == 0;
+#endif
+}
+
+int bw_set_address_randomization(int on) {
+#ifdef __linux__
+    int current = personality(0xffffffff);
+    if (current == -1) return errno;
+    int wanted = on ? (current & ~ADDR_NO_RANDOMIZE) : (current | ADDR_NO_RANDOMIZE);
+    if (wanted != current && personality((unsigned long)wanted) == -1) return errno;
+    return 0;
+#else
+    (void)on;
+    return 0;
+#endif
+}
+
+int bw_address_randomization(void) {
+#ifdef __linux__
+    int current = personality(0xffffffff);
+    return current == -1 || !(current & ADDR_NO_RANDOMIZE);
+#else
+    return 1;
 #endif
 }

@@ -115,6 +115,13 @@ struct ControlTests {
             + "refusing (it must be 600)\n", "\(loose.stderr)")
         chmod(socket, 0o600)
         #expect(Harness.run([Harness.bellwether, "status", "-s", socket]).status == 0)
+        // A regular file where the socket should be is not asked at all.
+        let file = directory + "/not-a-socket"
+        FileManager.default.createFile(atPath: file, contents: Data("status\n".utf8))
+        chmod(file, 0o600)
+        let regular = Harness.run([Harness.bellwether, "status", "-s", file])
+        #expect(regular.status == 77)
+        #expect(regular.stderr == "bellwether status: \(file) is not a socket; refusing\n", "\(regular.stderr)")
         if getuid() == 0 {
             chown(socket, 65534, 65534)
             let foreign = Harness.run([Harness.bellwether, "status", "-s", socket])
@@ -151,6 +158,12 @@ struct ControlTests {
                                     "/usr/bin/python3", "-c", script, socket])
         #expect(stranger.status == 0, "\(stranger)")
         #expect(stranger.stdout.hasPrefix("error: permission denied"), "\(stranger)")
+        // bellwether's own client, as that user, refuses root's socket before connecting.
+        let client = Harness.run(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                  Harness.bellwether, "stop", "-s", socket])
+        #expect(client.status == 77, "\(client)")
+        #expect(client.stderr == "bellwether stop: control socket \(socket) belongs to uid 0, not to you (uid 65534); "
+            + "refusing\n", "\(client.stderr)")
         #expect(supervisor.isRunning(), "the stranger's stop was not obeyed")
         #expect(supervisor.stop() == 0)
     }
@@ -226,6 +239,27 @@ struct ControlTests {
         }
         let noPid = Harness.run([Harness.bellwether, "status", "-p", directory + "/none.pid"])
         #expect(noPid.status == 69 && noPid.stderr.contains("is missing or names no pid"), "\(noPid.stderr)")
+    }
+
+    /// A control socket left by a SIGKILLed master whose pid now belongs to
+    /// another process does not count as a running master.
+    @Test func aStaleSocketUnderALiveProcesssPidIsNotAMaster() {
+        let runtime = Harness.scratch("ctlstale")
+        let directory = runtime + "/bellwether"
+        mkdir(directory, 0o700)
+        let stale = directory + "/master-\(getpid()).ctl"  // our pid: running, and no master
+        let bind = Harness.run(["/usr/bin/python3", "-c",
+                                "import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])", stale])
+        #expect(bind.status == 0 && access(stale, F_OK) == 0, "\(bind)")
+        chmod(stale, 0o600)
+        let environment = ["XDG_RUNTIME_DIR": runtime]
+        let supervisor = Supervisor(["-w", "1"], environment: environment, name: "ctlstale")
+        #expect(Harness.wait { supervisor.settled(workers: 1) }, "\(supervisor.logText())")
+        let found = Harness.run([Harness.bellwether, "status", "--json"], environment: environment)
+        #expect(found.status == 0, "\(found)")
+        #expect(found.stdout.contains("\"pid\": \(supervisor.pid)") || found.stdout.contains("\"pid\":\(supervisor.pid)"),
+                "\(found.stdout.prefix(300))")
+        #expect(supervisor.stop() == 0)
     }
 
     @Test func aSecondMasterOnTheSameControlSocketIsRefused() {

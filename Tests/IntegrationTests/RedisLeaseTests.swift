@@ -20,12 +20,15 @@ struct RedisLeaseTests {
 
     /// Three supervisors of two workers each on one Redis, sharing one oracle.
     static func cluster(_ redis: RedisServer, count: Int = 3, key: String = "it") -> [Supervisor] {
-        let first = Supervisor(["-w", "2"] + timings, worker: ["--tick-ms", "100"],
-                               lease: redis.url + "?key=\(key)", name: "redis-0")
-        return [first] + (1..<count).map { index in
-            Supervisor(["-w", "2"] + timings, worker: ["--tick-ms", "100"], oracle: first.oracle,
-                       lease: redis.url + "?key=\(key)", name: "redis-\(index)")
+        // Each with its control socket in its own directory, for `bellwether status`.
+        func supervisor(_ index: Int, oracle: String?) -> Supervisor {
+            let directory = Harness.scratch("redis-\(index)")
+            return Supervisor(["-w", "2"] + timings + ["--control-socket", directory + "/control"],
+                              worker: ["--tick-ms", "100"], directory: directory, oracle: oracle,
+                              lease: redis.url + "?key=\(key)", name: "redis-\(index)")
         }
+        let first = supervisor(0, oracle: nil)
+        return [first] + (1..<count).map { supervisor($0, oracle: first.oracle) }
     }
 
     /// A fresh Redis and a cluster on it, once it has settled: one scheduler,
@@ -60,6 +63,14 @@ struct RedisLeaseTests {
         #expect(counts.allSatisfy { $0 == 1 }, "schedulers seen: \(Set(counts))")
         #expect(OracleLog(all[0].oracle).starts.count == 1, "one scheduler start in 20 s")
         Self.checkOracle(all)
+        // bellwether status shows the lease: held by the scheduler's master only.
+        let states = all.map { supervisor -> String in
+            let lease = ControlTests.status(["-s", supervisor.directory + "/control"])?["lease"] as? [String: Any]
+            #expect((lease?["kind"] as? String)?.hasPrefix("redis redis://127.0.0.1:") == true, "\(String(describing: lease))")
+            return lease?["state"] as? String ?? "none"
+        }
+        #expect(states.filter { $0.hasPrefix("held by this master, fence ") }.count == 1, "\(states)")
+        #expect(states.filter { $0.hasPrefix("seeking") }.count == 2, "\(states)")
         for supervisor in all { #expect(supervisor.stop() == 0) }
     }
 

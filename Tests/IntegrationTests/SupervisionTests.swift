@@ -185,4 +185,36 @@ struct IdleTests {
         #expect(before != nil && before == after, "wake-ups while idle: \(String(describing: before)) → \(String(describing: after))")
         #expect(supervisor.stop() == 0)
     }
+
+    /// Where the first mapping of a process (its executable) starts, and its personality.
+    static func layout(_ pid: Int32) -> (start: String, personality: String)? {
+        guard let maps = try? String(contentsOfFile: "/proc/\(pid)/maps", encoding: .utf8),
+              let personality = try? String(contentsOfFile: "/proc/\(pid)/personality", encoding: .utf8)
+        else { return nil }
+        return (String(maps.prefix { $0 != "-" }), personality.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// --no-aslr: every worker starts without address-space randomization, so
+    /// all share one layout; without it each execve gets its own (on a kernel
+    /// that randomizes).
+    @Test(.enabled(if: (try? String(contentsOfFile: "/proc/sys/kernel/randomize_va_space", encoding: .utf8))?
+        .hasPrefix("0") == false, "the kernel does not randomize"))
+    func noASLRGivesEveryWorkerOneLayout() {
+        for noASLR in [true, false] {
+            let supervisor = Supervisor(["-w", "3"] + (noASLR ? ["--no-aslr"] : []), name: "aslr")
+            #expect(Harness.wait { supervisor.settled(workers: 3) }, "\(supervisor.logText())")
+            let layouts = supervisor.live().compactMap { Self.layout($0.pid) }
+            #expect(layouts.count == 3)
+            if noASLR {
+                #expect(layouts.allSatisfy { $0.personality == "00040000" }, "ADDR_NO_RANDOMIZE: \(layouts)")
+                #expect(Set(layouts.map(\.start)).count == 1, "one layout: \(layouts)")
+            } else {
+                #expect(layouts.allSatisfy { $0.personality == "00000000" }, "\(layouts)")
+                #expect(Set(layouts.map(\.start)).count == 3, "randomized: \(layouts)")
+            }
+            // The master carries the flag for its children; its own layout was set at its execve.
+            #expect(Self.layout(supervisor.pid)?.personality == (noASLR ? "00040000" : "00000000"))
+            #expect(supervisor.stop() == 0)
+        }
+    }
 }

@@ -166,8 +166,10 @@ def run_app(bellwether, venv, app, scratch):
 
         # SIGKILL the scheduler worker (the gunicorn arbiter; bellwether kills
         # its process group, so the worker running the jobs goes too).
-        killed = status(bellwether, control)["scheduler"]
-        os.kill(killed, signal.SIGKILL)
+        killed = (status(bellwether, control) or {}).get("scheduler")
+        check(f"{app}: bellwether status names the scheduler", killed is not None)
+        if killed is not None:
+            os.kill(killed, signal.SIGKILL)
         check(f"{app}: a new scheduler after SIGKILL of {killed}",
               wait_for(30, lambda: (status(bellwether, control) or {}).get("scheduler") not in (None, killed)))
         time.sleep(6)
@@ -175,7 +177,7 @@ def run_app(bellwether, venv, app, scratch):
         for n in range(3):
             master.send_signal(signal.SIGHUP)
             check(f"{app}: reload {n + 1} ready", wait_for(60, lambda: settled(bellwether, control, 4)
-                                                           and status(bellwether, control)["master"]["generation"] == n + 1))
+                                                           and (status(bellwether, control) or {}).get("master", {}).get("generation") == n + 1))
             time.sleep(4)
 
         master.send_signal(signal.SIGTTIN)

@@ -20,6 +20,9 @@ public struct Launch: Hashable, Sendable {
     /// --reload-nice: added to the master's nice value while a reload's
     /// replacement boots beside the worker it replaces.
     public var reloadNice: Int32 = 10
+    /// --no-aslr: the workers' executables and libraries at the same,
+    /// unrandomized addresses.
+    public var randomizeLayout = true
 }
 
 /// Validated settings: the core's plan, the launch, and start-only settings.
@@ -128,7 +131,7 @@ public struct Configuration: Hashable, Sendable {
         let launch = Launch(executable: executable, arguments: settings.command,
                             environment: variables.map { "\($0.0)=\($0.1)" }, roleVariable: settings.roleEnv,
                             directory: settings.chdir == nil ? nil : workingDirectory,
-                            credentials: try Credentials.resolve(settings), reloadNice: Int32(settings.reloadNice))
+                            credentials: try Credentials.resolve(settings), reloadNice: Int32(settings.reloadNice), randomizeLayout: !settings.noASLR)
         let tokenPath = settings.lease ?? defaultTokenPath(launch: launch, directory: workingDirectory,
                                                             environment: variables)
         let controlSocket = settings.controlSocket ?? defaultControlSocket(pid: getpid(), environment: variables)

@@ -154,6 +154,11 @@ struct OptionSpec: Sendable {
             }
             settings.reloadNice = nice
         },
+        OptionSpec("no-aslr",
+                   help: "start workers without address-space randomization: one shared layout (see the manual)") {
+            settings, value, source throws(BellwetherError) in
+            settings.noASLR = try Parse.boolean(value, source: source)
+        },
         OptionSpec("lease", value: "URL",
                    help: "one scheduler per lease: file:PATH or redis://[USER:PASS@]HOST[:PORT][/DB][?key=K]") {
             settings, value, source throws(BellwetherError) in

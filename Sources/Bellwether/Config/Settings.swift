@@ -46,6 +46,8 @@ public struct Settings: Hashable, Sendable {
     public var umask: Int?
     /// --reload-nice: how much lower a reload's replacement boots; 0: not at all.
     public var reloadNice = 10
+    /// --no-aslr: workers start without address-space randomization.
+    public var noASLR = false
     public var command: [String] = []
 
     /// Sources of the settings validated later, for error messages.

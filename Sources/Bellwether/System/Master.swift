@@ -28,6 +28,10 @@ final class Master {
     private let directory: String
     private var refs: [Int32: WorkerRef] = [:]
     private var bootPriority = BootPriority()
+    /// Whether this process's personality lets its children's execve
+    /// randomize: as inherited, unless --no-aslr.
+    private let inheritedRandomization = bw_address_randomization() == 1
+    private lazy var layoutRandomized = inheritedRandomization
     private var queue: [Event] = []
     private var exitStatus: Int32?
     /// `--lease redis://…`: decides whether this master designates a scheduler.
@@ -316,6 +320,11 @@ final class Master {
                 }
                 guardPipe = (fd, lease.timings.grace)
                 extra += ["WORKER_FENCING_TOKEN=\(grant.fence)", "WORKER_LEASE_HOLDER=\(grant.holder)"]
+            }
+            // Inherited by the spawned worker and applied at its execve.
+            let randomize = launch.randomizeLayout && inheritedRandomization
+            if randomize != layoutRandomized, bw_set_address_randomization(randomize ? 1 : 0) == 0 {
+                layoutRandomized = randomize
             }
             let result = spawner.spawn(order, launch: launch, sockets: sockets, token: handsToken ? token.fd : nil,
                                        guardPipe: guardPipe, extraEnvironment: extra)

@@ -56,6 +56,11 @@ int bw_set_group_nice(int pgid, int value);
 /// 1 if this process may set a nice value as low as `value` on its children
 /// (RLIMIT_NICE, or CAP_SYS_NICE on Linux, root elsewhere).
 int bw_can_lower_nice_to(int value);
+/// Sets or clears ADDR_NO_RANDOMIZE in this process's personality, which the
+/// children it spawns inherit (Linux; elsewhere a no-op): 0 or errno.
+int bw_set_address_randomization(int on);
+/// 0 if this process's personality has ADDR_NO_RANDOMIZE, else 1.
+int bw_address_randomization(void);
 
 /// Number of online CPUs (at least 1).
 int bw_online_cpus(void);

@@ -241,10 +241,12 @@ int bw_set_group_nice(int pgid, int value) {
 }
 
 int bw_can_lower_nice_to(int value) {
+#ifdef RLIMIT_NICE
     struct rlimit limit;
     // RLIMIT_NICE allows a nice value down to 20 - rlim_cur without privilege.
     if (getrlimit(RLIMIT_NICE, &limit) == 0 && (limit.rlim_cur == RLIM_INFINITY || 20 - (long)limit.rlim_cur <= value))
         return 1;
+#endif
 #ifdef __linux__
     struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
     struct __user_cap_data_struct data[2];

@@ -182,11 +182,12 @@ struct SimulatedWorld {
             violations.append("scheduler alive \((now - withdrawn).shortDescription) after the lease was withdrawn")
         }
         // A replacement stays in the background only while it boots beside
-        // the worker it replaces.
+        // an older worker of its slot that is alive, ready and not retiring.
         for worker in core.workers {
             guard let pid = worker.pid, background.contains(pid) else { continue }
             let predecessorServes = core.workers.contains {
-                $0.slot == worker.slot && $0.generation != worker.generation && $0.pid != nil && !$0.isRetiring
+                $0.slot == worker.slot && $0.generation < worker.generation && $0.ready && !$0.isRetiring
+                    && $0.pid.map { alive[$0] != nil } == true
             }
             if worker.ready || worker.isRetiring || !predecessorServes {
                 violations.append("worker \(pid) still in the background at \(now)")

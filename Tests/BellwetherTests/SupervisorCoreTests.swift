@@ -133,6 +133,15 @@ struct SupervisorCoreTests {
                                                   notifyReadiness: id % 2 == 1, readyTimeout: .seconds(3)),
                                        seed: id, leased: id % 3 == 0)
             world.send(.start)
+            if id % 10 == 7 {
+                // A stop in the middle of things (a reload booting, say).
+                for _ in 0..<40 { randomStep(&world, leased: id % 3 == 0) }
+                world.send(.stop(quick: world.rng.chance(0.5)))
+                world.quiesce()
+                #expect(world.violations.isEmpty, "seed \(id), stopped midway: \(world.violations.prefix(3))")
+                #expect(world.exitStatus == 0 && world.alive.isEmpty, "seed \(id), stopped midway")
+                continue
+            }
             for _ in 0..<60 { randomStep(&world, leased: id % 3 == 0) }
             if id % 3 == 0 { world.lease(true) }
             world.quiesce()

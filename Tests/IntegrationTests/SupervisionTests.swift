@@ -198,7 +198,9 @@ struct IdleTests {
     /// all share one layout; without it each execve gets its own (on a kernel
     /// that randomizes).
     @Test(.enabled(if: (try? String(contentsOfFile: "/proc/sys/kernel/randomize_va_space", encoding: .utf8))?
-        .hasPrefix("0") == false, "the kernel does not randomize"))
+        .hasPrefix("0") == false, "the kernel does not randomize"),
+          .enabled(if: (try? String(contentsOfFile: "/proc/self/personality", encoding: .utf8))?
+        .hasPrefix("00000000") == true, "the tests run without randomization themselves (setarch -R, a debugger)"))
     func noASLRGivesEveryWorkerOneLayout() {
         for noASLR in [true, false] {
             let supervisor = Supervisor(["-w", "3"] + (noASLR ? ["--no-aslr"] : []), name: "aslr")

@@ -16,6 +16,7 @@ extension SupervisorCore {
             for index in workers.indices where workers[index].pid != nil && !workers[index].isRetiring {
                 retire(at: index, deadline: stopDeadline!, reason: "stopping", into: &actions)
             }
+            foregroundReplacements(into: &actions)  // retiring: exit at full priority
             if workers.isEmpty {
                 finished = true
                 actions.append(.log(LogRecord(.info, "stopped", "all workers are gone; exiting")))
@@ -150,13 +151,20 @@ extension SupervisorCore {
             }
             let order = SpawnOrder(ref: WorkerRef(nextSerial), slot: slot, role: role,
                                    generation: generation, workersCount: plan.workers,
-                                   background: rolling && stillServed && role != .scheduler)
+                                   background: rolling && servedByOlder(slot, than: generation)
+                                    && role != .scheduler)
             nextSerial += 1
             workers.append(Worker(ref: order.ref, slot: slot, generation: generation, role: role,
                                   pid: nil, startedAt: now, background: order.background))
             actions.append(.spawn(order))
             booting += 1
         }
+    }
+
+    /// A ready worker of an older generation, not retiring, serves `slot`:
+    /// a replacement for it may boot in the background.
+    func servedByOlder(_ slot: Int, than generation: Int) -> Bool {
+        workers.contains { $0.slot == slot && $0.generation < generation && $0.ready && !$0.isRetiring && !$0.killed }
     }
 
     /// A replacement booting in the background while its slot's old worker
@@ -168,10 +176,9 @@ extension SupervisorCore {
         for index in workers.indices where workers[index].background {
             let worker = workers[index]
             guard let pid = worker.pid else { continue }
-            let predecessorServes = workers.contains {
-                $0.slot == worker.slot && $0.generation != worker.generation && $0.pid != nil && !$0.isRetiring
+            guard worker.ready || worker.isRetiring || !servedByOlder(worker.slot, than: worker.generation) else {
+                continue
             }
-            guard worker.ready || worker.isRetiring || !predecessorServes else { continue }
             workers[index].background = false
             actions.append(.foreground(pid: pid))
         }

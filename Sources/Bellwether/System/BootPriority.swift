@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import CBellwether
 
 /// `--reload-nice`: a reload's replacement boots at a lower CPU priority
@@ -11,8 +16,11 @@ struct BootPriority {
     let base = bw_nice()
     /// Process groups started in the background and not yet restored.
     private var lowered: Set<Int32> = []
+    /// A restore failed (a capability that a user namespace only seems to
+    /// grant, say): nothing is lowered any more.
+    private(set) var failed = false
 
-    var canRestore: Bool { bw_can_lower_nice_to(base) == 1 }
+    var canRestore: Bool { !failed && bw_can_lower_nice_to(base) == 1 }
 
     /// Right after the spawn: the group is one process, the worker itself.
     mutating func lower(_ pid: Int32, by amount: Int32) {
@@ -22,9 +30,14 @@ struct BootPriority {
 
     /// The whole group: with a reload's replacement ready, whatever it
     /// started meanwhile (gunicorn's worker, threads) serves at full priority.
-    mutating func restore(_ pid: Int32) {
-        guard lowered.remove(pid) != nil else { return }
-        _ = bw_set_group_nice(pid, base)
+    /// nil, or the errno of a failure that turned the lowering off (the
+    /// first one only; a group already gone is no failure).
+    mutating func restore(_ pid: Int32) -> Int32? {
+        guard lowered.remove(pid) != nil else { return nil }
+        let error = bw_set_group_nice(pid, base)
+        guard error != 0, error != ESRCH, !failed else { return nil }
+        failed = true
+        return error
     }
 
     mutating func forget(_ pid: Int32) { lowered.remove(pid) }

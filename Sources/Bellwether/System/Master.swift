@@ -32,6 +32,7 @@ final class Master {
     /// randomize: as inherited, unless --no-aslr.
     private let inheritedRandomization = bw_address_randomization() == 1
     private lazy var layoutRandomized = inheritedRandomization
+    private var personalityRefused = false
     private var queue: [Event] = []
     private var exitStatus: Int32?
     /// `--lease redis://…`: decides whether this master designates a scheduler.
@@ -323,8 +324,15 @@ final class Master {
             }
             // Inherited by the spawned worker and applied at its execve.
             let randomize = launch.randomizeLayout && inheritedRandomization
-            if randomize != layoutRandomized, bw_set_address_randomization(randomize ? 1 : 0) == 0 {
-                layoutRandomized = randomize
+            if randomize != layoutRandomized {
+                let error = bw_set_address_randomization(randomize ? 1 : 0)
+                if error == 0 {
+                    layoutRandomized = randomize
+                } else if !personalityRefused {
+                    personalityRefused = true  // a seccomp filter or LockPersonality=: said once
+                    logger.write(LogRecord(.warning, "no_aslr", "cannot change the personality for --no-aslr "
+                        + "(\(describe(error))); workers start with the inherited one"))
+                }
             }
             let result = spawner.spawn(order, launch: launch, sockets: sockets, token: handsToken ? token.fd : nil,
                                        guardPipe: guardPipe, extraEnvironment: extra)
@@ -344,7 +352,10 @@ final class Master {
         case .killGroup(let pid):
             Sys.send(.kill, to: -pid)
         case .foreground(let pid):
-            bootPriority.restore(pid)
+            if let error = bootPriority.restore(pid) {
+                logger.write(LogRecord(.warning, "reload_nice", "cannot give worker pid \(pid) its priority back "
+                    + "(\(describe(error))); --reload-nice is off from now on"))
+            }
         case .acquireToken:
             let answer = token.acquire(logger: logger)
             // The scheduler socket is bound only while this master designates

@@ -131,7 +131,8 @@ public struct Configuration: Hashable, Sendable {
         let launch = Launch(executable: executable, arguments: settings.command,
                             environment: variables.map { "\($0.0)=\($0.1)" }, roleVariable: settings.roleEnv,
                             directory: settings.chdir == nil ? nil : workingDirectory,
-                            credentials: try Credentials.resolve(settings), reloadNice: Int32(settings.reloadNice), randomizeLayout: !settings.noASLR)
+                            credentials: try Credentials.resolve(settings), reloadNice: Int32(settings.reloadNice),
+                            randomizeLayout: !settings.noASLR)
         let tokenPath = settings.lease ?? defaultTokenPath(launch: launch, directory: workingDirectory,
                                                             environment: variables)
         let controlSocket = settings.controlSocket ?? defaultControlSocket(pid: getpid(), environment: variables)

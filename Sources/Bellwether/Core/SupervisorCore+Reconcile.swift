@@ -164,7 +164,7 @@ extension SupervisorCore {
     /// A ready worker of an older generation, not retiring, serves `slot`:
     /// a replacement for it may boot in the background.
     func servedByOlder(_ slot: Int, than generation: Int) -> Bool {
-        workers.contains { $0.slot == slot && $0.generation < generation && $0.ready && !$0.isRetiring && !$0.killed }
+        workers.contains { $0.slot == slot && $0.generation < generation && $0.ready && !$0.isRetiring }
     }
 
     /// A replacement booting in the background while its slot's old worker

@@ -28,11 +28,7 @@ final class Master {
     private let directory: String
     private var refs: [Int32: WorkerRef] = [:]
     private var bootPriority = BootPriority()
-    /// Whether this process's personality lets its children's execve
-    /// randomize: as inherited, unless --no-aslr.
-    private let inheritedRandomization = bw_address_randomization() == 1
-    private lazy var layoutRandomized = inheritedRandomization
-    private var personalityRefused = false
+    private var addressLayout = AddressLayout()
     private var queue: [Event] = []
     private var exitStatus: Int32?
     /// `--lease redis://…`: decides whether this master designates a scheduler.
@@ -322,17 +318,9 @@ final class Master {
                 guardPipe = (fd, lease.timings.grace)
                 extra += ["WORKER_FENCING_TOKEN=\(grant.fence)", "WORKER_LEASE_HOLDER=\(grant.holder)"]
             }
-            // Inherited by the spawned worker and applied at its execve.
-            let randomize = launch.randomizeLayout && inheritedRandomization
-            if randomize != layoutRandomized {
-                let error = bw_set_address_randomization(randomize ? 1 : 0)
-                if error == 0 {
-                    layoutRandomized = randomize
-                } else if !personalityRefused {
-                    personalityRefused = true  // a seccomp filter or LockPersonality=: said once
-                    logger.write(LogRecord(.warning, "no_aslr", "cannot change the personality for --no-aslr "
-                        + "(\(describe(error))); workers start with the inherited one"))
-                }
+            if let error = addressLayout.prepare(randomize: launch.randomizeLayout) {
+                logger.write(LogRecord(.warning, "no_aslr", "cannot change the personality for --no-aslr "
+                    + "(\(describe(error))); workers start with the inherited one"))
             }
             let result = spawner.spawn(order, launch: launch, sockets: sockets, token: handsToken ? token.fd : nil,
                                        guardPipe: guardPipe, extraEnvironment: extra)

@@ -13,14 +13,15 @@ import CBellwether
 /// does not lower it either.
 struct BootPriority {
     /// The master's nice value, which the workers inherit.
-    let base = bw_nice()
+    private let base = bw_nice()
+    /// Whether a lowered priority can be raised back: checked once at start,
+    /// and off for good after a restore that failed (a capability that a
+    /// user namespace only seems to grant, say).
+    private var canRestore: Bool
     /// Process groups started in the background and not yet restored.
     private var lowered: Set<Int32> = []
-    /// A restore failed (a capability that a user namespace only seems to
-    /// grant, say): nothing is lowered any more.
-    private(set) var failed = false
 
-    var canRestore: Bool { !failed && bw_can_lower_nice_to(base) == 1 }
+    init() { canRestore = bw_can_lower_nice_to(base) == 1 }
 
     /// Right after the spawn: the group is one process, the worker itself.
     mutating func lower(_ pid: Int32, by amount: Int32) {
@@ -35,8 +36,8 @@ struct BootPriority {
     mutating func restore(_ pid: Int32) -> Int32? {
         guard lowered.remove(pid) != nil else { return nil }
         let error = bw_set_group_nice(pid, base)
-        guard error != 0, error != ESRCH, !failed else { return nil }
-        failed = true
+        guard error != 0, error != ESRCH, canRestore else { return nil }
+        canRestore = false
         return error
     }
 
@@ -44,7 +45,28 @@ struct BootPriority {
 
     /// For --check-config: why a nonzero --reload-nice would have no effect.
     static func unavailableNote(_ amount: Int32) -> String {
-        amount > 0 && bw_can_lower_nice_to(bw_nice()) != 1
+        amount > 0 && !BootPriority().canRestore
             ? " (not applied: restoring the priority needs CAP_SYS_NICE or RLIMIT_NICE)" : ""
+    }
+}
+
+/// `--no-aslr`: the master's own personality, which every worker it spawns
+/// inherits and applies at its execve: ADDR_NO_RANDOMIZE for a launch
+/// without randomization, as the master inherited it otherwise.
+struct AddressLayout {
+    private let inherited = bw_address_randomization() == 1
+    private lazy var current = inherited
+    private var refused = false
+
+    /// Before a spawn; the errno of the first refusal (a seccomp filter,
+    /// systemd's LockPersonality=), to be logged once.
+    mutating func prepare(randomize wanted: Bool) -> Int32? {
+        let randomize = wanted && inherited
+        guard randomize != current else { return nil }
+        let error = bw_set_address_randomization(randomize ? 1 : 0)
+        if error == 0 { current = randomize }
+        guard error != 0, !refused else { return nil }
+        refused = true
+        return error
     }
 }

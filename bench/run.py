@@ -247,12 +247,48 @@ def wrk(port, seconds, master=None, every=3.0):
     return errors + non2xx, p99ms, rps, hups
 
 
+def busy_ticks():
+    """CPU time the whole machine spent outside idle, in USER_HZ ticks."""
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+    return user + nice + system + irq + softirq + steal
+
+
+def process_cpu(pid):
+    """CPU seconds of every thread of a live process (schedstat)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+            total += int(f.read().split()[0])
+    return total / 1e9
+
+
+def reload_cpu(master, hups, window=2.5):
+    """CPU (ms) that one HUP costs with nothing else running: the whole
+    machine's (booting the new generation, ending the old, less an idle
+    window), and the master's own."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    start = busy_ticks()
+    time.sleep(window)
+    idle = busy_ticks() - start
+    machine, own = [], []
+    for _ in range(hups):
+        start, master_start = busy_ticks(), process_cpu(master)
+        os.kill(master, signal.SIGHUP)
+        time.sleep(window)
+        machine.append((busy_ticks() - start - idle) * 1000 / ticks)
+        own.append((process_cpu(master) - master_start) * 1000)
+    return statistics.mean(machine), statistics.mean(own)
+
+
 def reload_under_load():
     log("reload under load")
     seconds = 8 if QUICK else 30
     steady_seconds = 4 if QUICK else 10
     kinds = ("bellwether", "gunicorn", "control", "noaslr")
-    result = {kind: {"failed": [], "p99": [], "rps": [], "steady p99": [], "steady rps": []} for kind in kinds}
+    result = {kind: {"failed": [], "p99": [], "rps": [], "steady p99": [], "steady rps": [], "cpu": [],
+                     "master cpu": []}
+              for kind in kinds}
     for _ in range(REPS):
         for kind in ("gunicorn", "bellwether", "noaslr"):
             # noaslr: bellwether --no-aslr, its workers sharing one address
@@ -261,6 +297,10 @@ def reload_under_load():
             with System("gunicorn" if kind == "gunicorn" else "bellwether", 4, extra=extra) as system:
                 wait_for(60, lambda: get(system.port, 1) is not None)
                 time.sleep(2)
+                if kind != "noaslr":
+                    machine, own = reload_cpu(system.pid, 2 if QUICK else 4)
+                    result[kind]["cpu"].append(machine)
+                    result[kind]["master cpu"].append(own)
                 _, p99, rps, _ = wrk(system.port, steady_seconds)
                 result[kind]["steady p99"].append(p99)
                 result[kind]["steady rps"].append(rps)
@@ -290,6 +330,10 @@ def reload_under_load():
     record("reload under load", "p99 latency, HUP every 3 s", bw["p99"], gu["p99"], "ms", "≤ gunicorn",
            statistics.median(bw["p99"]) <= statistics.median(gu["p99"]))
     record("reload under load", "requests/s, HUP every 3 s", bw["rps"], gu["rps"], "req/s", "-", None)
+    record("reload under load", "CPU per HUP without load, whole machine: 4 workers booted, 4 ended", bw["cpu"],
+           gu["cpu"], "ms", "-", None)
+    record("reload under load", "CPU per HUP without load, the master's own (gunicorn's arbiter forks)",
+           bw["master cpu"], gu["master cpu"], "ms", "-", None)
     record("reload under load", "with --no-aslr: p99 latency without reloads", na["steady p99"], gu["steady p99"],
            "ms", "-", None)
     record("reload under load", "with --no-aslr: requests/s without reloads", na["steady rps"], gu["steady rps"],

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/inotify.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -50,9 +51,12 @@ static void report(const char *name, long long *values, int count) {
 }
 
 // Waits until the stamp file has more than `lines` lines whose role matches
-// (NULL: any) and returns the newest such stamp (pid and time).
-static int wait_stamp(int lines, const char *role, int *pid, long long *at) {
-    for (int tries = 0; tries < 100000; tries++) {
+// (NULL: any) and returns the newest such stamp (pid and time). Gives up
+// after 30 s, or as soon as `child` (when > 0) has exited without stamping.
+static int wait_stamp(int lines, const char *role, int *pid, long long *at, pid_t child) {
+    long long deadline = now_ns() + 30000000000LL;
+    int gone = 0, status = 0;
+    while (now_ns() < deadline) {
         FILE *file = fopen(stamps, "re");
         int seen = 0, found = 0;
         char line[256], r[64];
@@ -65,8 +69,19 @@ static int wait_stamp(int lines, const char *role, int *pid, long long *at) {
         }
         if (file) fclose(file);
         if (found) return seen;
+        if (gone) {  // read again after its exit: no stamp came
+            fprintf(stderr, "failover: %s exited (status 0x%x) without a stamp\n", role, status);
+            exit(1);
+        }
+        if (child > 0 && waitpid(child, &status, WNOHANG) == child) {
+            gone = 1;
+            continue;
+        }
+        // Block until the stamp file changes, but wake now and then to see
+        // whether the child has died.
+        struct pollfd ready = {.fd = watch, .events = POLLIN};
         char events[4096];
-        if (read(watch, events, sizeof events) < 0 && errno != EINTR) usleep(200);
+        if (poll(&ready, 1, 100) > 0 && read(watch, events, sizeof events) < 0 && errno != EINTR) usleep(200);
     }
     fprintf(stderr, "failover: timed out waiting for a stamp\n");
     exit(1);
@@ -79,7 +94,7 @@ static long long spawn_until_stamp(char *const argv[], int *lines) {
     long long start = now_ns(), at;
     int stamped;
     if (posix_spawn(&pid, argv[0], NULL, NULL, argv, environ) != 0) { perror("posix_spawn"); exit(1); }
-    *lines = wait_stamp(*lines, "-", &stamped, &at);
+    *lines = wait_stamp(*lines, "-", &stamped, &at, pid);
     waitpid(pid, NULL, 0);
     return at - start;
 }
@@ -105,7 +120,7 @@ int main(int argc, char **argv) {
     snprintf(master, sizeof master, "%d", (int)getpid());
     for (int i = 0; i < kills; i++) {
         char *direct[] = {(char *)app, "--stamp", stamps, "--exit-after", "0", NULL};
-        char *shimmed[] = {(char *)shim, master, (char *)app, (char *)app, "--stamp", stamps,
+        char *shimmed[] = {(char *)shim, master, "-", (char *)app, (char *)app, "--stamp", stamps,
                            "--exit-after", "0", NULL};
         // Alternate the order, so that neither always runs first.
         if (i % 2 == 0) {
@@ -150,7 +165,7 @@ int main(int argc, char **argv) {
     if (posix_spawn(&supervisor, bellwether, &actions, NULL, run, environ) != 0) { perror("spawn"); return 1; }
     int schedulers = 0, scheduler;
     long long at;
-    schedulers = wait_stamp(0, "scheduler", &scheduler, &at);
+    schedulers = wait_stamp(0, "scheduler", &scheduler, &at, supervisor);
     long long *cold = calloc((size_t)kills, sizeof *cold);
     int plain = 0;
     for (int i = 0; i < kills; i++) {
@@ -162,7 +177,7 @@ int main(int argc, char **argv) {
         usleep(1100000);  // past the stable uptime: no back-off
         long long start = now_ns();
         kill(scheduler, SIGKILL);
-        schedulers = wait_stamp(schedulers, "scheduler", &scheduler, &at);
+        schedulers = wait_stamp(schedulers, "scheduler", &scheduler, &at, supervisor);
         fail[i] = at - start;
     }
     kill(supervisor, SIGTERM);

@@ -152,12 +152,8 @@ enum ControlClient {
                 let path = directory + "/" + name
                 guard lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFSOCK else { continue }
                 // The file of a master that was SIGKILLed stays behind, and its
-                // pid may have been reused: only a socket that accepts counts.
-                let fd = bw_unix_connect(path)
-                if fd >= 0 {
-                    Sys.closeFile(fd)
-                    running.append(path)
-                }
+                // pid may have been reused: only a socket with a listener counts.
+                if bw_unix_listening(path) == 1 { running.append(path) }
             }
         }
         return running

@@ -67,11 +67,7 @@ int bw_listen_unix(const char *path, int mode, int backlog) {
         // is stale: remove it and bind again. A live one stays in use.
         struct stat info;
         if (errno != EADDRINUSE || lstat(path, &info) != 0 || !S_ISSOCK(info.st_mode)) return fail(fd);
-        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        int refused = probe >= 0 && connect(probe, (struct sockaddr *)&address, sizeof address) != 0
-                      && errno == ECONNREFUSED;
-        if (probe >= 0) close(probe);
-        if (!refused) { errno = EADDRINUSE; return fail(fd); }
+        if (bw_unix_listening(path) != 0) { errno = EADDRINUSE; return fail(fd); }
         unlink(path);
         if (bind(fd, (struct sockaddr *)&address, sizeof address) != 0) return fail(fd);
     }
@@ -229,6 +225,20 @@ long long bw_peer_uid(int fd) {
     if (getpeereid(fd, &uid, &gid) != 0) return -errno;
     return (long long)uid;
 #endif
+}
+
+int bw_unix_listening(const char *path) {
+    struct sockaddr_un address;
+    int fd = unix_socket(path, &address);
+    if (fd < 0) return fd == -ENAMETOOLONG ? 0 : 1;
+    // Non-blocking: a listener whose backlog is full answers EAGAIN at once
+    // (and is alive) where a blocking connect would wait for it to accept.
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0) fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    int listening = connect(fd, (struct sockaddr *)&address, sizeof address) == 0
+                    || (errno != ECONNREFUSED && errno != ENOENT && errno != ENOTSOCK);
+    close(fd);
+    return listening;
 }
 
 int bw_unix_connect(const char *path) {

@@ -262,6 +262,36 @@ struct ControlTests {
         #expect(supervisor.stop() == 0)
     }
 
+    @Test func discoveryDoesNotWaitOnAMasterWhoseBacklogIsFull() {
+        let runtime = Harness.scratch("ctlfull")
+        let directory = runtime + "/bellwether"
+        mkdir(directory, 0o700)
+        // A listener that never accepts, named after its own (running) pid,
+        // its backlog filled: it counts as a master, and asking must not hang.
+        let listener = Harness.spawn(["/usr/bin/python3", "-c", """
+            import os, socket, sys, time
+            path = os.path.join(sys.argv[1], f"master-{os.getpid()}.ctl")
+            server = socket.socket(socket.AF_UNIX); server.bind(path); os.chmod(path, 0o600); server.listen(0)
+            clients = []
+            while True:
+                client = socket.socket(socket.AF_UNIX); client.setblocking(False)
+                try: client.connect(path)
+                except BlockingIOError: break
+                clients.append(client)
+            open(sys.argv[1] + "/full", "w").close()
+            time.sleep(60)
+            """, directory], environment: [:], stdout: "/dev/null", stderr: "/dev/null")
+        defer { kill(listener, SIGKILL); waitpid(listener, nil, 0) }
+        #expect(Harness.wait { access(directory + "/full", F_OK) == 0 })
+        let environment = ["XDG_RUNTIME_DIR": runtime]
+        let supervisor = Supervisor(["-w", "1"], environment: environment, name: "ctlfull")
+        #expect(Harness.wait { supervisor.settled(workers: 1) }, "\(supervisor.logText())")
+        let found = Harness.run([Harness.bellwether, "status"], environment: environment, timeout: 10)
+        #expect(found.status == 64, "\(found)")
+        #expect(found.stderr.contains("2 masters are running"), "\(found.stderr)")
+        #expect(supervisor.stop() == 0)
+    }
+
     @Test func aSecondMasterOnTheSameControlSocketIsRefused() {
         let directory = Harness.scratch("ctlbusy")
         let socket = directory + "/control"

@@ -46,6 +46,11 @@ int bw_accept(int fd);
 /// The uid of the process at the other end of a connected Unix socket, or -errno.
 long long bw_peer_uid(int fd);
 
+/// Whether something listens on the Unix socket at path: 1 when a
+/// connection is accepted or the backlog is full, 0 when refused (a stale
+/// socket file) or when there is no socket. Never waits.
+int bw_unix_listening(const char *path);
+
 /// Connects a blocking, CLOEXEC stream socket to a Unix path.
 int bw_unix_connect(const char *path);
 

@@ -408,7 +408,7 @@ def master_memory():
 def spawn_scaling():
     log("spawn scaling")
     sizes = [1, 16, 64] if QUICK else [1, 16, 64, 256]
-    per_worker = {}
+    per_worker, total = {}, {}
     for n in sizes:
         times = {"bellwether": [], "gunicorn": []}
         cpu = {"bellwether": [], "gunicorn": []}
@@ -421,12 +421,20 @@ def spawn_scaling():
                     wait_for(120, lambda: len(live_children(system.pid)) >= n, step=0.002)
                     times[kind].append((time.monotonic() - start) * 1000)
                     cpu[kind].append(cpu_seconds(system.pid) * 1000 / n)
+        total[n] = {kind: [value * n for value in values] for kind, values in cpu.items()}
         per_worker[n] = statistics.median(times["bellwether"]) / n
         linear = per_worker[n] <= 2 * per_worker[16] if n > 16 else None
         record("spawn scaling", f"N = {n}: start → N workers running", times["bellwether"], times["gunicorn"],
                "ms", "linear (per worker ≤ 2 × at N = 16)" if n > 16 else "linear", linear)
         record("spawn scaling", f"N = {n}: master CPU per spawn (incl. its own start)", cpu["bellwether"],
                cpu["gunicorn"], "ms", "≤ 1 ms", statistics.median(cpu["bellwether"]) <= 1 if n >= 16 else None)
+    # What one more worker costs the master, its own start taken out: the
+    # CPU at the largest N less the CPU at N = 1, per added worker, rep by rep.
+    top = sizes[-1]
+    added = {kind: [(big - one) / (top - 1) for big, one in zip(total[top][kind], total[1][kind])]
+             for kind in ("bellwether", "gunicorn")}
+    record("spawn scaling", f"master CPU per spawn added, N = 1 → {top} (its own start taken out)",
+           added["bellwether"], added["gunicorn"], "ms", "≤ 1 ms", statistics.median(added["bellwether"]) <= 1)
 
 
 # --- 6. signal storm ------------------------------------------------------------------------------------

@@ -154,13 +154,7 @@ struct BadInputTests {
 /// README, the manual page and --help say the same thing.
 @Suite("Documentation agrees with --help")
 struct DocumentationTests {
-    static let root: String = {
-        var directory = Harness.productsDirectory
-        while !FileManager.default.fileExists(atPath: directory + "/Package.swift") && directory.count > 1 {
-            directory = (directory as NSString).deletingLastPathComponent
-        }
-        return directory
-    }()
+    static var root: String { Harness.packageRoot }
 
     @Test func everyOptionAndExitStatusIsDocumentedEverywhere() throws {
         let help = Harness.run([Harness.bellwether, "--help"]).stdout

@@ -117,7 +117,7 @@ struct ControlTests {
         #expect(Harness.run([Harness.bellwether, "status", "-s", socket]).status == 0)
         // A regular file where the socket should be is not asked at all.
         let file = directory + "/not-a-socket"
-        FileManager.default.createFile(atPath: file, contents: Data("status\n".utf8))
+        _ = FileManager.default.createFile(atPath: file, contents: Data("status\n".utf8))
         chmod(file, 0o600)
         let regular = Harness.run([Harness.bellwether, "status", "-s", file])
         #expect(regular.status == 77)

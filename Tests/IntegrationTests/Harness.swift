@@ -22,6 +22,16 @@ enum Harness {
 
     static var bellwether: String { productsDirectory + "/bellwether" }
     static var testWorker: String { productsDirectory + "/bellwether-testworker" }
+    static var shim: String { productsDirectory + "/bellwether-exec" }
+
+    /// The package's own directory (README, man page, bench/).
+    static let packageRoot: String = {
+        var directory = productsDirectory
+        while !FileManager.default.fileExists(atPath: directory + "/Package.swift") && directory.count > 1 {
+            directory = (directory as NSString).deletingLastPathComponent
+        }
+        return directory
+    }()
 
     /// A fresh scratch directory.
     static func scratch(_ name: String) -> String {

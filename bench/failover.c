@@ -31,6 +31,8 @@
 
 extern char **environ;
 static char stamps[4096];
+static char scratch[] = "/tmp/bellwether-bench-XXXXXX";
+static pid_t supervisor = -1;  // the master under test, once started
 static int watch = -1;  // inotify on the stamp file's directory: block, don't spin
 
 static long long now_ns(void) {
@@ -48,6 +50,17 @@ static void report(const char *name, long long *values, int count) {
     qsort(values, (size_t)count, sizeof *values, compare);
     printf("%-6s n=%-4d median_us=%.1f p90_us=%.1f min_us=%.1f\n", name, count,
            values[count / 2] / 1000.0, values[count * 9 / 10] / 1000.0, values[0] / 1000.0);
+}
+
+// Gives up: stops the master under test (and so its workers) first, so that
+// nothing is left running, and removes the scratch directory.
+static void give_up(const char *why) {
+    fprintf(stderr, "failover: %s\n", why);
+    if (supervisor > 0 && kill(supervisor, SIGTERM) == 0) waitpid(supervisor, NULL, 0);
+    char command[4200];
+    snprintf(command, sizeof command, "rm -rf %s", scratch);
+    if (system(command) != 0) fprintf(stderr, "failover: could not remove %s\n", scratch);
+    exit(1);
 }
 
 // Waits until the stamp file has more than `lines` lines whose role matches
@@ -70,8 +83,10 @@ static int wait_stamp(int lines, const char *role, int *pid, long long *at, pid_
         if (file) fclose(file);
         if (found) return seen;
         if (gone) {  // read again after its exit: no stamp came
-            fprintf(stderr, "failover: %s exited (status 0x%x) without a stamp\n", role, status);
-            exit(1);
+            char why[128];
+            snprintf(why, sizeof why, "pid %d exited (%s %d) without a stamp", (int)child,
+                     WIFEXITED(status) ? "status" : "signal", WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+            give_up(why);
         }
         if (child > 0 && waitpid(child, &status, WNOHANG) == child) {
             gone = 1;
@@ -83,8 +98,8 @@ static int wait_stamp(int lines, const char *role, int *pid, long long *at, pid_
         char events[4096];
         if (poll(&ready, 1, 100) > 0 && read(watch, events, sizeof events) < 0 && errno != EINTR) usleep(200);
     }
-    fprintf(stderr, "failover: timed out waiting for a stamp\n");
-    exit(1);
+    give_up("no stamp within 30 s");
+    return 0;
 }
 
 // Spawns argv and returns the time until its stamp; `lines` counts the
@@ -106,7 +121,7 @@ int main(int argc, char **argv) {
     }
     const char *bellwether = argv[1], *shim = argv[2], *app = argv[3];
     int kills = atoi(argv[4]);
-    char dir[] = "/tmp/bellwether-bench-XXXXXX";
+    char *dir = scratch;
     if (!mkdtemp(dir)) { perror("mkdtemp"); return 1; }
     snprintf(stamps, sizeof stamps, "%s/stamps", dir);
     watch = inotify_init1(IN_CLOEXEC);
@@ -157,7 +172,6 @@ int main(int argc, char **argv) {
     char token[4200];
     snprintf(token, sizeof token, "file:%s/token", dir);
     char *run[] = {(char *)bellwether, "-w", "2", "--lease", token, "--", (char *)app, "--stamp", stamps, NULL};
-    pid_t supervisor;
     int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);

@@ -180,7 +180,10 @@ enum ControlClient {
             throw Failure(message: "control socket \(path) has mode \(String(info.st_mode & 0o777, radix: 8)), "
                 + "which lets other users in; refusing (it must be 600)", code: .permission)
         }
-        let fd = bw_unix_connect(path)
+        let fd = bw_unix_connect(path, 5)
+        guard fd != -EAGAIN else {
+            throw Failure(message: "the master at \(path) did not accept within 5 s", code: .unavailable)
+        }
         guard fd >= 0 else {
             throw Failure(message: "no master listens on \(path): \(describe(-fd))", code: .unavailable)
         }

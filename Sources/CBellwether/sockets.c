@@ -67,7 +67,8 @@ int bw_listen_unix(const char *path, int mode, int backlog) {
         // is stale: remove it and bind again. A live one stays in use.
         struct stat info;
         if (errno != EADDRINUSE || lstat(path, &info) != 0 || !S_ISSOCK(info.st_mode)) return fail(fd);
-        if (bw_unix_listening(path) != 0) { errno = EADDRINUSE; return fail(fd); }
+        int listening = bw_unix_listening(path);
+        if (listening != 0) { errno = listening < 0 ? -listening : EADDRINUSE; return fail(fd); }
         unlink(path);
         if (bind(fd, (struct sockaddr *)&address, sizeof address) != 0) return fail(fd);
     }
@@ -230,21 +231,28 @@ long long bw_peer_uid(int fd) {
 int bw_unix_listening(const char *path) {
     struct sockaddr_un address;
     int fd = unix_socket(path, &address);
-    if (fd < 0) return fd == -ENAMETOOLONG ? 0 : 1;
-    // Non-blocking: a listener whose backlog is full answers EAGAIN at once
-    // (and is alive) where a blocking connect would wait for it to accept.
+    if (fd < 0) return fd;
+    // Non-blocking: on Linux a listener whose backlog is full answers EAGAIN
+    // at once (and is alive) where a blocking connect would wait for it.
     int flags = fcntl(fd, F_GETFL);
     if (flags >= 0) fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-    int listening = connect(fd, (struct sockaddr *)&address, sizeof address) == 0
-                    || (errno != ECONNREFUSED && errno != ENOENT && errno != ENOTSOCK);
+    if (connect(fd, (struct sockaddr *)&address, sizeof address) == 0 || errno == EAGAIN) {
+        close(fd);
+        return 1;
+    }
+    int error = errno;
     close(fd);
-    return listening;
+    return error == ECONNREFUSED || error == ENOENT ? 0 : -error;
 }
 
-int bw_unix_connect(const char *path) {
+int bw_unix_connect(const char *path, int timeout_seconds) {
     struct sockaddr_un address;
     int fd = unix_socket(path, &address);
     if (fd < 0) return fd;
+    // A listener whose backlog is full makes connect wait; on Linux the
+    // send timeout bounds that wait (EAGAIN when it passes).
+    struct timeval limit = {.tv_sec = timeout_seconds};
+    if (timeout_seconds > 0) setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
     if (connect(fd, (struct sockaddr *)&address, sizeof address) != 0) return fail(fd);
     return fd;
 }

@@ -262,7 +262,7 @@ struct ControlTests {
         #expect(supervisor.stop() == 0)
     }
 
-    @Test func discoveryDoesNotWaitOnAMasterWhoseBacklogIsFull() {
+    @Test func aMasterWhoseBacklogIsFullIsNeverWaitedForLong() {
         let runtime = Harness.scratch("ctlfull")
         let directory = runtime + "/bellwether"
         mkdir(directory, 0o700)
@@ -289,6 +289,11 @@ struct ControlTests {
         let found = Harness.run([Harness.bellwether, "status"], environment: environment, timeout: 10)
         #expect(found.status == 64, "\(found)")
         #expect(found.stderr.contains("2 masters are running"), "\(found.stderr)")
+        // Named, it is asked, and the wait for it to accept is bounded.
+        let asked = Harness.run([Harness.bellwether, "status", "--control-socket", directory + "/master-\(listener).ctl"],
+                                timeout: 15)
+        #expect(asked.status == 69, "\(asked)")
+        #expect(asked.stderr.contains("did not accept within 5 s"), "\(asked.stderr)")
         #expect(supervisor.stop() == 0)
     }
 

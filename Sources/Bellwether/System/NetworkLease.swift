@@ -31,7 +31,8 @@ final class NetworkLease {
     static func holderID() -> String {
         var name = [CChar](repeating: 0, count: 256)
         gethostname(&name, name.count - 1)
-        let host = String(cString: name).filter { $0 != "|" && !$0.isWhitespace }
+        let host = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            .filter { $0 != "|" && !$0.isWhitespace }
         let nonce = String(UInt32.random(in: .min ... .max), radix: 16)
         return "\(host.isEmpty ? "host" : host)/\(getpid())/\(nonce)"
     }

@@ -46,12 +46,14 @@ int bw_accept(int fd);
 /// The uid of the process at the other end of a connected Unix socket, or -errno.
 long long bw_peer_uid(int fd);
 
-/// Whether something listens on the Unix socket at path: 1 when a
-/// connection is accepted or the backlog is full, 0 when refused (a stale
-/// socket file) or when there is no socket. Never waits.
+/// Whether something listens on the Unix stream socket at path: 1 when a
+/// connection is accepted or (on Linux) the backlog is full, 0 when refused
+/// (a stale socket file) or gone, -errno when it cannot tell (no permission
+/// to connect, no descriptor left). Never waits.
 int bw_unix_listening(const char *path);
 
-/// Connects a blocking, CLOEXEC stream socket to a Unix path.
-int bw_unix_connect(const char *path);
+/// Connects a blocking, CLOEXEC stream socket to a Unix path, waiting at
+/// most timeout_seconds (when > 0) for a listener with a full backlog.
+int bw_unix_connect(const char *path, int timeout_seconds);
 
 #endif

@@ -52,14 +52,18 @@ static void report(const char *name, long long *values, int count) {
            values[count / 2] / 1000.0, values[count * 9 / 10] / 1000.0, values[0] / 1000.0);
 }
 
+static int remove_scratch(void) {
+    char command[4200];
+    snprintf(command, sizeof command, "rm -rf %s", scratch);
+    return system(command) == 0 ? 0 : 1;
+}
+
 // Gives up: stops the master under test (and so its workers) first, so that
 // nothing is left running, and removes the scratch directory.
 static void give_up(const char *why) {
     fprintf(stderr, "failover: %s\n", why);
     if (supervisor > 0 && kill(supervisor, SIGTERM) == 0) waitpid(supervisor, NULL, 0);
-    char command[4200];
-    snprintf(command, sizeof command, "rm -rf %s", scratch);
-    if (system(command) != 0) fprintf(stderr, "failover: could not remove %s\n", scratch);
+    remove_scratch();
     exit(1);
 }
 
@@ -121,11 +125,10 @@ int main(int argc, char **argv) {
     }
     const char *bellwether = argv[1], *shim = argv[2], *app = argv[3];
     int kills = atoi(argv[4]);
-    char *dir = scratch;
-    if (!mkdtemp(dir)) { perror("mkdtemp"); return 1; }
-    snprintf(stamps, sizeof stamps, "%s/stamps", dir);
+    if (!mkdtemp(scratch)) { perror("mkdtemp"); return 1; }
+    snprintf(stamps, sizeof stamps, "%s/stamps", scratch);
     watch = inotify_init1(IN_CLOEXEC);
-    inotify_add_watch(watch, dir, IN_MODIFY | IN_CREATE);
+    inotify_add_watch(watch, scratch, IN_MODIFY | IN_CREATE);
     long long *bare = calloc((size_t)kills, sizeof *bare), *viashim = calloc((size_t)kills, sizeof *bare),
               *self = calloc((size_t)kills, sizeof *bare), *fail = calloc((size_t)kills, sizeof *bare),
               *death = calloc((size_t)kills, sizeof *bare);
@@ -170,7 +173,7 @@ int main(int argc, char **argv) {
     // bellwether -w 2 running the same app; kill its scheduler KILLS times.
     unlink(stamps);
     char token[4200];
-    snprintf(token, sizeof token, "file:%s/token", dir);
+    snprintf(token, sizeof token, "file:%s/token", scratch);
     char *run[] = {(char *)bellwether, "-w", "2", "--lease", token, "--", (char *)app, "--stamp", stamps, NULL};
     int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
     posix_spawn_file_actions_t actions;
@@ -203,7 +206,5 @@ int main(int argc, char **argv) {
     report("death", death, kills);
     report("bare", cold, kills);
     report("fail", fail, kills);
-    char command[4300];
-    snprintf(command, sizeof command, "rm -rf %s", dir);
-    return system(command) == 0 ? 0 : 1;
+    return remove_scratch();
 }

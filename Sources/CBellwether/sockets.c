@@ -236,12 +236,9 @@ int bw_unix_listening(const char *path) {
     // at once (and is alive) where a blocking connect would wait for it.
     int flags = fcntl(fd, F_GETFL);
     if (flags >= 0) fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-    if (connect(fd, (struct sockaddr *)&address, sizeof address) == 0 || errno == EAGAIN) {
-        close(fd);
-        return 1;
-    }
-    int error = errno;
+    int error = connect(fd, (struct sockaddr *)&address, sizeof address) == 0 ? 0 : errno;
     close(fd);
+    if (error == 0 || error == EAGAIN) return 1;
     return error == ECONNREFUSED || error == ENOENT ? 0 : -error;
 }
 

@@ -154,12 +154,10 @@ struct BadInputTests {
 /// README, the manual page and --help say the same thing.
 @Suite("Documentation agrees with --help")
 struct DocumentationTests {
-    static var root: String { Harness.packageRoot }
-
     @Test func everyOptionAndExitStatusIsDocumentedEverywhere() throws {
         let help = Harness.run([Harness.bellwether, "--help"]).stdout
-        let readme = try String(contentsOfFile: Self.root + "/README.md", encoding: .utf8)
-        let manual = try String(contentsOfFile: Self.root + "/man/bellwether.1", encoding: .utf8)
+        let readme = try String(contentsOfFile: Harness.packageRoot + "/README.md", encoding: .utf8)
+        let manual = try String(contentsOfFile: Harness.packageRoot + "/man/bellwether.1", encoding: .utf8)
         let options = help.split(separator: "\n").filter { $0.trimmingCharacters(in: .whitespaces).hasPrefix("-") }
             .compactMap { line in
             line.split(separator: " ").first { $0.hasPrefix("--") }.map(String.init)
@@ -201,7 +199,7 @@ struct DocumentationTests {
     /// names is in --help; the manual has every section a manual page should.
     @Test func helpAndManualNameTheSameFlags() throws {
         let help = Harness.run([Harness.bellwether, "--help"]).stdout
-        let manual = try String(contentsOfFile: Self.root + "/man/bellwether.1", encoding: .utf8)
+        let manual = try String(contentsOfFile: Harness.packageRoot + "/man/bellwether.1", encoding: .utf8)
         let inHelp = Self.longFlags(help, prefix: "--")
         let inManual = Self.longFlags(manual, prefix: "Fl \\-")
         #expect(inHelp.count >= 25)
@@ -217,7 +215,7 @@ struct DocumentationTests {
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/groff")
         || ProcessInfo.processInfo.environment["BELLWETHER_REQUIRE_GROFF"] == "1"))
     func theManualRendersWithoutWarnings() {
-        let result = Harness.run(["/usr/bin/groff", "-ww", "-mdoc", "-Tutf8", Self.root + "/man/bellwether.1"])
+        let result = Harness.run(["/usr/bin/groff", "-ww", "-mdoc", "-Tutf8", Harness.packageRoot + "/man/bellwether.1"])
         #expect(result.status == 0)
         #expect(result.stderr.isEmpty, "\(result.stderr)")
         #expect(result.stdout.count > 10_000, "the whole page was rendered")
@@ -226,7 +224,7 @@ struct DocumentationTests {
     /// The sample config file names every setting a config file may hold and,
     /// as shipped, is valid.
     @Test func theSampleConfigFileIsCompleteAndValid() throws {
-        let sample = try String(contentsOfFile: Self.root + "/etc/bellwether.conf", encoding: .utf8)
+        let sample = try String(contentsOfFile: Harness.packageRoot + "/etc/bellwether.conf", encoding: .utf8)
         let help = Harness.run([Harness.bellwether, "--help"]).stdout
         let settable = Self.longFlags(help, prefix: "--").subtracting(["--help", "--version", "--check-config", "--config",
                                                                         "--json"])
@@ -234,7 +232,7 @@ struct DocumentationTests {
             let key = flag.dropFirst(2)
             #expect(sample.contains("\n\(key) = ") || sample.contains("\n# \(key) = "), "sample lacks \(key)")
         }
-        let check = Harness.run([Harness.bellwether, "-c", Self.root + "/etc/bellwether.conf", "--check-config", "true"])
+        let check = Harness.run([Harness.bellwether, "-c", Harness.packageRoot + "/etc/bellwether.conf", "--check-config", "true"])
         #expect(check.status == 0, "\(check.stderr)")
     }
 }

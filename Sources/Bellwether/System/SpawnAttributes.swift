@@ -54,19 +54,23 @@ struct BootPriority {
 /// inherits and applies at its execve: ADDR_NO_RANDOMIZE for a launch
 /// without randomization, as the master inherited it otherwise.
 struct AddressLayout {
-    private let inherited = bw_address_randomization() == 1
-    private lazy var current = inherited
+    private let inherited: Bool
+    private var current: Bool
+    /// A refusal (a seccomp filter, systemd's LockPersonality=) is for good:
+    /// after one, spawns no longer ask.
     private var refused = false
 
-    /// Before a spawn; the errno of the first refusal (a seccomp filter,
-    /// systemd's LockPersonality=), to be logged once.
+    init() {
+        inherited = bw_address_randomization() == 1
+        current = inherited
+    }
+
+    /// Before a spawn; the errno of the refusal, once, to be logged.
     mutating func prepare(randomize wanted: Bool) -> Int32? {
         let randomize = wanted && inherited
-        guard randomize != current else { return nil }
+        guard randomize != current, !refused else { return nil }
         let error = bw_set_address_randomization(randomize ? 1 : 0)
-        if error == 0 { current = randomize }
-        guard error != 0, !refused else { return nil }
-        refused = true
-        return error
+        if error == 0 { current = randomize } else { refused = true }
+        return error == 0 ? nil : error
     }
 }

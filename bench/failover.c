@@ -6,7 +6,8 @@
 // stamps CLOCK_MONOTONIC as the first thing in main):
 //   warm   posix_spawn+execve of APP by this program -> APP's main runs,
 //          back to back
-//   shim   the same through the exec shim, which execs APP, back to back
+//   shim   the same through the guard (bellwether-exec), which forks APP
+//          and waits for it, back to back
 //   self   posix_spawn+exit of `bellwether --version` (what a self-exec
 //          shim would cost at the least: the Swift binary's start-up)
 //   death  SIGKILL to a child -> its parent has reaped it (the floor of
@@ -134,11 +135,17 @@ int main(int argc, char **argv) {
               *death = calloc((size_t)kills, sizeof *bare);
 
     int lines = 0;
-    char master[32];
+    char master[32], guard[32];
     snprintf(master, sizeof master, "%d", (int)getpid());
+    // The guard's link to its master: the read end of a pipe whose write
+    // end only this program holds, at a descriptor the guard is told.
+    int link[2];
+    if (pipe2(link, O_CLOEXEC) != 0) { perror("pipe2"); return 1; }
+    int passed = fcntl(link[0], F_DUPFD, 10);
+    snprintf(guard, sizeof guard, "%d:1000:-", passed);
     for (int i = 0; i < kills; i++) {
         char *direct[] = {(char *)app, "--stamp", stamps, "--exit-after", "0", NULL};
-        char *shimmed[] = {(char *)shim, master, "-", (char *)app, (char *)app, "--stamp", stamps,
+        char *shimmed[] = {(char *)shim, master, "-", guard, (char *)app, (char *)app, "--stamp", stamps,
                            "--exit-after", "0", NULL};
         // Alternate the order, so that neither always runs first.
         if (i % 2 == 0) {

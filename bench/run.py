@@ -208,9 +208,11 @@ def failover():
                     if kind == "gunicorn":
                         os.kill(before["pid"], signal.SIGKILL)  # the worker that serves
                     else:
-                        # The scheduler worker is `gunicorn -w 1`, an arbiter and
-                        # the worker that serves, in the group it leads: kill both.
-                        os.killpg(live_children(system.pid)[0], signal.SIGKILL)
+                        # The scheduler worker is `gunicorn -w 1` under its guard: an
+                        # arbiter and the worker that serves. Kill both, not the guard.
+                        arbiter = live_children(live_children(system.pid)[0])[0]
+                        for pid in live_children(arbiter) + [arbiter]:
+                            os.kill(pid, signal.SIGKILL)
                     answer = get(system.port, 30)
                     values.append((time.monotonic() - start) * 1000)
                     assert answer and answer["pid"] != before["pid"], (kind, answer, before)
@@ -374,12 +376,15 @@ def master_memory():
     respawns = 500 if QUICK else 10_000
     idle = {"bellwether": [], "gunicorn": []}
     growth = {"bellwether": [], "gunicorn": []}
+    guards = []
     for _ in range(REPS):
         for kind in ("bellwether", "gunicorn"):
             with System(kind, 2) as system:
                 wait_for(60, lambda: get(system.port, 1) is not None)
                 time.sleep(2)
                 idle[kind].append(status_field(system.pid, "VmRSS") / 1024)
+                if kind == "bellwether":  # each worker's guard: the master's children
+                    guards += [status_field(pid, "VmRSS") for pid in live_children(system.pid)]
         # Respawns. bellwether: 400 workers that each exit after 1.05 s (past
         # the stable uptime, so no back-off delays them), until RESPAWNS
         # replacements were spawned. gunicorn: --max-requests 1, one request
@@ -403,6 +408,8 @@ def master_memory():
     bw, gu = idle["bellwether"], idle["gunicorn"]
     record("master memory", "RSS of the idle master", bw, gu, "MiB", "≤ ⅓ of gunicorn's",
            statistics.median(bw) * 3 <= statistics.median(gu))
+    record("master memory", "RSS of a worker's guard (bellwether-exec)", guards, [], "KiB", "≤ 512 KiB",
+           statistics.median(guards) <= 512)
     record("master memory", f"RSS growth after {respawns:,} respawns (gunicorn: {respawns // 20:,})",
            growth["bellwether"], growth["gunicorn"], "%", "≤ 5 %", max(growth["bellwether"]) <= 5)
 

@@ -4,8 +4,6 @@ import CBellwether
 /// the outcome to an exit status.
 public enum Bellwether {
     public static func main(arguments: [String]) -> Int32 {
-        // The master runs this executable as the scheduler's lease guard.
-        if arguments.first == "bellwether-guard" { return bw_guard_main(CommandLine.argc, CommandLine.unsafeArgv) }
         let environment = Sys.environment()
         if arguments.count > 1, ControlClient.verbs.contains(arguments[1]) {
             return ControlClient.main(arguments: Array(arguments.dropFirst()), environment: environment)

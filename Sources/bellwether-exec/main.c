@@ -1,17 +1,31 @@
-// bellwether-exec: the exec shim the master spawns in place of the app.
+// bellwether-exec: what the master spawns for every worker — a tiny guard
+// that owns the worker's whole process tree.
 //
-//   bellwether-exec MASTER_PID CREDENTIALS PATH ARGV0 [ARG...]
+//   bellwether-exec MASTER_PID CREDENTIALS GUARD PATH ARGV0 [ARG...]
 //
 // CREDENTIALS is "-", or "UID:GID:GROUPS:UMASK" (--user, --group, --umask),
 // each field "-" to leave it as it is, GROUPS a comma-separated list of gids:
-// the shim sets the supplementary groups, then the gid, then the uid (real,
-// effective and saved), then the umask. Then — a change of credentials
-// clears it, so after them — it asks the kernel to SIGKILL it when the
-// master dies (PR_SET_PDEATHSIG survives execve), and checks that the master
-// is still its parent — the master may have died between posix_spawn and
-// prctl, in which case the death signal would never come. It resets the two
-// signals glibc's posix_spawn leaves ignored, sets LISTEN_PID and
-// WATCHDOG_PID to its own pid, and execve()s the app in place.
+// the guard sets the supplementary groups, then the gid, then the uid (real,
+// effective and saved), then the umask, before anything else.
+//
+// GUARD is "LINK:GRACE_MS:TOKEN". LINK is the read end of a pipe whose write
+// end only the master holds: end of file means the master is gone, however
+// it died; a lease scheduler's master also sends 8-byte CLOCK_MONOTONIC renew
+// deadlines on it. TOKEN is the scheduler token's locked descriptor, or "-".
+// The guard keeps both to itself (the app never sees them), becomes a child
+// subreaper, so that every process the app starts — forked, double-forked,
+// setsid — stays in its subtree, and forks the app (death signal SIGKILL,
+// LISTEN_PID and WATCHDOG_PID set to the app's pid, an empty signal mask).
+// Then it forwards every signal it gets to the app, and:
+//   - when the app exits: TERM to whatever is left of the tree, SIGKILL to
+//     it GRACE_MS later;
+//   - when the master is gone, or a renew deadline passes: TERM to the whole
+//     tree, SIGKILL GRACE_MS later;
+//   - when the master queues SIGTERM with BW_KILL_TREE (sigqueue): SIGKILL to
+//     the whole tree at once;
+// and once no process of the tree is left, it exits as the app did. So the
+// token is released only when every process of the scheduler's tree is gone.
+// GUARD "-" makes it a plain exec shim: death signal, then execve in place.
 //
 // It runs on every worker start, so it must cost next to nothing. On Linux
 // x86_64 and aarch64 it has its own entry point and makes raw system calls:
@@ -21,9 +35,11 @@
 #if defined(__linux__) && (defined(__x86_64__) || defined(__aarch64__))
 
 #if defined(__x86_64__)
-enum { SYS_WRITE = 1, SYS_RT_SIGACTION = 13, SYS_GETPID = 39, SYS_GETPPID = 110, SYS_PRCTL = 157,
-       SYS_EXECVE = 59, SYS_EXIT_GROUP = 231, SYS_SETGROUPS = 116, SYS_SETRESUID = 117, SYS_SETRESGID = 119,
-       SYS_UMASK = 95 };
+enum { SYS_READ = 0, SYS_WRITE = 1, SYS_CLOSE = 3, SYS_RT_SIGACTION = 13, SYS_RT_SIGPROCMASK = 14,
+       SYS_GETPID = 39, SYS_CLONE = 56, SYS_EXECVE = 59, SYS_WAIT4 = 61, SYS_KILL = 62, SYS_FCNTL = 72,
+       SYS_UMASK = 95, SYS_GETPPID = 110, SYS_SETGROUPS = 116, SYS_SETRESUID = 117, SYS_SETRESGID = 119,
+       SYS_PRCTL = 157, SYS_GETDENTS64 = 217, SYS_CLOCK_GETTIME = 228, SYS_EXIT_GROUP = 231,
+       SYS_OPENAT = 257, SYS_PPOLL = 271, SYS_SIGNALFD4 = 289, SYS_PRLIMIT64 = 302 };
 
 static long raw(long n, long a, long b, long c, long d) {
     long result;
@@ -42,9 +58,11 @@ __asm__(".text\n"
         "  call shim_main\n"
         "  hlt\n");
 #else
-enum { SYS_WRITE = 64, SYS_RT_SIGACTION = 134, SYS_GETPID = 172, SYS_GETPPID = 173, SYS_PRCTL = 167,
-       SYS_EXECVE = 221, SYS_EXIT_GROUP = 94, SYS_SETGROUPS = 159, SYS_SETRESUID = 147, SYS_SETRESGID = 149,
-       SYS_UMASK = 166 };
+enum { SYS_READ = 63, SYS_WRITE = 64, SYS_CLOSE = 57, SYS_RT_SIGACTION = 134, SYS_RT_SIGPROCMASK = 135,
+       SYS_GETPID = 172, SYS_CLONE = 220, SYS_EXECVE = 221, SYS_WAIT4 = 260, SYS_KILL = 129, SYS_FCNTL = 25,
+       SYS_UMASK = 166, SYS_GETPPID = 173, SYS_SETGROUPS = 159, SYS_SETRESUID = 147, SYS_SETRESGID = 149,
+       SYS_PRCTL = 167, SYS_GETDENTS64 = 61, SYS_CLOCK_GETTIME = 113, SYS_EXIT_GROUP = 94,
+       SYS_OPENAT = 56, SYS_PPOLL = 73, SYS_SIGNALFD4 = 74, SYS_PRLIMIT64 = 261 };
 
 static long raw(long n, long a, long b, long c, long d) {
     register long x8 __asm__("x8") = n;
@@ -66,7 +84,15 @@ __asm__(".text\n"
         "  brk #0\n");
 #endif
 
-enum { PR_SET_PDEATHSIG_ = 1, SIGKILL_ = 9, ENOENT_ = 2, EACCES_ = 13, ENOEXEC_ = 8, EPERM_ = 1 };
+enum { PR_SET_PDEATHSIG_ = 1, PR_SET_CHILD_SUBREAPER_ = 36, SIGKILL_ = 9, SIGPIPE_ = 13, SIGTERM_ = 15,
+       SIGCHLD_ = 17, ENOENT_ = 2, EACCES_ = 13, ENOEXEC_ = 8, EPERM_ = 1, EINTR_ = 4, ECHILD_ = 10,
+       F_SETFD_ = 2, F_SETFL_ = 4, FD_CLOEXEC_ = 1, EAGAIN_ = 11, O_NONBLOCK_ = 04000, O_CLOEXEC_ = 02000000, AT_FDCWD_ = -100,
+       SIG_BLOCK_ = 0, SIG_SETMASK_ = 2, WNOHANG_ = 1, WALL_ = 0x40000000, POLLIN_ = 1, SI_QUEUE_ = -1,
+       RLIMIT_CORE_ = 4, CLOCK_MONOTONIC_ = 1 };
+
+// The value the master queues with SIGTERM (sigqueue) to have the tree
+// killed at once; Sources/CBellwether/shims.c sends it.
+#define BW_KILL_TREE 0x6b696c6c
 
 // volatile: the compiler must not turn this loop into a call to libc's
 // strlen, which is an IFUNC that only libc's (skipped) start-up resolves.
@@ -77,12 +103,12 @@ static unsigned long length(const char *text) {
     return n;
 }
 
-// "NAME=" followed by `pid` in decimal, into `buffer`.
-static char *with_pid(char *buffer, const char *name, long pid) {
+// `text` followed by `value` in decimal, into `buffer`.
+static char *with_number(char *buffer, const char *text, long value) {
     char *out = buffer, digits[24];
     int count = 0;
-    while (*name) *out++ = *name++;
-    do { digits[count++] = (char)('0' + pid % 10); pid /= 10; } while (pid > 0);
+    while (*text) *out++ = *text++;
+    do { digits[count++] = (char)('0' + value % 10); value /= 10; } while (value > 0);
     while (count > 0) *out++ = digits[--count];
     *out = '\0';
     return buffer;
@@ -113,7 +139,7 @@ static long number(const char **cursor, long base) {
     return value;
 }
 
-// One CREDENTIALS field: -2 for "-", -1 if malformed, else its value.
+// One colon-separated field: -2 for "-", -1 if malformed, else its value.
 static long field(const char **cursor, long base) {
     if (**cursor == '-') { (*cursor)++; return -2; }
     return number(cursor, base);
@@ -124,6 +150,13 @@ static __attribute__((noreturn)) void refuse(const char *what, long error) {
     say(what);
     say(error == EPERM_ ? ": Operation not permitted\n" : ": failed\n");
     leave(126);
+}
+
+static __attribute__((noreturn)) void malformed(const char *what) {
+    say("bellwether-exec: malformed ");
+    say(what);
+    say("\n");
+    leave(125);
 }
 
 static void apply_credentials(const char *spec) {
@@ -143,10 +176,7 @@ static void apply_credentials(const char *spec) {
         p++;
     }
     long mask = (count != -1 && *p++ == ':') ? field(&p, 8) : -1;
-    if (uid == -1 || gid == -1 || count == -1 || mask == -1 || mask > 0777 || *p != '\0') {
-        say("bellwether-exec: malformed credentials\n");
-        leave(125);
-    }
+    if (uid == -1 || gid == -1 || count == -1 || mask == -1 || mask > 0777 || *p != '\0') malformed("credentials");
     long error;
     if (count >= 0 && (error = -raw(SYS_SETGROUPS, count, (long)groups, 0, 0)) != 0) refuse("setgroups", error);
     if (gid >= 0 && (error = -raw(SYS_SETRESGID, gid, gid, gid, 0)) != 0) refuse("setresgid", error);
@@ -154,24 +184,19 @@ static void apply_credentials(const char *spec) {
     if (mask >= 0) raw(SYS_UMASK, mask, 0, 0, 0);
 }
 
-__attribute__((noreturn, used)) void shim_main(long *stack) {
-    long argc = stack[0];
-    char **argv = (char **)(stack + 1);
-    char **envp = argv + argc + 1;
-    if (argc < 5) {
-        say("bellwether-exec: usage: bellwether-exec MASTER_PID CREDENTIALS PATH ARGV0 [ARG...]\n");
-        leave(125);
-    }
-    const char *digits = argv[1];
-    long master = number(&digits, 10);
-    if (master <= 0 || *digits != '\0') leave(125);
-    apply_credentials(argv[2]);
+// Becomes the app: death signal, default signals, LISTEN_PID and
+// WATCHDOG_PID, execve. `parent` must still be our parent after the death
+// signal is set, or it would never come.
+static __attribute__((noreturn)) void become_app(long parent, char **argv, char **envp) {
     if (raw(SYS_PRCTL, PR_SET_PDEATHSIG_, SIGKILL_, 0, 0) != 0) leave(125);
-    if (raw(SYS_GETPPID, 0, 0, 0, 0) != master) leave(125);  // the master is already gone
+    if (raw(SYS_GETPPID, 0, 0, 0, 0) != parent) leave(125);  // already gone
 
     // struct kernel_sigaction {handler, flags, restorer, mask}: all zero = SIG_DFL.
+    // glibc's posix_spawn leaves its two internal signals ignored.
     volatile unsigned long dfl[4] = {0, 0, 0, 0};
     for (long sig = 32; sig <= 33; sig++) raw(SYS_RT_SIGACTION, sig, (long)dfl, 0, 8);
+    unsigned long empty = 0;
+    raw(SYS_RT_SIGPROCMASK, SIG_SETMASK_, (long)&empty, 0, 8);
 
     // systemd's convention: LISTEN_PID and WATCHDOG_PID name the process the
     // sockets and the watchdog are for, which is this one once it executes
@@ -179,13 +204,13 @@ __attribute__((noreturn, used)) void shim_main(long *stack) {
     static char listen_pid[40], watchdog_pid[40];
     long self = raw(SYS_GETPID, 0, 0, 0, 0);
     for (char **entry = envp; *entry; entry++) {
-        if (starts_with(*entry, "LISTEN_PID=")) *entry = with_pid(listen_pid, "LISTEN_PID=", self);
-        else if (starts_with(*entry, "WATCHDOG_PID=")) *entry = with_pid(watchdog_pid, "WATCHDOG_PID=", self);
+        if (starts_with(*entry, "LISTEN_PID=")) *entry = with_number(listen_pid, "LISTEN_PID=", self);
+        else if (starts_with(*entry, "WATCHDOG_PID=")) *entry = with_number(watchdog_pid, "WATCHDOG_PID=", self);
     }
 
-    long error = -raw(SYS_EXECVE, (long)argv[3], (long)(argv + 4), (long)envp, 0);
+    long error = -raw(SYS_EXECVE, (long)argv[0], (long)(argv + 1), (long)envp, 0);
     say("bellwether-exec: ");
-    say(argv[3]);
+    say(argv[0]);
     say(error == ENOENT_ ? ": No such file or directory\n"
         : error == EACCES_ ? ": Permission denied\n"
         : error == ENOEXEC_ ? ": Exec format error\n"
@@ -193,7 +218,224 @@ __attribute__((noreturn, used)) void shim_main(long *stack) {
     leave(error == ENOENT_ ? 127 : 126);
 }
 
-#else  // A portable version with libc.
+// --- the guard -----------------------------------------------------------
+
+static long self_pid, master_pid;
+
+static long long now_ns(void) {
+    long spec[2] = {0, 0};
+    raw(SYS_CLOCK_GETTIME, CLOCK_MONOTONIC_, (long)spec, 0, 0);
+    return (long long)spec[0] * 1000000000LL + spec[1];
+}
+
+// Every process below the guard, from one pass over /proc: (pid, ppid)
+// pairs, then the descendants of self_pid by fixed point. A process forked
+// meanwhile is caught by a later sweep: once its parent dies it is ours.
+enum { MAX_SCANNED = 16384 };
+static int scanned_pid[MAX_SCANNED], scanned_parent[MAX_SCANNED], below[MAX_SCANNED];
+
+static long read_parent(const char *name) {
+    char path[64], text[512];
+    char *out = path;
+    for (const char *in = "/proc/"; *in; in++) *out++ = *in;
+    for (const char *in = name; *in && out < path + 40; in++) *out++ = *in;
+    for (const char *in = "/stat"; *in; in++) *out++ = *in;
+    *out = '\0';
+    long fd = raw(SYS_OPENAT, AT_FDCWD_, (long)path, O_CLOEXEC_, 0);
+    if (fd < 0) return -1;
+    long got = raw(SYS_READ, fd, (long)text, sizeof text - 1, 0);
+    raw(SYS_CLOSE, fd, 0, 0, 0);
+    if (got <= 0) return -1;
+    text[got] = '\0';
+    // "pid (comm) S ppid ...": comm may hold ')' and spaces; take the last ')'.
+    char *close = 0;
+    for (char *p = text; *p; p++) if (*p == ')') close = p;
+    if (close == 0 || close[1] != ' ' || close[2] == '\0' || close[3] != ' ') return -1;
+    const char *cursor = close + 4;
+    return number(&cursor, 10);
+}
+
+static int descendants(void) {
+    static char entries[4096];
+    long directory = raw(SYS_OPENAT, AT_FDCWD_, (long)"/proc", O_CLOEXEC_, 0);
+    if (directory < 0) return 0;
+    int count = 0;
+    for (;;) {
+        long got = raw(SYS_GETDENTS64, directory, (long)entries, sizeof entries, 0);
+        if (got <= 0) break;
+        for (long offset = 0; offset < got;) {
+            // struct linux_dirent64 {u64 ino; s64 off; u16 reclen; u8 type; char name[];}
+            const char *entry = entries + offset;
+            unsigned short size = *(const unsigned short *)(entry + 16);
+            const char *name = entry + 19, *cursor = name;
+            long pid = number(&cursor, 10);
+            if (pid > 0 && *cursor == '\0' && pid != self_pid && count < MAX_SCANNED) {
+                long parent = read_parent(name);
+                if (parent > 0) {
+                    scanned_pid[count] = (int)pid;
+                    scanned_parent[count++] = (int)parent;
+                }
+            }
+            offset += size;
+        }
+    }
+    raw(SYS_CLOSE, directory, 0, 0, 0);
+    int found = 0;
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (int i = 0; i < count; i++) {
+            if (scanned_pid[i] == 0) continue;
+            int ours = scanned_parent[i] == self_pid;
+            for (int j = 0; j < found && !ours; j++) ours = scanned_parent[i] == below[j];
+            if (!ours) continue;
+            below[found++] = scanned_pid[i];
+            scanned_pid[i] = 0;
+            changed = 1;
+        }
+    }
+    return found;
+}
+
+static void signal_tree(int sig) {
+    int found = descendants();
+    for (int i = 0; i < found; i++) raw(SYS_KILL, below[i], sig, 0, 0);
+}
+
+// Exits the way the app did: its exit status, or its signal (without a
+// core dump of our own).
+static __attribute__((noreturn)) void exit_like(int status) {
+    int sig = status & 0x7f;
+    if (sig == 0) leave((status >> 8) & 0xff);
+    long no_core[2] = {0, 0};
+    raw(SYS_PRLIMIT64, 0, RLIMIT_CORE_, (long)no_core, 0);
+    volatile unsigned long dfl[4] = {0, 0, 0, 0};
+    raw(SYS_RT_SIGACTION, sig, (long)dfl, 0, 8);
+    unsigned long empty = 0;
+    raw(SYS_RT_SIGPROCMASK, SIG_SETMASK_, (long)&empty, 0, 8);
+    raw(SYS_KILL, self_pid, sig, 0, 0);
+    leave(128 + sig);
+}
+
+// RUNNING: the app runs. DRAINING: TERM was sent to the tree (the app is
+// gone, the master is gone or a deadline passed); SIGKILL at `kill_at`.
+// KILLING: SIGKILL to the tree, again every 100 ms until none is left.
+enum Phase { RUNNING, DRAINING, KILLING };
+
+static enum Phase phase = RUNNING;
+static long long kill_at = -1, grace;
+
+static void drain(void) {
+    if (phase != RUNNING) return;
+    phase = DRAINING;
+    kill_at = now_ns() + grace;
+    signal_tree(SIGTERM_);
+}
+
+static __attribute__((noreturn)) void guard(const char *spec, char **argv, char **envp) {
+    const char *p = spec;
+    long link = number(&p, 10);
+    long grace_ms = (*p++ == ':') ? number(&p, 10) : -1;
+    long token = (grace_ms >= 0 && *p++ == ':') ? field(&p, 10) : -1;
+    if (link < 0 || grace_ms < 0 || token == -1 || *p != '\0') malformed("guard");
+    grace = (long long)grace_ms * 1000000LL;
+
+    self_pid = raw(SYS_GETPID, 0, 0, 0, 0);
+    // The app must never hold the master's link or the scheduler token.
+    if (raw(SYS_FCNTL, link, F_SETFD_, FD_CLOEXEC_, 0) != 0) malformed("guard: no link descriptor");
+    if (token >= 0 && raw(SYS_FCNTL, token, F_SETFD_, FD_CLOEXEC_, 0) != 0) malformed("guard: no token descriptor");
+    raw(SYS_FCNTL, link, F_SETFL_, O_NONBLOCK_, 0);
+    if (raw(SYS_PRCTL, PR_SET_CHILD_SUBREAPER_, 1, 0, 0) != 0) leave(125);
+    unsigned long all = ~0UL;
+    raw(SYS_RT_SIGPROCMASK, SIG_BLOCK_, (long)&all, 0, 8);
+    long signals = raw(SYS_SIGNALFD4, -1, (long)&all, 8, O_CLOEXEC_ | O_NONBLOCK_);
+    if (signals < 0) leave(125);
+
+    long app = raw(SYS_CLONE, SIGCHLD_, 0, 0, 0);
+    if (app == 0) become_app(self_pid, argv, envp);
+    if (app < 0) {
+        say("bellwether-exec: cannot fork the app\n");
+        leave(125);
+    }
+
+    int app_status = -1;  // the app's wait status, once reaped
+    long long deadline = -1;
+    for (;;) {
+        long long now = now_ns();
+        if (phase == RUNNING && deadline >= 0 && now >= deadline) {
+            char note[96];
+            say(with_number(note, "bellwether-exec: renew deadline passed; stopping the scheduler, pid ", app));
+            say("\n");
+            drain();
+        }
+        if (phase == DRAINING && now >= kill_at) phase = KILLING;
+        if (phase == KILLING && now >= kill_at) {
+            signal_tree(SIGKILL_);
+            kill_at = now + 100000000LL;  // what a dying process forked is ours now
+        }
+
+        long long next = phase != RUNNING ? kill_at : deadline;
+        long wait[2] = {0, 0};
+        if (next >= 0 && next > now) {
+            wait[0] = (long)((next - now) / 1000000000LL);
+            wait[1] = (long)((next - now) % 1000000000LL);
+        }
+        struct { int fd; short events, revents; } fds[2] = {{(int)signals, POLLIN_, 0}, {(int)link, POLLIN_, 0}};
+        long ready = raw(SYS_PPOLL, (long)fds, link >= 0 ? 2 : 1, next >= 0 ? (long)wait : 0, 0);
+        if (ready < 0 && ready != -EINTR_) leave(125);
+
+        if (link >= 0 && fds[1].revents) {
+            long long value;
+            long got;
+            while ((got = raw(SYS_READ, link, (long)&value, sizeof value, 0)) == (long)sizeof value) deadline = value;
+            if (got == 0 || (got < 0 && got != -EAGAIN_ && got != -EINTR_)) {  // the master is gone
+                raw(SYS_CLOSE, link, 0, 0, 0);
+                link = -1;
+                drain();
+            }
+        }
+        // struct signalfd_siginfo: signo @0, code @8, pid @12, int @44; 128 bytes.
+        int info[32];
+        int reap = 0;
+        while (raw(SYS_READ, signals, (long)info, sizeof info, 0) == (long)sizeof info) {
+            int sig = info[0], code = info[2], sender = info[3], value = info[11];
+            if (sig == SIGCHLD_) reap = 1;
+            else if (sig == SIGTERM_ && code == SI_QUEUE_ && sender == master_pid && value == BW_KILL_TREE) {
+                if (phase != KILLING) kill_at = now_ns();
+                phase = KILLING;
+            } else if (!(sig == SIGPIPE_ && code > 0) && app_status < 0) {
+                raw(SYS_KILL, app, sig, 0, 0);  // not our own write to a closed stderr
+            }
+        }
+        if (!reap) continue;
+        long reaped;
+        int status = 0;
+        while ((reaped = raw(SYS_WAIT4, -1, (long)&status, WNOHANG_ | WALL_, 0)) > 0) {
+            if (reaped == app) app_status = status;
+        }
+        if (app_status < 0) continue;
+        if (reaped == -ECHILD_) exit_like(app_status);  // nothing of the tree is left
+        drain();
+    }
+}
+
+__attribute__((noreturn, used)) void shim_main(long *stack) {
+    long argc = stack[0];
+    char **argv = (char **)(stack + 1);
+    char **envp = argv + argc + 1;
+    if (argc < 6) {
+        say("bellwether-exec: usage: bellwether-exec MASTER_PID CREDENTIALS GUARD PATH ARGV0 [ARG...]\n");
+        leave(125);
+    }
+    const char *digits = argv[1];
+    master_pid = number(&digits, 10);
+    if (master_pid <= 0 || *digits != '\0') leave(125);
+    apply_credentials(argv[2]);
+    // argv + 4: PATH, ARGV0, ARG...
+    if (argv[3][0] == '-' && argv[3][1] == '\0') become_app(master_pid, argv + 4, envp);
+    guard(argv[3], argv + 4, envp);
+}
+
+#else  // A portable version with libc: a plain exec shim, GUARD ignored.
 
 #include <errno.h>
 #include <grp.h>
@@ -252,8 +494,8 @@ static int apply_credentials(char *spec) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 5) {
-        fputs("bellwether-exec: usage: bellwether-exec MASTER_PID CREDENTIALS PATH ARGV0 [ARG...]\n", stderr);
+    if (argc < 6) {
+        fputs("bellwether-exec: usage: bellwether-exec MASTER_PID CREDENTIALS GUARD PATH ARGV0 [ARG...]\n", stderr);
         return 125;
     }
     char *end = NULL;
@@ -269,9 +511,9 @@ int main(int argc, char **argv) {
     snprintf(pid, sizeof pid, "%d", (int)getpid());
     if (getenv("LISTEN_PID")) setenv("LISTEN_PID", pid, 1);
     if (getenv("WATCHDOG_PID")) setenv("WATCHDOG_PID", pid, 1);
-    execve(argv[3], argv + 4, environ);
+    execve(argv[4], argv + 5, environ);
     int error = errno;
-    fprintf(stderr, "bellwether-exec: %s: %s\n", argv[3], strerror(error));
+    fprintf(stderr, "bellwether-exec: %s: %s\n", argv[4], strerror(error));
     return error == ENOENT ? 127 : 126;
 }
 

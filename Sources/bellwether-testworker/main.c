@@ -8,10 +8,15 @@
 // can check that fences never go down across schedulers.
 //
 //   bellwether-testworker [--record DIR] [--oracle FILE] [--role-env NAME]
-//                         [--ignore-term] [--straggler] [--exit-after MS] [--stamp FILE]
+//                         [--ignore-term] [--straggler] [--tree] [--exit-after MS] [--stamp FILE]
 //                         [--serve] [--boot-ms MS] [--notify] [--watchdog-once] [--tick-ms MS]
 //   bellwether-testworker --client HOST:PORT|unix:PATH --seconds S
 //
+// --tree starts what real servers start: a forked child (as multiprocessing
+// does) and a double-forked setsid daemon, both holding the oracle lock when
+// this worker is the scheduler (the worker itself lets its own descriptor
+// go), both ignoring TERM with --ignore-term, and writes their pids to
+// DIR/PID.tree as "child PID" and "daemon PID".
 // --serve answers HTTP requests on every LISTEN_FDS socket, one at a time,
 // with "pid=… role=… slot=… generation=…", and on TERM finishes the request
 // in hand and exits 0. --boot-ms delays serving; --notify sends READY=1 once
@@ -29,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/wait.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <netinet/in.h>
@@ -115,6 +121,30 @@ static void record(const char *dir, const char *role) {
     for (char **env = environ; *env != NULL; env++) fprintf(out, "env.%s\n", *env);
     fclose(out);
     rename(tmp, final);
+}
+
+// Forks a process that only waits (the oracle lock, if held, goes with it);
+// with `detach`, a double-forked setsid daemon instead. Returns its pid.
+static pid_t start_descendant(int detach, int ignore_term) {
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) != 0) return -1;
+    pid_t child = fork();
+    if (child == 0) {
+        if (ignore_term) signal(SIGTERM, SIG_IGN);
+        if (detach) {
+            setsid();
+            if (fork() != 0) _exit(0);
+        }
+        pid_t self = getpid();
+        (void)!write(pipefd[1], &self, sizeof self);
+        for (;;) pause();
+    }
+    close(pipefd[1]);
+    pid_t found = -1;
+    if (child < 0 || read(pipefd[0], &found, sizeof found) != (ssize_t)sizeof found) found = -1;
+    close(pipefd[0]);
+    if (detach && child > 0) waitpid(child, NULL, 0);
+    return found;
 }
 
 static char usr1_log[4096];
@@ -280,7 +310,7 @@ int main(int argc, char **argv) {
     struct timespec started;
     clock_gettime(CLOCK_MONOTONIC, &started);
     const char *record_dir = NULL, *oracle = NULL, *role_env = "WORKER_ROLE", *client_target = NULL;
-    int ignore_term = 0, straggler = 0, serving = 0, ready_notify = 0, watchdog_once = 0;
+    int ignore_term = 0, straggler = 0, tree = 0, serving = 0, ready_notify = 0, watchdog_once = 0;
     long boot_ms = 0, tick_ms = 0;
     double client_seconds = 1;
     long exit_after = -1;
@@ -306,6 +336,7 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--client") == 0 && i + 1 < argc) client_target = argv[++i];
         else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) client_seconds = atof(argv[++i]);
         else if (strcmp(argv[i], "--straggler") == 0) straggler = 1;
+        else if (strcmp(argv[i], "--tree") == 0) tree = 1;
         else { fprintf(stderr, "testworker: unknown argument %s\n", argv[i]); return 2; }
     }
     if (client_target != NULL) return client(client_target, client_seconds);
@@ -317,10 +348,11 @@ int main(int argc, char **argv) {
     const char *role = getenv(role_env);
     int scheduler = role != NULL && strcmp(role, "scheduler") == 0;
 
+    int oracle_fd = -1;
     if (scheduler && oracle != NULL) {
         // Deliberately not CLOEXEC-free and not closed: the lock lives as long
         // as this process and any child it forks, like a real app's job state.
-        int fd = open(oracle, O_RDWR | O_CREAT, 0644);
+        int fd = oracle_fd = open(oracle, O_RDWR | O_CREAT, 0644);
         if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
             char line[256], failures[4096];
             snprintf(line, sizeof line, "OVERLAP pid=%d id=%s generation=%s\n", (int)getpid(),
@@ -345,6 +377,16 @@ int main(int argc, char **argv) {
             char path[4096], line[64];
             snprintf(path, sizeof path, "%s/%d.straggler", record_dir, (int)getpid());
             snprintf(line, sizeof line, "%d\n", (int)child);
+            append_line(path, line);
+        }
+    }
+    if (tree) {
+        pid_t child = start_descendant(0, ignore_term), daemon = start_descendant(1, ignore_term);
+        if (oracle_fd >= 0) close(oracle_fd);  // held by the descendants only
+        if (record_dir != NULL) {
+            char path[4096], line[64];
+            snprintf(path, sizeof path, "%s/%d.tree", record_dir, (int)getpid());
+            snprintf(line, sizeof line, "child %d\ndaemon %d\n", (int)child, (int)daemon);
             append_line(path, line);
         }
     }

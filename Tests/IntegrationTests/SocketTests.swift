@@ -44,8 +44,8 @@ struct SocketTests {
             #expect(record.env["LISTEN_PID"] == String(record.pid))
             #expect(record.env["LISTEN_FDNAMES"] == "bind:bind:bind")
             #expect(record.env["NOTIFY_SOCKET"]?.hasPrefix("@") == true, "an abstract, kernel-chosen name")
-            let expected = record.isScheduler ? [0, 1, 2, 3, 4, 5, 6, 7] : [0, 1, 2, 3, 4, 5]
-            #expect(record.fds == expected, "sockets at 3, 4 and 5, then the token and the oracle")
+            let expected = record.isScheduler ? [0, 1, 2, 3, 4, 5, 6] : [0, 1, 2, 3, 4, 5]
+            #expect(record.fds == expected, "sockets at 3, 4 and 5, then (the scheduler's) oracle; the guard keeps the token")
         }
         #expect(supervisor.stop() == 0)
         #expect(!FileManager.default.fileExists(atPath: unixPath), "the socket file we created is removed")

@@ -20,11 +20,12 @@ struct SupervisionTests {
             #expect(record.stdin == "/dev/null")
             #expect(record.values["SigBlk"] == "0000000000000000", "signal mask of \(record.pid)")
             #expect(record.values["SigIgn"] == "0000000000000000", "ignored signals of \(record.pid)")
-            #expect(record.values["pgid"] == String(record.pid), "each worker leads its own process group")
-            #expect(record.values["ppid"] == String(supervisor.pid))
-            // Workers see only 0-2. The scheduler also holds the token at 3,
-            // and the oracle descriptor the test worker opened itself.
-            #expect(record.fds == (record.isScheduler ? [0, 1, 2, 3, 4] : [0, 1, 2]), "fds of \(record.pid)")
+            // Each worker's guard leads its process group, the app in it, and is the master's child.
+            #expect(record.values["pgid"] == record.values["ppid"], "the app is in its guard's process group")
+            #expect(ProcStat(pid: record.guardPID)?.parent == supervisor.pid)
+            // Workers see only 0-2: the guard keeps the token and the master's
+            // link. The scheduler has the oracle descriptor it opened itself.
+            #expect(record.fds == (record.isScheduler ? [0, 1, 2, 3] : [0, 1, 2]), "fds of \(record.pid)")
             #expect(record.env.keys.allSatisfy { !$0.hasPrefix("BELLWETHER_") })
         }
         #expect(supervisor.stop() == 0)

@@ -75,7 +75,7 @@ extension SupervisorCore {
             workers[index].killed = true
             actions.append(.killGroup(pid: pid))
             actions.append(.log(LogRecord(.warning, "kill", "worker \(workers[index].slot) (pid \(pid)) "
-                + "did not exit in time; sent SIGKILL to its process group", Self.fields(workers[index]))))
+                + "did not exit in time; sent SIGKILL to its process tree", Self.fields(workers[index]))))
         }
     }
 

@@ -20,6 +20,9 @@ final class Master {
     private let pidfile: Pidfile?
     private let listeners: Listeners
     private let notifySocket: WorkerNotifySocket
+    /// A pipe whose write end only the master holds: every guard gets the
+    /// read end, and its end of file tells them the master is gone.
+    private let link: (read: Int32, write: Int32)
     private let systemd: SystemdNotifier
     private var nextWatchdogPing: Instant?
     /// The launch of every generation still running or to fall back to.
@@ -63,6 +66,10 @@ final class Master {
             signals = try SignalSource()
             notifySocket = try WorkerNotifySocket()
         } catch { throw .system(call: error.call, errno: error.errno) }
+        var ends: [Int32] = [-1, -1]
+        let linkError = bw_pipe_cloexec(&ends, 0)
+        guard linkError == 0 else { throw .system(call: "pipe", errno: -linkError) }
+        link = (ends[0], ends[1])
         systemd = SystemdNotifier(environment: Bellwether.dictionary(environment))
 
         spawner = Spawner(masterPID: getpid())
@@ -251,13 +258,33 @@ final class Master {
     }
 
     private func reap() {
+        var reaped = false
         while let (pid, status) = Sys.reapOne() {
-            // Unknown pids are orphans adopted as subreaper: reaping them is all.
+            reaped = true
             if let ref = refs.removeValue(forKey: pid) {
                 bootPriority.forget(pid)
                 lease?.closeGuardPipe(for: ref)
                 queue.append(.exited(ref, status))
             }
+        }
+        if reaped { killStrays() }
+    }
+
+    /// The master's children that are no worker's guard: what is left of a
+    /// tree whose guard was itself killed outright, reparented to the master
+    /// (a child subreaper). Each guard keeps its own tree, so normally none.
+    private func strays() -> [Int32] { Sys.children().filter { refs[$0] == nil } }
+
+    /// SIGKILL to every stray and its process group. Its own children come
+    /// to the master when it dies, and go the same way at that reap.
+    private func killStrays() {
+        let own = getpgrp()
+        for pid in strays() {
+            logger.write(LogRecord(.warning, "stray", "pid \(pid) was left behind by a worker whose guard died; "
+                + "sent SIGKILL to it and its process group", [.init("pid", .int(Int(pid)))]))
+            Sys.send(.kill, to: pid)
+            let group = getpgid(pid)
+            if group > 0 && group != own { Sys.send(.kill, to: -group) }
         }
     }
 
@@ -308,14 +335,17 @@ final class Master {
             }
             if handsToken { listeners.openScheduler() }  // retried at every scheduler start
             let sockets = listeners.passed(toScheduler: handsToken)
-            var guardPipe: (fd: Int32, grace: Duration)?
+            // A lease scheduler's guard hears renew deadlines on a link of its own.
+            var guardLink = link.read
+            var grace = core.plan.gracefulTimeout
             if handsToken, let lease {
                 guard let grant, let fd = lease.openGuardPipe(for: order.ref) else {
                     queue.append(.spawnFailed(order.ref, reason: grant == nil ? "lease not granted"
                         : "cannot create the guard's pipe: \(describe(errno))"))
                     return
                 }
-                guardPipe = (fd, lease.timings.grace)
+                guardLink = fd
+                grace = lease.timings.grace
                 extra += ["WORKER_FENCING_TOKEN=\(grant.fence)", "WORKER_LEASE_HOLDER=\(grant.holder)"]
             }
             if let error = addressLayout.prepare(randomize: launch.randomizeLayout) {
@@ -323,8 +353,8 @@ final class Master {
                     + "(\(describe(error))); workers start with the inherited one"))
             }
             let result = spawner.spawn(order, launch: launch, sockets: sockets, token: handsToken ? token.fd : nil,
-                                       guardPipe: guardPipe, extraEnvironment: extra)
-            if let guardPipe { Sys.closeFile(guardPipe.fd) }
+                                       link: guardLink, grace: grace, extraEnvironment: extra)
+            if guardLink != link.read { Sys.closeFile(guardLink) }
             switch result {
             case .success(let pid):
                 refs[pid] = order.ref
@@ -338,14 +368,18 @@ final class Master {
         case .signal(let pid, let signal):
             Sys.send(signal, to: pid)
         case .killGroup(let pid):
-            Sys.send(.kill, to: -pid)
+            // A guard not yet reaped kills its tree; after its reap, only
+            // what may be left of its process group.
+            if refs[pid] != nil { _ = bw_kill_tree(pid) } else { Sys.send(.kill, to: -pid) }
         case .foreground(let pid):
             if let error = bootPriority.restore(pid) {
                 logger.write(LogRecord(.warning, "reload_nice", "cannot give worker pid \(pid) its priority back "
                     + "(\(describe(error))); --reload-nice is off from now on"))
             }
         case .acquireToken:
-            let answer = token.acquire(logger: logger)
+            // A stray of a dead tree may hold what the scheduler's tree held.
+            let left = strays()
+            let answer = left.isEmpty ? token.acquire(logger: logger) : .busy(holder: left.first)
             // The scheduler socket is bound only while this master designates
             // the scheduler: a balancer's retry then finds the holder.
             // A busy token lets the socket go only once another holder is

@@ -5,20 +5,20 @@ import Darwin
 #endif
 import CBellwether
 
-/// Spawns workers through the exec shim: posix_spawn (never fork) of
-/// `bellwether-exec MASTER_PID CREDENTIALS APP ARGV...` in a new process group, with an
-/// empty signal mask, default dispositions and stdin on /dev/null; the
-/// listening sockets at fds 3, 4, … and, for the scheduler, the token after them.
+/// Spawns workers: posix_spawn (never fork) of `bellwether-exec MASTER_PID
+/// CREDENTIALS GUARD APP ARGV...` in a new process group, with an empty
+/// signal mask, default dispositions and stdin on /dev/null; the listening
+/// sockets at fds 3, 4, …, then, for the scheduler, the token, then the
+/// master link. `bellwether-exec` stays on as the worker's guard: it forks the
+/// app, keeps the token and the link to itself, and exits only once the
+/// app's whole process tree is gone (Sources/bellwether-exec/main.c).
 struct Spawner {
     let shim: String
     let masterPID: Int32
-    /// Our own executable, which runs as the lease guard.
-    let executable: String
 
     init(masterPID: Int32) {
         let own = Self.ownExecutable()
         let directory = own.lastIndex(of: "/").map { String(own[..<$0]) } ?? "."
-        executable = own
         shim = directory + "/bellwether-exec"
         self.masterPID = masterPID
     }
@@ -33,23 +33,22 @@ struct Spawner {
     }
 
     /// `sockets` go to descriptors 3, 4, … (LISTEN_FDS), the token after them.
-    /// LISTEN_PID and WATCHDOG_PID are placeholders that the shim sets to the
-    /// worker's own pid.
-    /// With `guardPipe`, the worker is the lease guard (our own executable as
-    /// `bellwether-guard`), which runs the app through the shim in turn and
-    /// reads renew deadlines from the pipe, placed after the token.
+    /// LISTEN_PID and WATCHDOG_PID are placeholders that the guard sets to the
+    /// app's own pid. `link` is the read end of a pipe only the master writes
+    /// to: its end of file tells the guard that the master is gone (a lease
+    /// scheduler's link also carries renew deadlines). `grace`: how long the
+    /// guard gives the rest of the tree between TERM and SIGKILL.
     func spawn(_ order: SpawnOrder, launch: Launch, sockets: [(fd: Int32, name: String)], token: Int32?,
-               guardPipe: (fd: Int32, grace: Duration)? = nil,
-               extraEnvironment: [String]) -> Result<Int32, SystemCallError> {
-        var inherit: [Int32] = sockets.map(\.fd) + (token.map { [$0] } ?? [])
-        var arguments = [shim, String(masterPID), launch.credentials.shimArgument]
-        if let guardPipe {
-            // The guard runs with the workers' credentials already; its shim changes nothing.
-            arguments += [executable, "bellwether-guard", String(3 + inherit.count),
-                          String(guardPipe.grace.nanoseconds / 1_000_000), shim, "-"]
-            inherit.append(guardPipe.fd)
+               link: Int32, grace: Duration, extraEnvironment: [String]) -> Result<Int32, SystemCallError> {
+        var inherit: [Int32] = sockets.map(\.fd)
+        let tokenSlot = token.map { fd -> String in
+            inherit.append(fd)
+            return String(2 + inherit.count)
         }
-        arguments += [launch.executable] + launch.arguments
+        inherit.append(link)
+        let guardSpec = "\(2 + inherit.count):\(max(grace.nanoseconds, 0) / 1_000_000):\(tokenSlot ?? "-")"
+        let arguments = [shim, String(masterPID), launch.credentials.shimArgument, guardSpec, launch.executable]
+            + launch.arguments
         var environment = launch.environment + extraEnvironment + [
             "WORKERS_COUNT=\(order.workersCount)", "WORKER_ID=\(order.slot)",
             "WORKER_GENERATION=\(order.generation)", "\(launch.roleVariable)=\(order.role.rawValue)",

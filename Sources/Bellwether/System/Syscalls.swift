@@ -74,6 +74,30 @@ enum Sys {
         }
     }
 
+    /// This process's children, zombies included: from the kernel's list
+    /// (/proc/PID/task/PID/children) or, where it has none, a scan of /proc.
+    static func children() -> [Int32] {
+        #if os(Linux)
+        let own = getpid()
+        if let list = try? readFile("/proc/\(own)/task/\(own)/children") {
+            return list.split(separator: UInt8(ascii: " ")).compactMap { Int32(String(decoding: $0, as: UTF8.self)) }
+        }
+        guard let processes = opendir("/proc") else { return [] }
+        defer { closedir(processes) }
+        var found: [Int32] = []
+        while let entry = readdir(processes) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard let pid = Int32(name), let stat = try? readFile("/proc/\(pid)/stat", limit: 4096),
+                  let close = stat.lastIndex(of: UInt8(ascii: ")")) else { continue }
+            let fields = stat[(close + 1)...].split(separator: UInt8(ascii: " "))
+            if fields.count > 1, Int32(String(decoding: fields[1], as: UTF8.self)) == own { found.append(pid) }
+        }
+        return found
+        #else
+        return []
+        #endif
+    }
+
     static func decode(_ status: Int32) -> ExitStatus {
         if bw_wifsignaled(status) != 0 {
             return .signaled(Signal(rawValue: bw_wtermsig(status)), coreDumped: bw_wcoredump(status) != 0)

@@ -26,8 +26,10 @@ int bw_signal_disposition(int sig, int ignore);
 int bw_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
              const int *inherit, int ninherit, const char *directory);
 
-/// The lease guard's whole program (see guard.c); returns an exit status.
-int bw_guard_main(int argc, char **argv);
+/// Asks a worker's guard (bellwether-exec) to SIGKILL its whole process
+/// tree at once: SIGTERM queued with the value the guard looks for. Linux;
+/// elsewhere SIGKILL to the process group `guard` leads. 0 or errno.
+int bw_kill_tree(pid_t guard);
 
 /// A pipe with both ends close-on-exec; the write end non-blocking if
 /// `nonblocking_write`. Returns 0 or -errno.

@@ -19,9 +19,11 @@ public struct ExitCode: RawRepresentable, Hashable, Sendable {
     public static let permission = ExitCode(rawValue: 77)
     /// The config file cannot be read or has a bad line (EX_CONFIG).
     public static let config = ExitCode(rawValue: 78)
-    /// COMMAND was found but cannot be executed.
+    /// COMMAND was found but cannot be executed, by the workers' user if
+    /// --user is given, or that user cannot enter --chdir.
     public static let notExecutable = ExitCode(rawValue: 126)
-    /// COMMAND was not found in the workers' PATH.
+    /// COMMAND was not found in the workers' PATH, in a directory the
+    /// workers' user may search.
     public static let commandNotFound = ExitCode(rawValue: 127)
 }
 
@@ -66,6 +68,11 @@ public enum BellwetherError: Error, Hashable, Sendable {
     case directoryUnusable(SettingSource, path: String, errno: Int32)
     case commandNotFound(String)
     case notExecutable(String, reason: String)
+    /// --user: found, but that user may not execute it or enter --chdir,
+    /// or (not found) may not reach where it is.
+    case userCannotExecute(String, user: String, WorkerAccess.Denial)
+    case userCannotEnter(SettingSource, path: String, user: String, WorkerAccess.Denial)
+    case commandOutOfReach(String, user: String, path: String, WorkerAccess.Denial)
     case leaseTimings(String)
     case leaseRejected(String)
     case pidfileBusy(path: String, pid: Int32)
@@ -85,8 +92,8 @@ public enum BellwetherError: Error, Hashable, Sendable {
              .reservedVariable, .unknownTimezone, .directoryUnusable, .leaseTimings:
             .usage
         case .configUnreadable, .configSyntax, .configUnknownKey, .configKeyNotAllowed: .config
-        case .commandNotFound: .commandNotFound
-        case .notExecutable: .notExecutable
+        case .commandNotFound, .commandOutOfReach: .commandNotFound
+        case .notExecutable, .userCannotExecute, .userCannotEnter: .notExecutable
         case .pidfileBusy, .unsafePidfile, .cannotCreate, .unsafeDirectory, .controlSocketBusy: .cannotCreate
         case .system, .shimMissing: .system
         case .cannotBind: .unavailable
@@ -129,6 +136,13 @@ public enum BellwetherError: Error, Hashable, Sendable {
                 + (ControlClient.verbs.contains(name) ? " (to ask a running master, put \(name) first: bellwether \(name) -p PIDFILE)" : "")
         case .notExecutable(let path, let reason):
             "\(echoed(path)): cannot be executed: \(reason)"
+        case .userCannotExecute(let command, let user, let denial):
+            "\(echoed(command)): user \(echoed(user)) cannot execute it (\(explained(denial)))"
+        case .userCannotEnter(let source, let path, let user, let denial):
+            "\(source): \(echoed(path)): user \(echoed(user)) cannot enter it (\(explained(denial)))"
+        case .commandOutOfReach(let command, let user, let path, let denial):
+            "\(echoed(command)): command not found in the workers' PATH for user \(echoed(user)) "
+                + "(\(echoed(path)): \(explained(denial)))"
         case .leaseTimings(let rule):
             "lease timings: \(rule)"
         case .leaseRejected(let reason):
@@ -156,6 +170,21 @@ public enum BellwetherError: Error, Hashable, Sendable {
         case .shimMissing(let path):
             "exec shim \(echoed(path)) is missing or not executable; install bellwether-exec beside bellwether"
         }
+    }
+}
+
+/// What the workers' user may not do: "search permission denied on /root".
+private func explained(_ denial: WorkerAccess.Denial) -> String {
+    switch denial {
+    case .denied(let permission, let path):
+        let name = switch permission {
+        case .search: "search"
+        case .read: "read"
+        case .execute: "execute"
+        }
+        return "\(name) permission denied on \(echoed(path))"
+    case .interpreter(let path, let denial):
+        return "its interpreter \(echoed(path)): \(explained(denial))"
     }
 }
 

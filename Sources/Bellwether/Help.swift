@@ -66,8 +66,8 @@ enum Help {
             "       without root; a command: the control socket is another user's or open to others, or",
             "       the master refused this user",
             "  78   config file unreadable or malformed",
-            "  126  COMMAND cannot be executed",
-            "  127  COMMAND not found in the workers' PATH",
+            "  126  COMMAND cannot be executed (with --user: by that user), or --user cannot enter --chdir",
+            "  127  COMMAND not found in the workers' PATH (with --user: where that user may search)",
         ]
         return lines.joined(separator: "\n") + "\n"
     }

@@ -18,6 +18,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/signalfd.h>
+#include <sys/xattr.h>
 #endif
 
 #ifdef __linux__
@@ -288,5 +289,14 @@ int bw_address_randomization(void) {
     return current == -1 || !(current & ADDR_NO_RANDOMIZE);
 #else
     return 1;
+#endif
+}
+
+int bw_has_access_acl(const char *path) {
+#ifdef __linux__
+    return getxattr(path, "system.posix_acl_access", NULL, 0) > 0;
+#else
+    (void)path;
+    return 0;
 #endif
 }

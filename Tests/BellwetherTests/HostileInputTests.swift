@@ -68,7 +68,8 @@ struct HostileInputTests {
     /// resolving can find: 64 for a bad flag, value, environment value or
     /// --env entry, a malformed address or lease timings; 78 for a config file
     /// that cannot be read or has a bad line; 126 and 127 for a COMMAND that
-    /// cannot be executed or is not found. Binding, the pidfile, the token and
+    /// cannot be executed (or a --chdir that --user cannot enter) or is not
+    /// found. Binding, the pidfile, the token and
     /// Redis come later; an error of theirs out of `resolve` is itself a bug.
     static func documentedStatus(_ error: BellwetherError) -> Int32? {
         switch error {
@@ -76,8 +77,8 @@ struct HostileInputTests {
              .unknownTimezone, .directoryUnusable, .leaseTimings, .notInherited:
             64
         case .configUnreadable, .configSyntax, .configUnknownKey, .configKeyNotAllowed: 78
-        case .notExecutable: 126
-        case .commandNotFound: 127
+        case .notExecutable, .userCannotExecute, .userCannotEnter: 126
+        case .commandNotFound, .commandOutOfReach: 127
         case .needsRoot: 77  // --user or --group, and this master is not root
         default: nil  // errors of the running master, or a kind this table does not know yet
         }

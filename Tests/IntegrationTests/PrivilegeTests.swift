@@ -124,6 +124,125 @@ struct PrivilegeTests {
             + "running as root (this one runs as uid 65534)\n", "\(result.stderr)")
     }
 
+    /// What the workers' user can reach: `closed` (0700, root's) holds an
+    /// executable script `app` and a directory `open` (0755); `public`
+    /// (0755) holds a world-executable `app`, a script `ownerOnly` (0744) and
+    /// a script `viaClosed` whose interpreter is `closed/app`.
+    struct Reach {
+        let closed: String
+        let open: String
+        let publicDirectory: String
+
+        init() {
+            let root = Harness.scratch("reach")
+            chmod(root, 0o755)
+            closed = root + "/closed"
+            open = closed + "/open"
+            publicDirectory = root + "/public"
+            for (directory, mode) in [(closed, 0o700), (open, 0o755), (publicDirectory, 0o755)] {
+                mkdir(directory, 0o755)
+                chmod(directory, mode_t(mode))
+            }
+            for (path, text, mode) in [(closed + "/app", "#!/bin/sh\n", 0o755),
+                                       (publicDirectory + "/app", "#!/bin/sh\n", 0o755),
+                                       (publicDirectory + "/ownerOnly", "#!/bin/sh\n", 0o744),
+                                       (publicDirectory + "/viaClosed", "#!\(closed)/app\n", 0o755)] {
+                try! text.write(toFile: path, atomically: false, encoding: .utf8)
+                chmod(path, mode_t(mode))
+            }
+        }
+    }
+
+    static let reach = Reach()
+
+    struct ReachCase: CustomTestStringConvertible, Sendable {
+        var name: String
+        var arguments: [String]
+        var path: String? = nil
+        var status: Int32
+        /// The whole of stderr, or for status 0 a line of stdout.
+        var output: String
+        var testDescription: String { name }
+    }
+
+    static let reachCases: [ReachCase] = {
+        let r = reach
+        return [
+            ReachCase(name: "a command under a directory the user cannot search",
+                      arguments: ["--user", "nobody", r.closed + "/app"], status: 126,
+                      output: "bellwether: \(r.closed)/app: user nobody cannot execute it "
+                          + "(search permission denied on \(r.closed))\n"),
+            ReachCase(name: "a command the user has no execute bit on",
+                      arguments: ["--user", "nobody", r.publicDirectory + "/ownerOnly"], status: 126,
+                      output: "bellwether: \(r.publicDirectory)/ownerOnly: user nobody cannot execute it "
+                          + "(execute permission denied on \(r.publicDirectory)/ownerOnly)\n"),
+            ReachCase(name: "a script whose interpreter the user cannot reach",
+                      arguments: ["--user", "nobody", r.publicDirectory + "/viaClosed"], status: 126,
+                      output: "bellwether: \(r.publicDirectory)/viaClosed: user nobody cannot execute it (its "
+                          + "interpreter \(r.closed)/app: search permission denied on \(r.closed))\n"),
+            ReachCase(name: "a --chdir the user cannot enter",
+                      arguments: ["--user", "nobody", "--chdir", r.open, "true"], status: 126,
+                      output: "bellwether: --chdir: \(r.open): user nobody cannot enter it "
+                          + "(search permission denied on \(r.closed))\n"),
+            ReachCase(name: "found only where the user cannot search", arguments: ["--user", "nobody", "app"],
+                      path: r.closed, status: 127,
+                      output: "bellwether: app: command not found in the workers' PATH for user nobody "
+                          + "(\(r.closed)/app: search permission denied on \(r.closed))\n"),
+            ReachCase(name: "a PATH directory the user cannot search is passed over",
+                      arguments: ["--user", "nobody", "app"], path: r.closed + ":" + r.publicDirectory, status: 0,
+                      output: "command = \(r.publicDirectory)/app"),
+            ReachCase(name: "a world-executable command", arguments: ["--user", "nobody", r.publicDirectory + "/app"],
+                      status: 0, output: "command = \(r.publicDirectory)/app"),
+            ReachCase(name: "without --user, root's reach", arguments: [r.closed + "/app"], status: 0,
+                      output: "command = \(r.closed)/app"),
+            ReachCase(name: "--group alone keeps root's uid", arguments: ["--group", "nogroup", r.closed + "/app"],
+                      status: 0, output: "command = \(r.closed)/app"),
+        ]
+    }()
+
+    /// --user: COMMAND, a `#!` script's interpreter and --chdir are checked
+    /// as that user, whom the root master's own access() would not speak for.
+    @Test(arguments: reachCases)
+    func checkConfigJudgesTheCommandAndChdirAsTheUser(_ testCase: ReachCase) {
+        let result = Harness.run([Harness.bellwether, "--check-config"] + testCase.arguments,
+                                 environment: testCase.path.map { ["PATH": $0] } ?? [:])
+        #expect(result.status == testCase.status, "\(result)")
+        if testCase.status == 0 {
+            #expect(result.stdout.split(separator: "\n").contains { $0 == testCase.output }, "\(result.stdout)")
+        } else {
+            #expect(result.stderr == testCase.output)
+        }
+    }
+
+    /// The master refuses at start what its workers could not execute,
+    /// rather than restarting them with status 126 for ever.
+    @Test func aMasterWhoseUserCannotExecuteTheCommandExitsAtOnce() {
+        let directory = Harness.scratch("unreachable")
+        let result = Harness.run([Harness.bellwether, "-w", "1", "--user", "nobody", "--lease",
+                                  "file:" + directory + "/scheduler.lock", Self.reach.closed + "/app"], timeout: 10)
+        #expect(result.status == 126, "\(result)")
+        #expect(result.stderr == "bellwether: \(Self.reach.closed)/app: user nobody cannot execute it "
+            + "(search permission denied on \(Self.reach.closed))\n")
+        #expect(!result.stderr.contains("spawned"))
+    }
+
+    /// A reload to a config the workers' user cannot work with is logged and
+    /// the current configuration kept.
+    @Test func aReloadToAChdirTheUserCannotEnterIsRejected() throws {
+        let directory = Self.sharedScratch("reachreload")
+        let config = directory + "/b.conf"
+        try "workers = 1\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let supervisor = Supervisor(["-c", config, "--user", "nobody"], directory: directory, name: "reachreload")
+        #expect(Harness.wait { supervisor.settled(workers: 1, generation: 0) }, "\(supervisor.logText())")
+        try "workers = 2\nchdir = \(Self.reach.open)\n".write(toFile: config, atomically: true, encoding: .utf8)
+        supervisor.signal(SIGHUP)
+        #expect(Harness.wait(20) { supervisor.settled(workers: 1, generation: 1) }, "\(supervisor.logText())")
+        #expect(supervisor.logText().contains("reload: \(config):2: \(Self.reach.open): user nobody cannot enter it "
+            + "(search permission denied on \(Self.reach.closed)); keeping the current configuration"),
+                "\(supervisor.logText())")
+        #expect(supervisor.stop() == 0)
+    }
+
     /// A master whose user may not start more processes (RLIMIT_NPROC):
     /// posix_spawn fails with EAGAIN, which is logged and retried with
     /// back-off — the master neither stops nor spins — and once the limit is

@@ -90,15 +90,21 @@ public struct Configuration: Hashable, Sendable {
             set("TZ", zone)
         }
 
+        let credentials = try Credentials.resolve(settings)
+        let access = WorkerAccess(credentials)
         var workingDirectory = directory
         if let chdir = settings.chdir {
             workingDirectory = chdir.hasPrefix("/") ? chdir : directory + "/" + chdir
             if let error = Sys.isDirectory(workingDirectory) {
                 throw .directoryUnusable(settings.source("chdir"), path: chdir, errno: error)
             }
+            if let access, let denial = access.denial(workingDirectory, .search) {
+                throw .userCannotEnter(settings.source("chdir"), path: chdir, user: access.user, denial)
+            }
         }
         let path = variables.last { $0.0 == "PATH" }?.1 ?? "/usr/local/bin:/usr/bin:/bin"
-        let executable = try CommandResolver.resolve(settings.command[0], path: path, directory: workingDirectory)
+        let executable = try CommandResolver.resolve(settings.command[0], path: path, directory: workingDirectory,
+                                                     as: access)
 
         var redisLease = settings.redisLease
         if redisLease != nil {
@@ -131,7 +137,7 @@ public struct Configuration: Hashable, Sendable {
         let launch = Launch(executable: executable, arguments: settings.command,
                             environment: variables.map { "\($0.0)=\($0.1)" }, roleVariable: settings.roleEnv,
                             directory: settings.chdir == nil ? nil : workingDirectory,
-                            credentials: try Credentials.resolve(settings), reloadNice: Int32(settings.reloadNice),
+                            credentials: credentials, reloadNice: Int32(settings.reloadNice),
                             randomizeLayout: !settings.noASLR)
         let tokenPath = settings.lease ?? defaultTokenPath(launch: launch, directory: workingDirectory,
                                                             environment: variables)
@@ -195,27 +201,45 @@ public struct Configuration: Hashable, Sendable {
 }
 
 /// Finds COMMAND the way the worker's execvp would, but in the master, with
-/// the workers' PATH, so that a typo fails at start with one clear line.
+/// the workers' PATH and as the workers' user (`access`; nil: the master's),
+/// so that a typo or a command out of that user's reach fails at start with
+/// one clear line. A PATH directory the user may not search is passed over.
 enum CommandResolver {
-    static func resolve(_ command: String, path: String, directory: String) throws(BellwetherError) -> String {
+    static func resolve(_ command: String, path: String, directory: String,
+                        as access: WorkerAccess?) throws(BellwetherError) -> String {
         func absolute(_ candidate: String) -> String {
             candidate.hasPrefix("/") ? candidate : directory + "/" + candidate
         }
+        /// Why `candidate`, which exists, cannot be the command; `problem`: the master's.
+        func refusal(_ candidate: String, _ problem: Int32?) -> BellwetherError? {
+            if let problem { return .notExecutable(command, reason: reason(problem)) }
+            guard let access, let denial = access.executionDenial(candidate) else { return nil }
+            return .userCannotExecute(command, user: access.user, denial)
+        }
         if command.contains("/") {
             let candidate = absolute(command)
-            if let problem = problem(candidate) {
-                if problem == ENOENT { throw .commandNotFound(command) }
-                throw .notExecutable(command, reason: reason(problem))
-            }
+            let problem = Self.problem(candidate)
+            if problem == ENOENT { throw .commandNotFound(command) }
+            if let refusal = refusal(candidate, problem) { throw refusal }
             return candidate
         }
-        var firstProblem: Int32?
+        var firstRefusal: BellwetherError?
+        var outOfReach: (path: String, denial: WorkerAccess.Denial)?
         for entry in path.split(separator: ":", omittingEmptySubsequences: false) {
             let candidate = absolute((entry.isEmpty ? "." : String(entry)) + "/" + command)
-            guard let problem = problem(candidate) else { return candidate }
-            if problem != ENOENT && problem != ENOTDIR && firstProblem == nil { firstProblem = problem }
+            let problem = Self.problem(candidate)
+            if problem == ENOENT || problem == ENOTDIR { continue }
+            if let denial = access?.unreachable(candidate) {
+                if outOfReach == nil { outOfReach = (candidate, denial) }
+                continue
+            }
+            guard let refusal = refusal(candidate, problem) else { return candidate }
+            if firstRefusal == nil { firstRefusal = refusal }
         }
-        if let firstProblem { throw .notExecutable(command, reason: reason(firstProblem)) }
+        if let firstRefusal { throw firstRefusal }
+        if let access, let outOfReach {
+            throw .commandOutOfReach(command, user: access.user, path: outOfReach.path, outOfReach.denial)
+        }
         throw .commandNotFound(command)
     }
 

@@ -67,6 +67,10 @@ int bw_address_randomization(void);
 /// Number of online CPUs (at least 1).
 int bw_online_cpus(void);
 
+/// 1 if `path` (its symbolic links followed) has a POSIX access ACL, which
+/// can grant what its mode bits do not show; else 0.
+int bw_has_access_acl(const char *path);
+
 /// Takes a POSIX write lock on the whole of `fd`'s file (open for writing)
 /// without waiting: 0, the pid of the process holding a conflicting lock, or
 /// -errno. The lock lasts until the process closes any descriptor of the file.

@@ -237,6 +237,15 @@ def run_app(bellwether, venv, app, scratch):
           f"{len(runs)} executions in {len(set(seconds))} seconds")
 
 
+def print_logs(scratch):
+    """The end of every log in scratch, to see why a check failed."""
+    for name in sorted(os.listdir(scratch)):
+        if name.endswith(".log"):
+            print(f"--- {name} (last 40 lines)")
+            with open(os.path.join(scratch, name)) as log:
+                print("".join(log.readlines()[-40:]), end="")
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
@@ -246,11 +255,7 @@ def main():
         for app in only:
             run_app(bellwether, venv, app, scratch)
         if failures:
-            for name in sorted(os.listdir(scratch)):
-                if name.endswith(".log"):
-                    print(f"--- {name} (last 40 lines)")
-                    with open(os.path.join(scratch, name)) as log:
-                        print("".join(log.readlines()[-40:]), end="")
+            print_logs(scratch)
     print(f"{failures} failed")
     sys.exit(1 if failures else 0)
 

@@ -82,7 +82,7 @@ measure gunicorn "$gunicorn" -w 4 -b "127.0.0.1:$port" --chdir "$app_dir" --no-c
 # bellwether, one gunicorn sync worker per bellwether worker.
 port=$(free_port)
 measure bellwether .build/release/bellwether -w 4 -b "127.0.0.1:$port" --ready notify \
-    --lease "file:bench/out/token" --chdir "$app_dir" -- "$gunicorn" -w 1 -c "$app_dir/gunicorn_ready.py" --no-control-socket \
+    --lease "file:bench/out/token" --chdir "$app_dir" -- "$gunicorn" -w 1 -c "$PWD/etc/gunicorn.conf.py" --no-control-socket \
     --log-level warning app:app
 
 # Control: the same layout with no supervisor at all.

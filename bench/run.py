@@ -108,7 +108,7 @@ class System:
         self.control = os.path.join(OUT, f"control-{os.getpid()}-{self.port}")
         environment = dict(os.environ, **(env or {}))
         if kind == "bellwether":
-            app = command or [GUNICORN, "-w", "1", "-c", os.path.join(BENCH, "gunicorn_ready.py"),
+            app = command or [GUNICORN, "-w", "1", "-c", os.path.join(ROOT, "etc", "gunicorn.conf.py"),
                               "--no-control-socket", "--log-level", "warning", "app:app"]
             ready = [] if command else ["--ready", "notify", "-b", f"127.0.0.1:{self.port}"]
             argv = [BW, "-w", str(workers), *ready, "--control-socket", self.control,

@@ -15,8 +15,9 @@
 // The guard keeps both to itself (the app never sees them), becomes a child
 // subreaper, so that every process the app starts — forked, double-forked,
 // setsid — stays in its subtree, and forks the app (death signal SIGKILL,
-// LISTEN_PID and WATCHDOG_PID set to the app's pid, an empty signal mask).
-// Then it forwards every signal it gets to the app, and:
+// LISTEN_PID and WATCHDOG_PID set to the app's pid, an empty signal mask),
+// tells the master the app's pid (MAINPID= on NOTIFY_SOCKET, if there is
+// one). Then it forwards every signal it gets to the app, and:
 //   - when the app exits: TERM to whatever is left of the tree, SIGKILL to
 //     it GRACE_MS later;
 //   - when the master is gone, or a renew deadline passes: TERM to the whole
@@ -39,12 +40,23 @@ enum { SYS_READ = 0, SYS_WRITE = 1, SYS_CLOSE = 3, SYS_RT_SIGACTION = 13, SYS_RT
        SYS_GETPID = 39, SYS_CLONE = 56, SYS_EXECVE = 59, SYS_WAIT4 = 61, SYS_KILL = 62, SYS_FCNTL = 72,
        SYS_UMASK = 95, SYS_GETPPID = 110, SYS_SETGROUPS = 116, SYS_SETRESUID = 117, SYS_SETRESGID = 119,
        SYS_PRCTL = 157, SYS_GETDENTS64 = 217, SYS_CLOCK_GETTIME = 228, SYS_EXIT_GROUP = 231,
-       SYS_OPENAT = 257, SYS_PPOLL = 271, SYS_SIGNALFD4 = 289, SYS_PRLIMIT64 = 302 };
+       SYS_OPENAT = 257, SYS_PPOLL = 271, SYS_SIGNALFD4 = 289, SYS_PRLIMIT64 = 302, SYS_SOCKET = 41,
+       SYS_SENDTO = 44 };
 
 static long raw(long n, long a, long b, long c, long d) {
     long result;
     register long r10 __asm__("r10") = d;
     __asm__ volatile("syscall" : "=a"(result) : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10)
+                     : "rcx", "r11", "memory");
+    return result;
+}
+
+static long raw6(long n, long a, long b, long c, long d, long e, long f) {
+    long result;
+    register long r10 __asm__("r10") = d;
+    register long r8 __asm__("r8") = e;
+    register long r9 __asm__("r9") = f;
+    __asm__ volatile("syscall" : "=a"(result) : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
                      : "rcx", "r11", "memory");
     return result;
 }
@@ -62,7 +74,8 @@ enum { SYS_READ = 63, SYS_WRITE = 64, SYS_CLOSE = 57, SYS_RT_SIGACTION = 134, SY
        SYS_GETPID = 172, SYS_CLONE = 220, SYS_EXECVE = 221, SYS_WAIT4 = 260, SYS_KILL = 129, SYS_FCNTL = 25,
        SYS_UMASK = 166, SYS_GETPPID = 173, SYS_SETGROUPS = 159, SYS_SETRESUID = 147, SYS_SETRESGID = 149,
        SYS_PRCTL = 167, SYS_GETDENTS64 = 61, SYS_CLOCK_GETTIME = 113, SYS_EXIT_GROUP = 94,
-       SYS_OPENAT = 56, SYS_PPOLL = 73, SYS_SIGNALFD4 = 74, SYS_PRLIMIT64 = 261 };
+       SYS_OPENAT = 56, SYS_PPOLL = 73, SYS_SIGNALFD4 = 74, SYS_PRLIMIT64 = 261, SYS_SOCKET = 198,
+       SYS_SENDTO = 206 };
 
 static long raw(long n, long a, long b, long c, long d) {
     register long x8 __asm__("x8") = n;
@@ -71,6 +84,18 @@ static long raw(long n, long a, long b, long c, long d) {
     register long x2 __asm__("x2") = c;
     register long x3 __asm__("x3") = d;
     __asm__ volatile("svc #0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3) : "memory");
+    return x0;
+}
+
+static long raw6(long n, long a, long b, long c, long d, long e, long f) {
+    register long x8 __asm__("x8") = n;
+    register long x0 __asm__("x0") = a;
+    register long x1 __asm__("x1") = b;
+    register long x2 __asm__("x2") = c;
+    register long x3 __asm__("x3") = d;
+    register long x4 __asm__("x4") = e;
+    register long x5 __asm__("x5") = f;
+    __asm__ volatile("svc #0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5) : "memory");
     return x0;
 }
 
@@ -316,6 +341,29 @@ static __attribute__((noreturn)) void exit_like(int status) {
     leave(128 + sig);
 }
 
+// Tells the master the app's pid (MAINPID=, as systemd's notify protocol
+// has it) on NOTIFY_SOCKET, for its logs and `bellwether status`.
+static void announce_app(char **envp, long app) {
+    const char *address = 0;
+    for (char **entry = envp; *entry; entry++) if (starts_with(*entry, "NOTIFY_SOCKET=")) address = *entry + 14;
+    if (address == 0 || *address == '\0') return;
+    // struct sockaddr_un: sa_family_t (2 bytes), then the path; '@' is the abstract namespace.
+    char target[2 + 108];
+    unsigned long size = length(address);
+    if (size >= 108) return;
+    target[0] = 1;  // AF_UNIX
+    target[1] = 0;
+    for (unsigned long i = 0; i < size; i++) target[2 + i] = address[i];
+    if (address[0] == '@') target[2] = '\0';
+    else target[2 + size++] = '\0';
+    long fd = raw(SYS_SOCKET, 1 /* AF_UNIX */, 2 /* SOCK_DGRAM */ | O_CLOEXEC_, 0, 0);
+    if (fd < 0) return;
+    char message[40];
+    with_number(message, "MAINPID=", app);
+    raw6(SYS_SENDTO, fd, (long)message, (long)length(message), 0, (long)target, (long)(2 + size));
+    raw(SYS_CLOSE, fd, 0, 0, 0);
+}
+
 // RUNNING: the app runs. DRAINING: TERM was sent to the tree (the app is
 // gone, the master is gone or a deadline passed); SIGKILL at `kill_at`.
 // KILLING: SIGKILL to the tree, again every 100 ms until none is left.
@@ -356,6 +404,7 @@ static __attribute__((noreturn)) void guard(const char *spec, char **argv, char 
         say("bellwether-exec: cannot fork the app\n");
         leave(125);
     }
+    announce_app(envp, app);
 
     int app_status = -1;  // the app's wait status, once reaped
     long long deadline = -1;

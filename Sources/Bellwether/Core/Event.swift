@@ -9,6 +9,8 @@ public enum Event: Hashable, Sendable {
     case spawnFailed(WorkerRef, reason: String)
     /// The worker was reaped.
     case exited(WorkerRef, ExitStatus)
+    /// The worker's guard started the app with this pid (MAINPID=).
+    case appStarted(WorkerRef, pid: Int32)
     /// The worker sent READY=1 on the notify socket.
     case ready(WorkerRef)
     /// The worker sent WATCHDOG=1.

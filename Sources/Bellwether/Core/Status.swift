@@ -30,7 +30,10 @@ public indirect enum JSON: Hashable, Sendable {
 public struct StatusReport: Sendable {
     public struct Row: Sendable {
         public var slot: Int
+        /// The app's pid (its guard's until the guard has reported it).
         public var pid: Int32?
+        /// The worker's guard, the app's parent.
+        public var guardPID: Int32?
         public var role: Role
         public var generation: Int
         public var state: String
@@ -61,7 +64,8 @@ public struct StatusReport: Sendable {
         self.lease = lease
         rows = core.workers.sorted { ($0.slot, $0.generation) < ($1.slot, $1.generation) }.map { worker in
             let history = core.history[worker.slot] ?? SupervisorCore.SlotHistory()
-            return Row(slot: worker.slot, pid: worker.pid, role: worker.role, generation: worker.generation,
+            return Row(slot: worker.slot, pid: worker.shownPID, guardPID: worker.pid, role: worker.role,
+                       generation: worker.generation,
                        state: worker.isRetiring ? "stopping" : worker.ready ? "ready" : "starting",
                        uptime: worker.pid == nil ? .zero : now - worker.startedAt, restarts: history.restarts,
                        lastExit: history.lastExit?.description, lastExitAgo: history.lastExitAt.map { now - $0 })
@@ -77,7 +81,8 @@ public struct StatusReport: Sendable {
             ("scheduler", optional(schedulerPID)),
             ("lease", lease.map { .object([("kind", .string($0.kind)), ("state", .string($0.state))]) } ?? .null),
             ("slots", .array(rows.map { row in
-                .object([("slot", .int(row.slot)), ("pid", optional(row.pid)), ("role", .string(row.role.rawValue)),
+                .object([("slot", .int(row.slot)), ("pid", optional(row.pid)), ("guard", optional(row.guardPID)),
+                         ("role", .string(row.role.rawValue)),
                          ("generation", .int(row.generation)), ("state", .string(row.state)),
                          ("uptime", .double(row.uptime.seconds)), ("restarts", .int(row.restarts)),
                          ("last_exit", row.lastExit.map { .string($0) } ?? .null),

@@ -46,7 +46,7 @@ extension SupervisorCore {
                 workers[index].killed = true
                 workers[index].failed = true
                 actions.append(.killGroup(pid: pid))
-                let reason = "\(worker.role.rawValue) \(worker.slot) (pid \(pid)) not ready after "
+                let reason = "\(worker.role.rawValue) \(worker.slot) (pid \(worker.shownPID ?? pid)) not ready after "
                     + plan.readyTimeout.shortDescription
                 actions.append(.log(LogRecord(.warning, "ready_timeout", reason + "; killed", Self.fields(worker))))
                 if worker.generation == generation { abandon = reason }
@@ -61,7 +61,7 @@ extension SupervisorCore {
             } else if now >= ping + plan.watchdog {
                 workers[index].abortedAt = now
                 actions.append(.signal(pid: pid, .abort))
-                actions.append(.log(LogRecord(.warning, "watchdog", "\(worker.role.rawValue) \(worker.slot) (pid \(pid)) "
+                actions.append(.log(LogRecord(.warning, "watchdog", "\(worker.role.rawValue) \(worker.slot) (pid \(worker.shownPID ?? pid)) "
                     + "sent no WATCHDOG=1 for \(plan.watchdog.shortDescription); sent SIGABRT", Self.fields(worker))))
             }
         }
@@ -74,7 +74,7 @@ extension SupervisorCore {
                   let pid = workers[index].pid else { continue }
             workers[index].killed = true
             actions.append(.killGroup(pid: pid))
-            actions.append(.log(LogRecord(.warning, "kill", "worker \(workers[index].slot) (pid \(pid)) "
+            actions.append(.log(LogRecord(.warning, "kill", "worker \(workers[index].slot) (pid \(workers[index].shownPID ?? pid)) "
                 + "did not exit in time; sent SIGKILL to its process tree", Self.fields(workers[index]))))
         }
     }
@@ -111,7 +111,7 @@ extension SupervisorCore {
         guard let pid = workers[index].pid else { return }
         workers[index].retireDeadline = deadline
         actions.append(.signal(pid: pid, .terminate))
-        actions.append(.log(LogRecord(.info, "retiring", "retiring \(workers[index].role.rawValue) \(workers[index].slot) (pid \(pid)): \(reason)",
+        actions.append(.log(LogRecord(.info, "retiring", "retiring \(workers[index].role.rawValue) \(workers[index].slot) (pid \(workers[index].shownPID ?? pid)): \(reason)",
                                       Self.fields(workers[index]) + [.init("reason", .string(reason))])))
     }
 
@@ -249,18 +249,19 @@ extension SupervisorCore {
             .init("slot", .int(worker.slot)), .init("role", .string(worker.role.rawValue)),
             .init("generation", .int(worker.generation)),
         ]
-        if let pid = worker.pid { fields.insert(.init("pid", .int(Int(pid))), at: 0) }
+        if let pid = worker.shownPID { fields.insert(.init("pid", .int(Int(pid))), at: 0) }
+        if let guardPID = worker.pid, worker.appPID != nil { fields.append(.init("guard", .int(Int(guardPID)))) }
         return fields
     }
 
     static func spawnedRecord(_ worker: Worker, pid: Int32) -> LogRecord {
         LogRecord(.info, "spawned",
-                  "spawned \(worker.role.rawValue) \(worker.slot) (pid \(pid), generation \(worker.generation))",
+                  "spawned \(worker.role.rawValue) \(worker.slot) (guard pid \(pid), generation \(worker.generation))",
                   fields(worker))
     }
 
     static func exitedRecord(_ worker: Worker, status: ExitStatus, at now: Instant) -> LogRecord {
-        let who = worker.pid.map { "pid \($0)" } ?? "no pid"
+        let who = worker.shownPID.map { "pid \($0)" } ?? "no pid"
         let uptime = now - worker.startedAt
         var fields = fields(worker) + [.init("uptime", .double(uptime.seconds))]
         let level: LogRecord.Level

@@ -16,8 +16,11 @@ public struct SupervisorCore: Sendable {
         public let slot: Int
         public let generation: Int
         public let role: Role
-        /// Known once the spawn has been confirmed.
+        /// The worker's guard, which the master spawned, signals and reaps;
+        /// known once the spawn has been confirmed.
         public var pid: Int32?
+        /// The app's own pid, as its guard reported it: what operators see.
+        public var appPID: Int32?
         public var startedAt: Instant
         /// Set when TERM was sent: SIGKILL to the group at this instant.
         public var retireDeadline: Instant?
@@ -35,6 +38,8 @@ public struct SupervisorCore: Sendable {
         public var background = false
 
         public var isRetiring: Bool { retireDeadline != nil || killed }
+        /// The pid logs and `bellwether status` name: the app's once known.
+        public var shownPID: Int32? { appPID ?? pid }
         /// Its death was not asked for: it died on its own or was killed for failing.
         var diedUnasked: Bool { !isRetiring || failed }
     }
@@ -112,7 +117,7 @@ public struct SupervisorCore: Sendable {
     public var tokenWaitingSince: Instant? { tokenWait?.since }
 
     /// The live scheduler's pid, if one is running.
-    public var schedulerPID: Int32? { workers.first { $0.role == .scheduler }?.pid }
+    public var schedulerPID: Int32? { workers.first { $0.role == .scheduler }?.shownPID }
 
     /// A scheduler is being spawned, runs, or retires and is not yet reaped.
     public var hasScheduler: Bool { workers.contains { $0.role == .scheduler } }
@@ -156,11 +161,14 @@ public struct SupervisorCore: Sendable {
                     + "before it was ready", into: &actions)
             }
             noteDeath(of: worker, at: now, into: &actions)
+        case .appStarted(let ref, let pid):
+            guard let index = index(of: ref) else { return [] }
+            workers[index].appPID = pid
         case .ready(let ref):
             guard let index = index(of: ref), !workers[index].ready else { return [] }
             workers[index].ready = true
             actions.append(.log(LogRecord(.info, "ready", "\(workers[index].role.rawValue) \(workers[index].slot) "
-                + "(pid \(workers[index].pid ?? 0)) is ready", Self.fields(workers[index]))))
+                + "(pid \(workers[index].shownPID ?? 0)) is ready", Self.fields(workers[index]))))
         case .watchdog(let ref):
             guard plan.watchdog > .zero, let index = index(of: ref) else { return [] }
             workers[index].lastPing = now

@@ -206,6 +206,8 @@ final class Master {
         guard let ref = refs[pid] ?? refs[getpgid(pid)] else { return }
         for (key, value) in fields {
             switch key {
+            case "MAINPID" where refs[pid] != nil:  // from the guard itself only
+                if let app = Int32(value), app > 0 { queue.append(.appStarted(ref, pid: app)) }
             case "READY" where value == "1": queue.append(.ready(ref))
             case "WATCHDOG" where value == "1": queue.append(.watchdog(ref))
             case "STATUS":

@@ -5,6 +5,10 @@ public struct ExitCode: RawRepresentable, Hashable, Sendable {
 
     /// Stopped by TERM, INT or QUIT after every worker was reaped; --help, --version, --check-config.
     public static let success = ExitCode(rawValue: 0)
+    /// The first start failed: before any generation was ready, a slot failed to
+    /// boot --boot-attempts times in a row, or no worker was ready within
+    /// --ready-timeout. The master stopped what ran (gunicorn's convention).
+    public static let failedStart = ExitCode(rawValue: 3)
     /// A bad flag, option value, environment value or --env entry (EX_USAGE).
     public static let usage = ExitCode(rawValue: 64)
     /// A listening address cannot be bound: in use, permission denied (EX_UNAVAILABLE).

@@ -183,7 +183,7 @@ enum HostileCorpus {
         if random.percent(hostile.hostility) { return text(&random, &hostile) }
         let value: String
         switch spec.long {
-        case "workers", "backlog":
+        case "workers", "backlog", "boot-attempts":
             value = random.percent(50) ? String(1 + random.below(random.pick([4, 64, 4096]))) : random.pick(numbers)
         case "bind-mode": value = random.pick(["660", "0", "777", "0777", "1000", "8", "-1", "+7", "0o22"] + numbers)
         case let long where secondsOptions.contains(long):

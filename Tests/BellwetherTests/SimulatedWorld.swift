@@ -35,6 +35,8 @@ struct SimulatedWorld {
     var violations: [String] = []
     var actionsSeen = 0
     var announcements: [Announcement] = []
+    /// Every log record, in order.
+    var logs: [LogRecord] = []
 
     /// When the network lease was last withdrawn, while it stays withdrawn.
     var leaseWithdrawnAt: Instant?
@@ -121,12 +123,21 @@ struct SimulatedWorld {
             }
         case .releaseToken:
             if token == .master { token = .nobody }
-        case .log:
-            break
+        case .log(let record):
+            logs.append(record)
+            // A failed start ends only a start: never a master that had a ready generation.
+            if record.event == "failed_start" && core.stableGeneration != nil {
+                violations.append("failed start after generation \(core.stableGeneration!) was ready")
+            }
         case .announce(let announcement):
             announcements.append(announcement)
         case .exit(let status):
             exitStatus = status
+            if !alive.isEmpty { violations.append("exit \(status) with \(alive.count) workers alive") }
+            let failedStart = logs.contains { $0.event == "failed_start" }
+            if (status == ExitCode.failedStart.rawValue) != failedStart {
+                violations.append("exit \(status), failed start logged: \(failedStart)")
+            }
         }
     }
 
@@ -160,6 +171,8 @@ struct SimulatedWorld {
         }
         now = max(now, instant)
     }
+
+    func logged(_ event: String) -> [LogRecord] { logs.filter { $0.event == event } }
 
     /// No more outside events: let every pending exit and deadline play out.
     mutating func quiesce() {
@@ -200,6 +213,39 @@ struct SimulatedWorld {
         if let deadline = core.nextDeadline(after: now), deadline <= now {
             violations.append("deadline in the past")
         }
+    }
+}
+
+/// Worlds whose first start is under way, for the failed-start tests.
+extension SimulatedWorld {
+    /// A world that has sent `.start`, without failed spawns, ignored TERM or
+    /// READY=1 unless a test sends it.
+    static func booting(_ plan: Plan, seed: UInt64 = 11) -> SimulatedWorld {
+        var world = SimulatedWorld(plan: plan, seed: seed)
+        world.spawnFailureRate = 0
+        world.ignoreTermRate = 0
+        world.neverReadyRate = 1
+        world.send(.start)
+        return world
+    }
+
+    /// Kills slot `slot`'s worker as soon as it runs, `times` times, moving the
+    /// clock through each back-off.
+    mutating func failBoots(slot: Int, times: Int) {
+        for _ in 0..<times {
+            guard let pid = running(slot: slot) else { return }
+            die(pid, status: .exited(1))
+        }
+    }
+
+    /// The pid of slot `slot`'s worker, once its back-off is over.
+    mutating func running(slot: Int) -> Int32? {
+        if let notBefore = core.slots[slot]?.notBefore, notBefore > now { advance(to: notBefore) }
+        guard let pid = alive.first(where: { $0.value.slot == slot })?.key else {
+            violations.append("slot \(slot) has no worker at \(now)")
+            return nil
+        }
+        return pid
     }
 }
 

@@ -41,6 +41,28 @@ struct StatusTests {
         #expect(object["scheduler"] as? Int == world.core.schedulerPID.map { Int($0) })
     }
 
+    @Test func statusShowsASlotBackingOffWithItsRestartsLastExitAndNextAttempt() throws {
+        var world = SimulatedWorld.booting(Plan(workers: 2, scheduler: false, bootAttempts: 0))
+        world.failBoots(slot: 1, times: 4)  // restarted at once, then after 0.1, 0.2 and now 0.4 s
+        let report = StatusReport(core: world.core, masterPID: 42, masterUptime: .seconds(1), lease: nil,
+                                  now: world.now + .milliseconds(150))
+        let row = try #require(report.rows.first { $0.slot == 1 })
+        #expect(report.rows.map(\.slot) == [0, 1])
+        #expect(row.state == "backoff" && row.pid == nil)
+        #expect(row.restarts == 4, "first-generation boot failures count")
+        #expect(row.lastExit == "exit status 1")
+        #expect(row.nextAttempt == .milliseconds(250))
+        #expect(report.text.contains("backoff, next attempt in 0.3s"), "\(report.text)")
+        #expect(report.json.text.contains("\"state\":\"backoff\""))
+        #expect(report.json.text.contains("\"next_attempt\":0.25"), "\(report.json.text)")
+        // Once it runs again the row is its worker's.
+        world.advance(to: world.now + .milliseconds(500))
+        let later = StatusReport(core: world.core, masterPID: 42, masterUptime: .seconds(2), lease: nil, now: world.now)
+        #expect(later.rows.filter { $0.slot == 1 }.map(\.state) == ["starting"])
+        #expect(later.rows.allSatisfy { $0.nextAttempt == nil })
+        #expect(world.violations.isEmpty, "\(world.violations)")
+    }
+
     @Test func jsonEscapesWhatItMust() throws {
         let value = JSON.object([("a\"b", .string("line\nbreak\u{1}")), ("n", .null), ("d", .double(.nan)),
                                  ("list", .array([.int(-1), .bool(true), .double(0.5)]))])

@@ -100,6 +100,8 @@ struct BadInputTests {
         Case(name: "bad ready", arguments: ["--ready", "soon", "true"], status: 64, mentions: "exec or notify"),
         Case(name: "zero ready timeout", arguments: ["--ready-timeout", "0", "true"], status: 64, mentions: "above 0"),
         Case(name: "bad backlog", arguments: ["--backlog", "0", "true"], status: 64, mentions: "--backlog"),
+        Case(name: "negative boot attempts", arguments: ["--boot-attempts", "-1", "true"], status: 64,
+             mentions: "--boot-attempts: expected a whole number from 0 to 10000"),
         Case(name: "reload nice out of range", arguments: ["--reload-nice", "20", "true"], status: 64,
              mentions: "--reload-nice"),
         Case(name: "bad bind mode", arguments: ["--bind-mode", "999", "true"], status: 64, mentions: "octal"),
@@ -140,8 +142,8 @@ struct BadInputTests {
         #expect(help.stdout.contains("usage: bellwether"))
         for option in ["--workers", "--role-env", "--no-scheduler", "--graceful-timeout", "--env", "--chdir",
                        "--pidfile", "--timezone", "--config", "--check-config", "--log-format", "--lease", "--bind",
-                       "--bind-mode", "--backlog", "--scheduler-bind", "--ready", "--ready-timeout", "--timeout",
-                       "--lease-ttl", "--lease-renew-interval", "--lease-renew-deadline", "--lease-grace",
+                       "--bind-mode", "--backlog", "--scheduler-bind", "--ready", "--ready-timeout", "--boot-attempts",
+                       "--timeout", "--lease-ttl", "--lease-renew-interval", "--lease-renew-deadline", "--lease-grace",
                        "--lease-takeover-delay"] {
             #expect(help.stdout.contains(option))
         }
@@ -169,7 +171,7 @@ struct DocumentationTests {
         }
         let statuses = help.split(separator: "\n").drop { !$0.hasPrefix("exit status") }.dropFirst()
             .compactMap { Int($0.split(separator: " ").first ?? "") }
-        #expect(statuses == [0, 64, 69, 71, 73, 77, 78, 126, 127])
+        #expect(statuses == [0, 3, 64, 69, 71, 73, 77, 78, 126, 127])
         for status in statuses {
             #expect(readme.contains("| \(status) |"), "README lacks exit status \(status)")
             #expect(manual.contains(".It \(status)\n"), "manual lacks exit status \(status)")

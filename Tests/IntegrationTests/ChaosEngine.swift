@@ -213,8 +213,11 @@ final class ChaosEngine {
     }
 
     private func writeConfig(workers: Int, bad: Bool = false) {
+        // boot-attempts = 0: the storm kills a fresh master's booting workers about once a second
+        // per slot, often five times in a row before its first generation is ready. By the rules
+        // that is a failed start (exit 3, tested on its own); here it would end the run.
         var text = "# written by the chaos engine\nworkers = \(workers)\ngraceful-timeout = 1\n"
-            + "lease = file:\(directory)/scheduler.lock\n"
+            + "lease = file:\(directory)/scheduler.lock\nboot-attempts = 0\n"
         if bad { text += "workers = plenty\n" }
         ChaosOS.writeAtomically(text, to: configPath)
         configIsBad = bad

@@ -158,7 +158,9 @@ struct SupervisionTests {
     }
 
     @Test func aCommandThatAlwaysDiesBacksOffAndSaysSo() {
-        let supervisor = Supervisor(["-w", "1", "--no-scheduler"], worker: ["--exit-after", "0"], name: "crashloop")
+        // --boot-attempts 0: a first start that never gives up (else it would end with status 3).
+        let supervisor = Supervisor(["-w", "1", "--no-scheduler", "--boot-attempts", "0"], worker: ["--exit-after", "0"],
+                                    name: "crashloop")
         #expect(Harness.wait(8) { supervisor.logText().contains("next start in 0.4s") }, "\(supervisor.logText())")
         // Back-off, not a busy loop: a handful of starts in a few seconds.
         let starts = supervisor.logText().components(separatedBy: "spawned worker").count - 1

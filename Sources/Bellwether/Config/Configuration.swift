@@ -133,7 +133,7 @@ public struct Configuration: Hashable, Sendable {
         let plan = Plan(workers: settings.workers ?? min(Int(bw_online_cpus()), Plan.maximumWorkers),
                         scheduler: settings.scheduler, gracefulTimeout: settings.gracefulTimeout,
                         notifyReadiness: settings.ready == .notify, readyTimeout: settings.readyTimeout,
-                        watchdog: settings.watchdog)
+                        watchdog: settings.watchdog, bootAttempts: settings.bootAttempts)
         let launch = Launch(executable: executable, arguments: settings.command,
                             environment: variables.map { "\($0.0)=\($0.1)" }, roleVariable: settings.roleEnv,
                             directory: settings.chdir == nil ? nil : workingDirectory,

@@ -125,6 +125,15 @@ struct OptionSpec: Sendable {
             settings.readyTimeout = try Parse.seconds(value, source: source, minimum: 0.001)
             settings.sources["ready-timeout"] = source
         },
+        OptionSpec("boot-attempts", value: "N",
+                   help: "first start: exit 3 after N failed boots of a slot in a row (default: 5; 0: never)") {
+            settings, value, source throws(BellwetherError) in
+            guard let attempts = Int(value), (0...Plan.maximumBootAttempts).contains(attempts) else {
+                throw .invalidValue(source, value: value,
+                                    expected: "a whole number from 0 to \(Plan.maximumBootAttempts)")
+            }
+            settings.bootAttempts = attempts
+        },
         OptionSpec("timeout", value: "SECONDS",
                    help: "watchdog: abort a worker silent for SECONDS after WATCHDOG=1 (default: off)") {
             settings, value, source throws(BellwetherError) in

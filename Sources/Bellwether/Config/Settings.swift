@@ -37,6 +37,8 @@ public struct Settings: Hashable, Sendable {
     public var schedulerBind: BindAddress?
     public var ready = Readiness.exec
     public var readyTimeout: Duration = .seconds(60)
+    /// --boot-attempts: failed boots of a slot in a row that end a first start; 0: never.
+    public var bootAttempts = Plan.defaultBootAttempts
     /// The watchdog timeout (--timeout); zero: no watchdog.
     public var watchdog: Duration = .zero
     /// --user, --group: names or numbers, looked up by `Credentials.resolve`.

@@ -15,17 +15,25 @@ public struct Plan: Hashable, Sendable {
     /// Watchdog: a worker that pinged WATCHDOG=1 and then stays silent this
     /// long is aborted. Zero: no watchdog.
     public var watchdog: Duration
+    /// Until a generation has been ready once, this many failed boots of one
+    /// slot in a row are a failed start: the master stops and exits 3. Zero:
+    /// never give up (the slot keeps backing off).
+    public var bootAttempts: Int
 
     public static let maximumWorkers = 4096
+    public static let defaultBootAttempts = 5
+    public static let maximumBootAttempts = 10_000
 
     public init(workers: Int, scheduler: Bool = true, gracefulTimeout: Duration = .seconds(30),
-                notifyReadiness: Bool = false, readyTimeout: Duration = .seconds(60), watchdog: Duration = .zero) {
+                notifyReadiness: Bool = false, readyTimeout: Duration = .seconds(60), watchdog: Duration = .zero,
+                bootAttempts: Int = Plan.defaultBootAttempts) {
         self.workers = workers
         self.scheduler = scheduler
         self.gracefulTimeout = gracefulTimeout
         self.notifyReadiness = notifyReadiness
         self.readyTimeout = readyTimeout
         self.watchdog = watchdog
+        self.bootAttempts = bootAttempts
     }
 }
 

@@ -26,7 +26,8 @@ public indirect enum JSON: Hashable, Sendable {
 }
 
 /// What `bellwether status` shows: the master, its lease and every worker
-/// it has not reaped yet, one row each, built from the core's state.
+/// it has not reaped yet, one row each, and a row for each slot that has no
+/// worker while it backs off, built from the core's state.
 public struct StatusReport: Sendable {
     public struct Row: Sendable {
         public var slot: Int
@@ -41,6 +42,8 @@ public struct StatusReport: Sendable {
         public var restarts: Int
         public var lastExit: String?
         public var lastExitAgo: Duration?
+        /// A slot backing off: how long until its next start.
+        public var nextAttempt: Duration?
     }
 
     public var masterPID: Int32
@@ -62,14 +65,27 @@ public struct StatusReport: Sendable {
         stopping = core.isStopping
         schedulerPID = core.schedulerPID
         self.lease = lease
-        rows = core.workers.sorted { ($0.slot, $0.generation) < ($1.slot, $1.generation) }.map { worker in
-            let history = core.history[worker.slot] ?? SupervisorCore.SlotHistory()
-            return Row(slot: worker.slot, pid: worker.shownPID, guardPID: worker.pid, role: worker.role,
-                       generation: worker.generation,
-                       state: worker.isRetiring ? "stopping" : worker.ready ? "ready" : "starting",
-                       uptime: worker.pid == nil ? .zero : now - worker.startedAt, restarts: history.restarts,
-                       lastExit: history.lastExit?.description, lastExitAgo: history.lastExitAt.map { now - $0 })
+        func row(slot: Int, pid: Int32?, guardPID: Int32? = nil, role: Role, generation: Int, state: String,
+                 uptime: Duration, nextAttempt: Duration? = nil) -> Row {
+            let history = core.history[slot] ?? SupervisorCore.SlotHistory()
+            return Row(slot: slot, pid: pid, guardPID: guardPID, role: role, generation: generation, state: state,
+                       uptime: uptime, restarts: history.restarts, lastExit: history.lastExit?.description,
+                       lastExitAgo: history.lastExitAt.map { now - $0 }, nextAttempt: nextAttempt)
         }
+        let workerRows = core.workers.map { worker in
+            row(slot: worker.slot, pid: worker.shownPID, guardPID: worker.pid, role: worker.role,
+                generation: worker.generation,
+                state: worker.isRetiring ? "stopping" : worker.ready ? "ready" : "starting",
+                uptime: worker.pid == nil ? .zero : now - worker.startedAt)
+        }
+        let backoffRows = (0..<core.plan.workers).compactMap { slot in
+            core.nextAttempt(of: slot, at: now).map { next in
+                row(slot: slot, pid: nil,
+                    role: slot == SupervisorCore.schedulerSlot && core.wantsScheduler ? .scheduler : .worker,
+                    generation: core.generation, state: "backoff", uptime: .zero, nextAttempt: next - now)
+            }
+        }
+        rows = (workerRows + backoffRows).sorted { ($0.slot, $0.generation) < ($1.slot, $1.generation) }
     }
 
     public var json: JSON {
@@ -86,7 +102,8 @@ public struct StatusReport: Sendable {
                          ("generation", .int(row.generation)), ("state", .string(row.state)),
                          ("uptime", .double(row.uptime.seconds)), ("restarts", .int(row.restarts)),
                          ("last_exit", row.lastExit.map { .string($0) } ?? .null),
-                         ("last_exit_ago", row.lastExitAgo.map { .double($0.seconds) } ?? .null)])
+                         ("last_exit_ago", row.lastExitAgo.map { .double($0.seconds) } ?? .null),
+                         ("next_attempt", row.nextAttempt.map { .double($0.seconds) } ?? .null)])
             })),
         ])
     }
@@ -98,7 +115,8 @@ public struct StatusReport: Sendable {
         if let lease { lines.append("lease: \(lease.kind), \(lease.state)") }
         let header = ["SLOT", "PID", "ROLE", "GEN", "STATE", "UPTIME", "RESTARTS", "LAST EXIT"]
         let table = rows.map { row in
-            [String(row.slot), row.pid.map(String.init) ?? "-", row.role.rawValue, String(row.generation), row.state,
+            [String(row.slot), row.pid.map(String.init) ?? "-", row.role.rawValue, String(row.generation),
+             row.state + (row.nextAttempt.map { ", next attempt in \(Self.tenths($0))" } ?? ""),
              row.pid == nil ? "-" : Self.age(row.uptime), String(row.restarts),
              row.lastExit.map { $0 + (row.lastExitAgo.map { ", \(Self.age($0)) ago" } ?? "") } ?? "-"]
         }
@@ -109,6 +127,13 @@ public struct StatusReport: Sendable {
                 .joined(separator: "  "))
         }
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// "3.2s": a wait to the tenth of a second, rounded up, so that a
+    /// wait still to come never reads "0.0s".
+    static func tenths(_ duration: Duration) -> String {
+        let tenths = max(0, (duration.nanoseconds + 99_999_999) / 100_000_000)
+        return "\(tenths / 10).\(tenths % 10)s"
     }
 
     /// "850ms", "42s", "3m12s", "5h03m", "2d04h".

@@ -12,6 +12,7 @@ extension SupervisorCore {
 
     mutating func reconcile(at now: Instant, into actions: inout [Action]) {
         enforceDeadlines(at: now, into: &actions)
+        if !isStopping { watchReadiness(at: now, into: &actions) }  // a failed start begins a stop
         if isStopping {
             for index in workers.indices where workers[index].pid != nil && !workers[index].isRetiring {
                 retire(at: index, deadline: stopDeadline!, reason: "stopping", into: &actions)
@@ -19,12 +20,13 @@ extension SupervisorCore {
             foregroundReplacements(into: &actions)  // retiring: exit at full priority
             if workers.isEmpty {
                 finished = true
-                actions.append(.log(LogRecord(.info, "stopped", "all workers are gone; exiting")))
-                actions.append(.exit(0))
+                let status = exitStatus.rawValue
+                actions.append(.log(LogRecord(.info, "stopped", "all workers are gone; exiting"
+                    + (status == 0 ? "" : " with status \(status)"), [.init("status", .int(Int(status)))])))
+                actions.append(.exit(status))
             }
             return
         }
-        watchReadiness(at: now, into: &actions)
         retireObsolete(at: now, into: &actions)
         manageToken(at: now, into: &actions)
         spawnMissing(at: now, into: &actions)
@@ -33,14 +35,18 @@ extension SupervisorCore {
         enforceDeadlines(at: now, into: &actions)  // a zero graceful timeout is due at once
     }
 
-    /// Boot grace (exec readiness), ready timeout and watchdog.
+    /// Boot grace (exec readiness), ready timeout and watchdog. A ready
+    /// timeout of the current generation abandons a reload; before any worker
+    /// was ever ready, it is a failed start.
     mutating func watchReadiness(at now: Instant, into actions: inout [Action]) {
         var abandon: String?
+        var failedStart: (reason: String, slot: Int)?
         for index in workers.indices {
             let worker = workers[index]
             guard let pid = worker.pid, !worker.killed else { continue }
             if !worker.ready && !plan.notifyReadiness && now >= worker.startedAt + timings.bootGrace {
                 workers[index].ready = true
+                someWorkerWasReady = true
             }
             if !workers[index].ready && !worker.isRetiring && now >= worker.startedAt + plan.readyTimeout {
                 workers[index].killed = true
@@ -49,7 +55,19 @@ extension SupervisorCore {
                 let reason = "\(worker.role.rawValue) \(worker.slot) (pid \(worker.shownPID ?? pid)) not ready after "
                     + plan.readyTimeout.shortDescription
                 actions.append(.log(LogRecord(.warning, "ready_timeout", reason + "; killed", Self.fields(worker))))
-                if worker.generation == generation { abandon = reason }
+                let hint = plan.notifyReadiness && !heardReadyNotification ? Self.neverNotifiedHint(pid: worker.shownPID ?? pid) : nil
+                if worker.generation == generation {
+                    abandon = reason
+                    if failedStart == nil && stableGeneration == nil && !someWorkerWasReady && plan.bootAttempts > 0 {
+                        failedStart = ("no worker was ready within " + plan.readyTimeout.shortDescription
+                            + " (--ready-timeout)" + (hint.map { ": " + $0 } ?? ""), worker.slot)
+                        if hint != nil { notifyHintGiven = true }
+                    }
+                }
+                if let hint, failedStart == nil, !notifyHintGiven {
+                    notifyHintGiven = true
+                    actions.append(.log(LogRecord(.warning, "never_notified", hint, Self.fields(worker))))
+                }
             }
             guard plan.watchdog > .zero, let ping = worker.lastPing else { continue }
             if let aborted = worker.abortedAt {
@@ -65,7 +83,11 @@ extension SupervisorCore {
                     + "sent no WATCHDOG=1 for \(plan.watchdog.shortDescription); sent SIGABRT", Self.fields(worker))))
             }
         }
-        if let abandon { abandonReload(at: now, reason: abandon, into: &actions) }
+        if let failedStart {
+            failStart(because: failedStart.reason, slot: failedStart.slot, failedBoots: nil, at: now, into: &actions)
+        } else if let abandon {
+            abandonReload(at: now, reason: abandon, into: &actions)
+        }
     }
 
     mutating func enforceDeadlines(at now: Instant, into actions: inout [Action]) {

@@ -62,6 +62,8 @@ public struct SupervisorCore: Sendable {
     struct SlotHealth: Hashable, Sendable {
         var quickDeaths = 0
         var notBefore: Instant?
+        /// Workers of the slot in a row that died before they were ready.
+        var failedBoots = 0
     }
 
     /// What an operator asks of a slot (`bellwether status`): kept across
@@ -99,6 +101,17 @@ public struct SupervisorCore: Sendable {
     /// The instant of the last event handled: deadlines up to it were acted on.
     var lastHandledAt = Instant(nanoseconds: .min)
     var nextSerial: UInt64 = 1
+    /// The status of the `.exit` that ends a stop: `ExitCode.failedStart`
+    /// after a failed start.
+    public internal(set) var exitStatus = ExitCode.success
+    /// A worker has been ready since the master started (a failed start is
+    /// one where none ever was, within the ready timeout).
+    var someWorkerWasReady = false
+    /// A worker has sent READY=1 since the master started: if none has, a
+    /// ready timeout under `--ready notify` suggests an app without sd_notify.
+    var heardReadyNotification = false
+    /// That suggestion is logged once per master.
+    var notifyHintGiven = false
     /// With a network lease, whether this supervisor may designate a scheduler.
     public internal(set) var leasePermits = true
 
@@ -160,13 +173,16 @@ public struct SupervisorCore: Sendable {
                 abandonReload(at: now, reason: "\(worker.role.rawValue) \(worker.slot) exited with \(status) "
                     + "before it was ready", into: &actions)
             }
-            noteDeath(of: worker, at: now, into: &actions)
+            noteDeath(of: worker, ending: status.description, at: now, into: &actions)
         case .appStarted(let ref, let pid):
             guard let index = index(of: ref) else { return [] }
             workers[index].appPID = pid
         case .ready(let ref):
-            guard let index = index(of: ref), !workers[index].ready else { return [] }
+            guard let index = index(of: ref) else { return [] }
+            heardReadyNotification = true
+            guard !workers[index].ready else { return [] }
             workers[index].ready = true
+            someWorkerWasReady = true
             actions.append(.log(LogRecord(.info, "ready", "\(workers[index].role.rawValue) \(workers[index].slot) "
                 + "(pid \(workers[index].shownPID ?? 0)) is ready", Self.fields(workers[index]))))
         case .watchdog(let ref):
@@ -231,10 +247,24 @@ public struct SupervisorCore: Sendable {
 
     /// Book-keeping after a worker is gone: back-off for a current worker that
     /// died on its own, nothing for one that was retired or stopped.
-    mutating func noteDeath(of worker: Worker, at now: Instant, into actions: inout [Action]) {
+    ///
+    /// A worker that ran and died before it was ready is a failed boot of its
+    /// slot; a spawn that failed is not (running out of processes passes, an
+    /// app that cannot import stays). Before any generation was ready,
+    /// `plan.bootAttempts` of them in a row are a failed start. `ending`: how
+    /// it ended, for the log.
+    mutating func noteDeath(of worker: Worker, ending: String? = nil, at now: Instant,
+                            into actions: inout [Action]) {
         guard !isStopping, worker.diedUnasked, worker.generation == generation,
               worker.slot < plan.workers else { return }
         var health = slots[worker.slot] ?? SlotHealth()
+        let failedBoots = worker.ready ? 0 : health.failedBoots + (worker.pid == nil ? 0 : 1)
+        if stableGeneration == nil, worker.pid != nil, plan.bootAttempts > 0, failedBoots >= plan.bootAttempts {
+            let reason = "\(worker.role.rawValue) \(worker.slot) failed to boot \(failedBoots) times in a row "
+                + "(last: \(ending ?? "unknown"))"
+            failStart(because: reason, slot: worker.slot, failedBoots: failedBoots, at: now, into: &actions)
+            return
+        }
         if now - worker.startedAt >= timings.stableUptime {
             health = SlotHealth()
         } else {
@@ -249,6 +279,7 @@ public struct SupervisorCore: Sendable {
                      .init("delay", .double(delay.seconds))])))
             }
         }
+        health.failedBoots = failedBoots  // kept past a long boot, which resets the back-off
         slots[worker.slot] = health
     }
 

@@ -33,7 +33,10 @@ final class Master {
     private var bootPriority = BootPriority()
     private var addressLayout = AddressLayout()
     private var queue: [Event] = []
+    /// The core's `.exit` status: 0 after TERM, INT or QUIT, 3 after a failed start.
     private var exitStatus: Int32?
+    /// The stop has been passed on to the lease and the scheduler socket.
+    private var stopPassedOn = false
     /// `--lease redis://…`: decides whether this master designates a scheduler.
     private let lease: NetworkLease?
     /// What the lease granted; the scheduler's environment carries it.
@@ -224,11 +227,8 @@ final class Master {
         switch signal {
         case .hangup: reload()
         case .terminate, .interrupt, .quit:
-            // The scheduler socket goes first, so that a supervisor taking the
-            // token over can bind it while this one drains.
-            listeners.closeScheduler()
             queue.append(.stop(quick: signal != .terminate))
-            if let lease { perform(lease.handle(.stop, at: Sys.monotonicNow())) }
+            passOnStop()
         case .ttyInput: queue.append(.addWorker)
         case .ttyOutput: queue.append(.removeWorker)
         case .user1: queue.append(.forward(.user1))
@@ -302,7 +302,18 @@ final class Master {
                 let event = LeaseEvent.scheduler(alive: core.hasScheduler, wanted: core.plan.scheduler)
                 perform(lease.handle(event, at: Sys.monotonicNow()))
             }
+            if core.isStopping { passOnStop() }  // the core stops by itself after a failed start
         } while !queue.isEmpty
+    }
+
+    /// A stop, asked for or decided by the core: the scheduler socket goes
+    /// first, so that a supervisor taking the token over can bind it while
+    /// this one drains, and the lease steps down and releases the key.
+    private func passOnStop() {
+        guard !stopPassedOn else { return }
+        stopPassedOn = true
+        listeners.closeScheduler()
+        if let lease { perform(lease.handle(.stop, at: Sys.monotonicNow())) }
     }
 
     private func perform(_ actions: [LeaseAction]) {

@@ -18,6 +18,14 @@
 #                     comes back, so the workers it forks inherit it and the app
 #                     can still send WATCHDOG=1 or STATUS= itself
 #   post_worker_init  worker, after the app is loaded: READY=1
+#   child_exit        arbiter, when its worker has exited while it serves
+#                     (killed, crashed, --max-requests, gunicorn's --timeout):
+#                     the arbiter stops too, with status 1, rather than fork a
+#                     new worker itself. bellwether then restarts the whole
+#                     slot, and its guard first ends what the old worker
+#                     started (a setsid helper, a job runner), so nothing of
+#                     it runs beside the new one; restarts and back-off show
+#                     in `bellwether status`.
 # Only NOTIFY_SOCKET is relied on, not which process is bellwether's child: a
 # gunicorn worker belongs to its arbiter's process group, which bellwether
 # accepts readiness from. When gunicorn replaces a worker of its own (a crash,
@@ -40,7 +48,7 @@
 #
 #     exec(open("/usr/local/share/bellwether/gunicorn.conf.py").read())
 #
-# If the app's file defines one of these three hooks itself, its own replaces
+# If the app's file defines one of these four hooks itself, its own replaces
 # this one; call this one from it:
 #
 #     def post_worker_init(worker):
@@ -54,8 +62,8 @@ import socket
 
 __all__ = [
     "control_socket_disable",
-    "on_starting", "when_ready", "post_worker_init",
-    "bellwether_on_starting", "bellwether_when_ready", "bellwether_post_worker_init",
+    "on_starting", "when_ready", "post_worker_init", "child_exit",
+    "bellwether_on_starting", "bellwether_when_ready", "bellwether_post_worker_init", "bellwether_child_exit",
 ]
 
 control_socket_disable = True
@@ -91,6 +99,14 @@ def bellwether_post_worker_init(worker):
         worker.log.warning("READY=1 not sent to %s: %s", os.environ["NOTIFY_SOCKET"], error)
 
 
+def bellwether_child_exit(server, worker):
+    # The arbiter empties LISTENERS when it stops: its workers then exit as asked.
+    if server.LISTENERS:
+        from gunicorn.errors import HaltServer
+        raise HaltServer(f"worker {worker.pid} exited; bellwether restarts this slot", 1)
+
+
 on_starting = bellwether_on_starting
 when_ready = bellwether_when_ready
 post_worker_init = bellwether_post_worker_init
+child_exit = bellwether_child_exit

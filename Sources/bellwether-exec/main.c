@@ -405,6 +405,9 @@ static __attribute__((noreturn)) void guard(const char *spec, char **argv, char 
         leave(125);
     }
     announce_app(envp, app);
+    // The listening sockets (3 up to the token or the link) are the app's:
+    // a guard draining a tree after the master died must not keep a port.
+    for (long fd = 3; fd < (token >= 0 ? token : link); fd++) raw(SYS_CLOSE, fd, 0, 0, 0);
 
     int app_status = -1;  // the app's wait status, once reaped
     long long deadline = -1;

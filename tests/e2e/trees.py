@@ -10,8 +10,9 @@ old scheduler's tree lives finds the oracle taken and writes ORACLE.failures.
 1. The master is SIGKILLed: within --graceful-timeout + 1 s no process of its
    tree is left, the port refuses connections and the job stops.
 2. A new master on the same port and token starts at once.
-3. The scheduler's app is SIGKILLed; then two HUPs: each old scheduler's
-   daemon goes with it, and the oracle never finds two schedulers.
+3. The scheduler's app is SIGKILLed; then gunicorn's worker in the scheduler's
+   slot (where the app runs, below the arbiter); then two HUPs: each old
+   scheduler's daemon goes with it, and the oracle never finds two schedulers.
 
 usage: trees.py BELLWETHER VENV   (VENV holds gunicorn)
 Prints "ok"/"FAIL" lines and exits non-zero on any failure.
@@ -157,6 +158,17 @@ def main():
             check("the scheduler's app SIGKILLed: a new scheduler",
                   wait_for(60, lambda: settled(bellwether, control, 2)
                            and status(bellwether, control)["scheduler"] != scheduler))
+            # gunicorn's own worker, where the app and its daemon's parent run:
+            # with etc/gunicorn.conf.py the arbiter stops too, and the slot is
+            # restarted whole, instead of a new gunicorn worker beside the daemon.
+            scheduler = status(bellwether, control)["scheduler"]
+            daemon = daemons(scratch)[-1]
+            gunicorn_worker = next(pid for pid in tree(scheduler)[1:] if pid != daemon)
+            os.kill(gunicorn_worker, signal.SIGKILL)
+            check("gunicorn's worker SIGKILLed: the daemon it started is gone",
+                  wait_for(GRACE + 1, lambda: not alive(daemon)))
+            check("gunicorn's worker SIGKILLed: a new scheduler", wait_for(60, lambda: (
+                settled(bellwether, control, 2) and status(bellwether, control)["scheduler"] != scheduler)))
             for n in (1, 2):
                 daemon = daemons(scratch)[-1]
                 second.send_signal(signal.SIGHUP)

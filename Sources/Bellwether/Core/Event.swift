@@ -40,4 +40,7 @@ public enum TokenAnswer: Hashable, Sendable {
     /// Someone else holds the token: an orphaned scheduler, or another
     /// supervisor sharing the lock file. `holder` is a pid, when it can be found.
     case busy(holder: Int32?)
+    /// A process of a dead worker's tree (its guard was killed outright)
+    /// is still alive: it may still run what the scheduler ran.
+    case stray(Int32)
 }

@@ -96,7 +96,7 @@ extension SupervisorCore {
                   let pid = workers[index].pid else { continue }
             workers[index].killed = true
             actions.append(.killGroup(pid: pid))
-            actions.append(.log(LogRecord(.warning, "kill", "worker \(workers[index].slot) (pid \(workers[index].shownPID ?? pid)) "
+            actions.append(.log(LogRecord(.warning, "kill", "\(workers[index].role.rawValue) \(workers[index].slot) (pid \(workers[index].shownPID ?? pid)) "
                 + "did not exit in time; sent SIGKILL to its process tree", Self.fields(workers[index]))))
         }
     }

@@ -309,14 +309,18 @@ public struct SupervisorCore: Sendable {
                     [.init("waited", .double((now - wait.since).seconds))])))
             }
             tokenWait = nil
-        case .busy(let holder):
+        case .busy, .stray:
             token = .notHeld
             var wait = tokenWait ?? TokenWait(since: now, retryAt: now, attempts: 0)
-            if tokenWait == nil {
+            if tokenWait == nil, case .busy(let holder) = answer {
                 let who = holder.map { "pid \($0)" } ?? "another process"
                 actions.append(.log(LogRecord(.warning, "token_busy",
                     "scheduler token is held by \(who); no scheduler until it is released",
                     holder.map { [.init("holder", .int(Int($0)))] } ?? [])))
+            } else if tokenWait == nil, case .stray(let pid) = answer {
+                actions.append(.log(LogRecord(.warning, "token_busy",
+                    "pid \(pid), left of a worker whose guard died, is still being killed; no scheduler until it is gone",
+                    [.init("stray", .int(Int(pid)))])))
             }
             wait.attempts += 1
             wait.retryAt = now + Backoff.tokenRetry(attempt: wait.attempts, timings: timings)

@@ -392,7 +392,7 @@ final class Master {
         case .acquireToken:
             // A stray of a dead tree may hold what the scheduler's tree held.
             let left = strays()
-            let answer = left.isEmpty ? token.acquire(logger: logger) : .busy(holder: left.first)
+            let answer = left.first.map { .stray($0) } ?? token.acquire(logger: logger)
             // The scheduler socket is bound only while this master designates
             // the scheduler: a balancer's retry then finds the holder.
             // A busy token lets the socket go only once another holder is

@@ -46,6 +46,8 @@ struct SocketTests {
             #expect(record.env["NOTIFY_SOCKET"]?.hasPrefix("@") == true, "an abstract, kernel-chosen name")
             let expected = record.isScheduler ? [0, 1, 2, 3, 4, 5, 6] : [0, 1, 2, 3, 4, 5]
             #expect(record.fds == expected, "sockets at 3, 4 and 5, then (the scheduler's) oracle; the guard keeps the token")
+            // The sockets are the app's: a guard draining a tree after its master died keeps no port.
+            #expect(!Harness.openFiles(record.guardPID).contains { $0.hasPrefix("socket:") }, "guard of \(record.pid)")
         }
         #expect(supervisor.stop() == 0)
         #expect(!FileManager.default.fileExists(atPath: unixPath), "the socket file we created is removed")

@@ -23,8 +23,9 @@
 // serving; --watchdog-once sends WATCHDOG=1 once and then hangs. With
 // TESTWORKER_FAIL_AT_BOOT=1 in its environment it exits 1 at once.
 // --client sends requests one after another for S seconds and prints
-// "requests=N failures=M refused=R generations=a,b,… pids=…" (refused: the
-// connection itself failed).
+// "requests=N failures=M refused=R slowest_ms=S generations=a,b,… pids=…"
+// (refused: the connection itself failed; slowest_ms: the longest wait for
+// an answer, connect included).
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -262,12 +263,14 @@ static int client(const char *target, double seconds) {
     struct timespec start, now;
     clock_gettime(CLOCK_MONOTONIC, &start);
     long requests = 0, failures = 0, refused = 0;
+    double slowest = 0;
     char seen[4096] = "";
     char pids[65536] = "";
     for (;;) {
         clock_gettime(CLOCK_MONOTONIC, &now);
         if ((double)(now.tv_sec - start.tv_sec) + (now.tv_nsec - start.tv_nsec) / 1e9 >= seconds) break;
         requests++;
+        struct timespec sent = now, answered;
         int fd = connect_to(target);
         if (fd < 0) { failures++; refused++; continue; }
         struct timeval limit = {5, 0};
@@ -280,6 +283,9 @@ static int client(const char *target, double seconds) {
         while (used < sizeof reply - 1 && (n = read(fd, reply + used, sizeof reply - 1 - used)) > 0) used += (size_t)n;
         reply[used] = '\0';
         close(fd);
+        clock_gettime(CLOCK_MONOTONIC, &answered);
+        double waited = (double)(answered.tv_sec - sent.tv_sec) * 1e3 + (answered.tv_nsec - sent.tv_nsec) / 1e6;
+        if (waited > slowest) slowest = waited;
         char *generation = strstr(reply, "generation=");
         char *pid = strstr(reply, "pid=");
         if (strncmp(reply, "HTTP/1.0 200", 12) != 0 || generation == NULL || pid == NULL) { failures++; continue; }
@@ -289,7 +295,8 @@ static int client(const char *target, double seconds) {
         snprintf(token, sizeof token, ",%d,", atoi(pid + 4));
         if (!strstr(pids, token) && strlen(pids) < sizeof pids - 40) strcat(pids[0] ? pids : strcpy(pids, ","), token + 1);
     }
-    printf("requests=%ld failures=%ld refused=%ld generations=%s pids=%s\n", requests, failures, refused, seen, pids);
+    printf("requests=%ld failures=%ld refused=%ld slowest_ms=%.0f generations=%s pids=%s\n", requests, failures,
+           refused, slowest, seen, pids);
     return 0;
 }
 

@@ -40,6 +40,10 @@ struct SimulatedWorld {
 
     /// When the network lease was last withdrawn, while it stays withdrawn.
     var leaseWithdrawnAt: Instant?
+    /// While set, slots 0..<floor must each have a process that serves
+    /// (alive, ready, not retiring) after every event: a reload's handovers
+    /// leave no slot unserved.
+    var servingFloor: Int?
 
     /// A started world with no failed spawns and no ignored TERM, quiesced.
     static func started(_ plan: Plan, seed: UInt64) -> SimulatedWorld {
@@ -185,6 +189,14 @@ struct SimulatedWorld {
         violations.append("did not settle")
     }
 
+    /// Slots below `limit` that have a process serving them: alive, ready
+    /// (in the core's view) and not retiring. A stand-in counts.
+    func servedSlots(below limit: Int) -> Int {
+        Set(core.workers.filter { worker in
+            worker.slot < limit && worker.ready && !worker.isRetiring && worker.pid.map { alive[$0] != nil } == true
+        }.map(\.slot)).count
+    }
+
     mutating func check() {
         let schedulersInTable = core.workers.filter { $0.role == .scheduler }.count
         if schedulersInTable > 1 { violations.append("\(schedulersInTable) schedulers in the table at \(now)") }
@@ -205,6 +217,9 @@ struct SimulatedWorld {
             if worker.ready || worker.isRetiring || !predecessorServes {
                 violations.append("worker \(pid) still in the background at \(now)")
             }
+        }
+        if let floor = servingFloor, servedSlots(below: floor) < floor {
+            violations.append("only \(servedSlots(below: floor)) of \(floor) slots served at \(now)")
         }
         // No busy loop: a tick at the same instant must find nothing to do.
         var copy = core

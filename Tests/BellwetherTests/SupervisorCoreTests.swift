@@ -40,16 +40,100 @@ struct SupervisorCoreTests {
     @Test func reloadRetiresTheOldSchedulerBeforeSpawningTheNew() {
         var world = started(Plan(workers: 3))
         let old = schedulerPID(world)!
+        world.servingFloor = 3
         world.send(.reload(Plan(workers: 3)))
-        // The old scheduler has been sent TERM but not yet exited: no new one yet.
+        // The old scheduler serves on beside its stand-in: no new one yet.
         #expect(world.aliveSchedulers == 1)
         #expect(schedulerPID(world) == old)
+        #expect(world.core.workers.contains { $0.pid == old && !$0.isRetiring })
+        #expect(world.alive.values.filter { $0.slot == 0 }.map(\.role).sorted { $0.rawValue < $1.rawValue }
+                == [.scheduler, .worker])
         world.quiesce()
         #expect(schedulerPID(world) != old)
         #expect(world.core.generation == 1)
         #expect(world.alive.count == 3)
         #expect(world.core.workers.allSatisfy { $0.generation == 1 })
-        #expect(world.violations.isEmpty)
+        #expect(world.violations.isEmpty, "\(world.violations)")
+    }
+
+    /// A core driven by hand, one event at a time; logs are left out of the
+    /// actions it returns.
+    struct Script {
+        var core: SupervisorCore
+        var now = Instant(nanoseconds: 1_000_000_000)
+
+        init(_ plan: Plan) { core = SupervisorCore(plan: plan) }
+
+        mutating func send(_ event: Event, after delay: Duration = .zero) -> [Action] {
+            now = now + delay
+            return core.handle(event, at: now).filter { if case .log = $0 { false } else { true } }
+        }
+
+        static func spawns(_ actions: [Action]) -> [SpawnOrder] {
+            actions.compactMap { if case .spawn(let order) = $0 { order } else { nil } }
+        }
+
+        static func signals(_ actions: [Action]) -> [Action] {
+            actions.filter { if case .signal = $0 { true } else { false } }
+        }
+    }
+
+    /// With one worker, the worker is the scheduler. A reload must not leave
+    /// its slot unserved: a stand-in first, the old scheduler TERMed only once
+    /// the stand-in is ready, the new scheduler spawned beside the stand-in
+    /// once the old one is reaped, the stand-in retired once it is ready.
+    @Test func aReloadWithOneWorkerHandsSlotZeroOverThroughAStandIn() throws {
+        let plan = Plan(workers: 1, notifyReadiness: true)
+        var script = Script(plan)
+        #expect(script.send(.start) == [.acquireToken])
+        let first = try #require(Script.spawns(script.send(.token(.acquired))).first)
+        #expect(first.role == .scheduler)
+        _ = script.send(.spawned(first.ref, pid: 100))
+        _ = script.send(.ready(first.ref))
+        #expect(script.core.stableGeneration == 0)
+
+        let reload = script.send(.reload(plan))
+        let standIn = try #require(Script.spawns(reload).first)
+        #expect(Script.spawns(reload).count == 1)
+        #expect(standIn.role == .worker && standIn.slot == 0 && standIn.generation == 1 && standIn.background)
+        #expect(Script.signals(reload).isEmpty, "the old scheduler serves on")
+        #expect(Script.signals(script.send(.spawned(standIn.ref, pid: 101))).isEmpty)
+
+        #expect(script.send(.ready(standIn.ref)) == [.signal(pid: 100, .terminate), .foreground(pid: 101)],
+                "the stand-in serves: only now is the old scheduler sent TERM")
+        #expect(script.send(.exited(first.ref, .exited(0))) == [.killGroup(pid: 100), .acquireToken])
+        let handover = script.send(.token(.acquired))
+        let scheduler = try #require(Script.spawns(handover).first)
+        #expect(Script.spawns(handover).count == 1)
+        #expect(scheduler.role == .scheduler && scheduler.slot == 0 && scheduler.generation == 1 && !scheduler.background)
+        #expect(Script.signals(handover).isEmpty, "the stand-in serves while the scheduler boots")
+        _ = script.send(.spawned(scheduler.ref, pid: 102))
+        #expect(script.core.stableGeneration == 0, "not ready before the scheduler is")
+
+        let ready = script.send(.ready(scheduler.ref))
+        #expect(Script.signals(ready) == [.signal(pid: 101, .terminate)], "the stand-in goes once the scheduler is ready")
+        #expect(script.core.stableGeneration == 1)
+        #expect(ready.contains(.announce(.ready(status: "1 workers ready, generation 1"))))
+        #expect(script.send(.exited(standIn.ref, .exited(0))) == [.killGroup(pid: 101)])
+        #expect(script.core.workers.map(\.pid) == [102])
+    }
+
+    /// `--no-scheduler` by reload: slot 0's new worker is an ordinary worker,
+    /// and the old scheduler is retired once it is ready, as for a stand-in.
+    @Test func aReloadToNoSchedulerRetiresTheSchedulerOnceSlotZeroServes() throws {
+        var script = Script(Plan(workers: 1, notifyReadiness: true))
+        _ = script.send(.start)
+        let first = try #require(Script.spawns(script.send(.token(.acquired))).first)
+        _ = script.send(.spawned(first.ref, pid: 100))
+        _ = script.send(.ready(first.ref))
+        let reload = script.send(.reload(Plan(workers: 1, scheduler: false, notifyReadiness: true)))
+        let worker = try #require(Script.spawns(reload).first)
+        #expect(worker.role == .worker && worker.slot == 0)
+        #expect(Script.signals(reload).isEmpty)
+        _ = script.send(.spawned(worker.ref, pid: 101))
+        #expect(Script.signals(script.send(.ready(worker.ref))) == [.signal(pid: 100, .terminate)])
+        #expect(Script.spawns(script.send(.exited(first.ref, .exited(0)))).isEmpty, "no scheduler wanted")
+        #expect(script.core.stableGeneration == 1)
     }
 
     @Test func ttouNeverRetiresTheSchedulerAndStopsAtOne() {
@@ -104,11 +188,67 @@ struct SupervisorCoreTests {
         world.advance(to: world.now + .seconds(3))
         #expect(world.alive.count == 2)
         #expect(world.aliveSchedulers == 0)
+        // Once the token is free the scheduler boots beside slot 0's worker,
+        // which serves until the scheduler is ready.
+        let ordinary = world.alive.first { $0.value.slot == 0 }!.key
+        world.servingFloor = 2
         world.externalHolder = false
+        world.advance(to: world.now + .milliseconds(300))
+        #expect(world.aliveSchedulers == 1)
+        #expect(world.alive[ordinary] != nil && world.core.workers.contains { $0.pid == ordinary && !$0.isRetiring })
         world.advance(to: world.now + .seconds(3))
         #expect(world.aliveSchedulers == 1)
+        #expect(world.alive[ordinary] == nil, "replaced by the scheduler once it was ready")
         #expect(world.alive.count == 2)
-        #expect(world.violations.isEmpty)
+        #expect(world.violations.isEmpty, "\(world.violations)")
+    }
+
+    /// The converting path step by step: the scheduler is spawned while the
+    /// ordinary worker serves, which is retired only once the scheduler is ready.
+    @Test func aSchedulerIsSpawnedBesideTheWorkerThatServedSlotZeroWhileTheTokenWasBusy() throws {
+        var script = Script(Plan(workers: 1))
+        #expect(script.send(.start) == [.acquireToken])
+        #expect(script.send(.token(.busy(holder: 7))).isEmpty, "slot 0 kept free a moment")
+        #expect(script.send(.tick, after: .seconds(1)) == [.acquireToken])
+        let ordinary = try #require(Script.spawns(script.send(.token(.busy(holder: 7)))).first)
+        #expect(ordinary.role == .worker)
+        _ = script.send(.spawned(ordinary.ref, pid: 100))
+        #expect(script.send(.tick, after: .seconds(1)).first == .acquireToken, "still retrying")
+        #expect(script.core.workers.first?.ready == true, "up for the boot grace")
+        #expect(script.send(.token(.busy(holder: 7))).isEmpty)
+        #expect(script.send(.tick, after: .milliseconds(250)) == [.acquireToken])
+        let converting = script.send(.token(.acquired))
+        let scheduler = try #require(Script.spawns(converting).first)
+        #expect(scheduler.role == .scheduler && scheduler.slot == 0)
+        #expect(Script.signals(converting).isEmpty, "the worker serves while the scheduler boots")
+        _ = script.send(.spawned(scheduler.ref, pid: 101))
+        #expect(Script.signals(script.send(.tick, after: .milliseconds(999))).isEmpty)
+        #expect(Script.signals(script.send(.tick, after: .milliseconds(1))) == [.signal(pid: 100, .terminate)],
+                "retired once the scheduler is ready")
+    }
+
+    /// A withdrawn lease does not wait for a stand-in: the scheduler is sent
+    /// TERM at once, and slot 0 gets an ordinary worker at once.
+    @Test func aWithdrawnLeaseRetiresTheSchedulerAtOnce() {
+        var world = SimulatedWorld(plan: Plan(workers: 2), seed: 5, leased: true)
+        world.spawnFailureRate = 0
+        world.ignoreTermRate = 0
+        world.send(.start)
+        world.lease(true)
+        world.quiesce()
+        let scheduler = schedulerPID(world)!
+        world.lease(false)
+        let retiring = world.core.workers.first { $0.pid == scheduler }
+        #expect(retiring?.retireDeadline.map { $0 <= world.now + world.core.timings.leaseGrace } == true)
+        #expect(world.core.workers.contains { $0.slot == 0 && $0.role == .worker && $0.pid != nil })
+        world.quiesce()
+        #expect(world.aliveSchedulers == 0 && world.alive.count == 2)
+        // Granted again: the scheduler boots beside slot 0's worker.
+        world.servingFloor = 2
+        world.lease(true)
+        world.quiesce()
+        #expect(world.aliveSchedulers == 1 && world.alive.count == 2)
+        #expect(world.violations.isEmpty, "\(world.violations)")
     }
 
     @Test func gracefulStopKillsWorkersThatIgnoreTermAtTheDeadline() {
@@ -163,6 +303,8 @@ struct SupervisorCoreTests {
             #expect(world.alive.count == plan.workers, "seed \(id): \(world.alive.count) alive, want \(plan.workers)")
             #expect(world.core.workers.count == plan.workers, "seed \(id)")
             #expect(Set(world.core.workers.map(\.slot)) == Set(0..<plan.workers), "seed \(id)")
+            #expect(Dictionary(grouping: world.alive.values, by: \.slot).values.allSatisfy { $0.count == 1 },
+                    "seed \(id): one process per slot, no stand-in left")
             #expect(world.core.workers.allSatisfy { $0.generation == world.core.generation && $0.pid != nil && $0.ready })
             #expect(world.core.stableGeneration == world.core.generation, "seed \(id)")
             #expect(world.aliveSchedulers == (plan.scheduler ? 1 : 0), "seed \(id)")
@@ -177,6 +319,43 @@ struct SupervisorCoreTests {
         #expect(failedStarts < 30, "batch \(batch): \(failedStarts) failed starts in 100 worlds")
     }
 
+    /// Reloads (storms of them, `--no-scheduler` toggled, the token busy at
+    /// times) while every worker boots fine: after every event each slot
+    /// 0..<N has a process that serves, and there is never a second scheduler.
+    @Test(arguments: 0..<10)
+    func reloadsNeverLeaveASlotUnserved(batch: Int) {
+        for seed in 0..<100 {
+            let id = UInt64(batch * 100 + seed)
+            let workers = 1 + Int(id % 4)
+            let notify = id % 2 == 1
+            var world = SimulatedWorld(plan: Plan(workers: workers, notifyReadiness: notify, readyTimeout: .seconds(10)),
+                                       seed: id)
+            world.spawnFailureRate = 0
+            world.neverReadyRate = 0
+            world.send(.start)
+            world.quiesce()
+            world.servingFloor = workers
+            for _ in 0..<40 {
+                switch world.rng.below(10) {
+                case 0..<5:
+                    world.advance(to: world.now + .milliseconds(Int64(world.rng.below(1500))))
+                case 5..<8:
+                    world.send(.reload(Plan(workers: workers, scheduler: !world.rng.chance(0.2),
+                                            gracefulTimeout: .milliseconds(Int64(200 + world.rng.below(3000))),
+                                            notifyReadiness: notify, readyTimeout: .seconds(10))))
+                case 8:
+                    world.externalHolder.toggle()
+                default:
+                    world.send(.forward(.user1))
+                }
+            }
+            world.quiesce()
+            #expect(world.violations.isEmpty, "seed \(id): \(world.violations.prefix(3))")
+            #expect(world.alive.count == workers && world.core.stableGeneration == world.core.generation, "seed \(id)")
+            #expect(world.aliveSchedulers == (world.core.plan.scheduler ? 1 : 0), "seed \(id)")
+        }
+    }
+
     // MARK: readiness, failed reloads, watchdog, systemd
 
     func notifyWorld(_ plan: Plan) -> SimulatedWorld {
@@ -189,22 +368,30 @@ struct SupervisorCoreTests {
         return world
     }
 
-    @Test func oldWorkersRetireOnlyOnceTheirReplacementIsReady() {
+    @Test func oldWorkersRetireOnlyOnceTheirReplacementIsReady() throws {
         var world = notifyWorld(Plan(workers: 3, notifyReadiness: true))
         for pid in world.alive.keys { world.alive[pid]!.readyAt = nil }
         let old = Set(world.alive.filter { $0.value.role == .worker }.keys)
         world.neverReadyRate = 1  // the new generation does not say READY=1 yet
+        let oldScheduler = schedulerPID(world)!
         world.send(.reload(Plan(workers: 3, notifyReadiness: true)))
         world.advance(to: world.now + .seconds(5))
         #expect(old.allSatisfy { world.alive[$0] != nil }, "old workers keep serving until replacements are ready")
-        let booting = world.core.workers.filter { $0.generation == 1 && $0.role == .worker }
-        #expect(booting.map(\.slot) == [1], "one replacement boots at a time")
-        world.send(.ready(booting[0].ref))
-        // The new scheduler (spawned once the old one was reaped) boots in the batch too.
-        if let scheduler = world.core.workers.first(where: { $0.generation == 1 && $0.role == .scheduler }) {
-            world.send(.ready(scheduler.ref))
-        }
+        #expect(world.alive[oldScheduler] != nil, "and so does the old scheduler")
+        let booting = world.core.workers.filter { $0.generation == 1 }.sorted { $0.slot < $1.slot }
+        #expect(booting.map(\.slot) == [0, 1] && booting.map(\.role) == [.worker, .worker],
+                "slot 0's stand-in (outside the batch) and one replacement at a time")
+        let standIn = booting[0]
+        world.send(.ready(standIn.ref))
         world.advance(to: world.now + .seconds(1))
+        #expect(world.alive[oldScheduler] == nil, "the old scheduler goes once the stand-in serves")
+        let scheduler = try #require(world.core.workers.first { $0.generation == 1 && $0.role == .scheduler })
+        #expect(world.alive.values.filter { $0.slot == 1 }.count == 2, "slot 1's replacement boots beside its old worker")
+        #expect(world.core.workers.filter { $0.slot == 2 }.map(\.generation) == [0], "slot 2 waits for the batch")
+        world.send(.ready(booting[1].ref))
+        world.send(.ready(scheduler.ref))
+        world.advance(to: world.now + .seconds(1))
+        #expect(world.alive[standIn.pid!] == nil, "the stand-in goes once the scheduler is ready")
         #expect(world.alive.values.filter { $0.slot == 1 }.count == 1, "slot 1's old worker retired")
         #expect(world.core.workers.filter { $0.slot == 2 }.map(\.generation).sorted() == [0, 1],
                 "slot 2's replacement boots next, its old worker still serves")
@@ -216,19 +403,21 @@ struct SupervisorCoreTests {
         world.neverReadyRate = 1
         world.send(.reload(Plan(workers: 3, notifyReadiness: true)))
         world.advance(to: world.now + .seconds(2))
-        let booting = world.core.workers.filter { $0.generation == 1 && $0.role == .worker }
-        #expect(booting.map(\.slot) == [1])
-        #expect(world.background == [booting[0].pid!], "slot 1's replacement boots beside its old worker")
-        let scheduler = world.core.workers.first { $0.generation == 1 && $0.role == .scheduler }
-        #expect(scheduler.map { !world.background.contains($0.pid ?? -1) } ?? true,
-                "the scheduler always boots in the foreground")
+        let booting = world.core.workers.filter { $0.generation == 1 }.sorted { $0.slot < $1.slot }
+        #expect(booting.map(\.slot) == [0, 1] && booting.map(\.role) == [.worker, .worker])
+        #expect(world.background == Set(booting.map { $0.pid! }),
+                "slot 0's stand-in boots beside the old scheduler, slot 1's replacement beside its old worker")
         world.send(.ready(booting[0].ref))
-        #expect(world.background.isEmpty, "ready: back in the foreground")
-        if let scheduler { world.send(.ready(scheduler.ref)) }  // it boots in the same batch
-
-        // Slot 2's replacement boots next; its old worker dies meanwhile.
+        #expect(world.background == [booting[1].pid!], "the stand-in is ready: back in the foreground")
+        world.advance(to: world.now + .seconds(1))  // the old scheduler is reaped
+        let scheduler = world.core.workers.first { $0.generation == 1 && $0.role == .scheduler }
+        #expect(scheduler != nil && !world.background.contains(scheduler?.pid ?? -1),
+                "the scheduler always boots in the foreground")
+        world.send(.ready(booting[1].ref))
+        // Slot 2's replacement boots next (the scheduler boots outside the
+        // batch); its old worker dies meanwhile.
         let next = world.core.workers.first { $0.slot == 2 && $0.generation == 1 }!
-        #expect(world.background == [next.pid!])
+        #expect(world.background == [next.pid!], "slot 1's replacement is ready: back in the foreground")
         let predecessor = world.core.workers.first { $0.slot == 2 && $0.generation == 0 }!.pid!
         world.die(predecessor, status: .signaled(.kill, coreDumped: false))
         #expect(world.background.isEmpty, "alone in its slot: foreground at once, though not ready")
@@ -239,6 +428,7 @@ struct SupervisorCoreTests {
         var world = notifyWorld(Plan(workers: 3, notifyReadiness: true))
         let old = Set(world.alive.filter { $0.value.role == .worker }.keys)
         world.neverReadyRate = 1
+        let oldScheduler = schedulerPID(world)!
         world.send(.reload(Plan(workers: 3, notifyReadiness: true)))
         let failing = world.core.workers.first { $0.generation == 1 && $0.role == .worker && $0.pid != nil }!.pid!
         world.die(failing, status: .exited(1))
@@ -247,6 +437,7 @@ struct SupervisorCoreTests {
         world.neverReadyRate = 0
         world.quiesce()
         #expect(old.allSatisfy { world.alive[$0] != nil }, "the old workers were never retired")
+        #expect(world.alive[oldScheduler] != nil, "nor the old scheduler: its stand-in never served")
         #expect(world.alive.count == 3)
         #expect(world.aliveSchedulers == 1)
         #expect(world.core.workers.allSatisfy { $0.generation == 0 })

@@ -302,6 +302,8 @@ struct ClientReport {
     var requests = 0
     var failures = 0
     var refused = 0
+    /// The longest wait for an answer, in milliseconds.
+    var slowest = 0
     var generations: Set<Int> = []
     var pids: Set<Int32> = []
     var seconds: Double
@@ -316,6 +318,7 @@ struct ClientReport {
             case "requests": requests = Int(pair[1]) ?? 0
             case "failures": failures = Int(pair[1]) ?? 0
             case "refused": refused = Int(pair[1]) ?? 0
+            case "slowest_ms": slowest = Int(pair[1]) ?? 0
             case "generations": generations = Set(values.compactMap { Int($0) })
             case "pids": pids = Set(values.compactMap { Int32($0) })
             default: break

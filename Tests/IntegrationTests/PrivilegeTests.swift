@@ -34,9 +34,9 @@ struct PrivilegeTests {
     }
 
     /// --reload-nice: a reload's replacement boots at nice +10 beside the
-    /// worker it replaces and is restored once ready; the scheduler's
-    /// replacement (its slot empty during the handover) and the first
-    /// generation boot at the master's priority.
+    /// worker it replaces and is restored once ready; the new scheduler
+    /// (spawned once the old one is gone, while a stand-in serves its slot)
+    /// and the first generation boot at the master's priority.
     @Test func aReloadsReplacementBootsAtALowerPriorityUntilReady() {
         let supervisor = Supervisor(["-w", "3", "--ready", "notify"], worker: ["--notify", "--boot-ms", "1500"],
                                     name: "nice")

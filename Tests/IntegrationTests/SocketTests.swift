@@ -82,6 +82,41 @@ struct SocketTests {
         try reloadUnderLoad(options: ["--ready", "notify"], worker: ["--notify", "--boot-ms", "1000"], spacing: 2.2)
     }
 
+    /// With one worker, that worker is the scheduler. A reload hands its slot
+    /// to a stand-in (role `worker`) that serves while the old scheduler goes
+    /// and the new one boots: no request waits for a boot, no moment has
+    /// nothing ready to serve, and the schedulers never overlap.
+    @Test func aSingleWorkerReloadsWithoutAServingGap() throws {
+        let directory = Harness.scratch("standin")
+        let control = directory + "/master.ctl"
+        let bootMs = 300
+        let supervisor = Supervisor(["-w", "1", "-b", "127.0.0.1:0", "--ready", "notify", "-s", control],
+                                    worker: ["--serve", "--notify", "--boot-ms", String(bootMs)],
+                                    directory: directory, name: "standin")
+        #expect(Harness.wait { supervisor.logText().contains("generation 0 is ready") }, "\(supervisor.logText())")
+        let target = try #require(supervisor.listening(0))
+        let client = LoadClient(target, seconds: 5)
+        var fewestServing = Int.max
+        for generation in 1...2 {
+            usleep(400_000)
+            supervisor.signal(SIGHUP)
+            #expect(Harness.wait {
+                let rows = ChaosOS.status(socket: control)?["slots"] as? [[String: Any]] ?? []
+                fewestServing = min(fewestServing, rows.filter { $0["state"] as? String == "ready" }.count)
+                return supervisor.settled(workers: 1, generation: generation)
+                    && supervisor.logText().contains("reload finished: generation \(generation)")
+            }, "generation \(generation): \(supervisor.logText().suffix(1500))")
+        }
+        let report = client.finish()
+        let log = supervisor.logText()
+        #expect(report.failures == 0, "failed or refused: \(report.failures) of \(report.requests)")
+        #expect(report.slowest < bootMs, "a request waited \(report.slowest) ms, a boot's time: \(log.suffix(1500))")
+        #expect(fewestServing >= 1, "a moment with no ready worker: \(log.suffix(1500))")
+        #expect(report.generations == [0, 1, 2], "generations served: \(report.generations.sorted())")
+        #expect(supervisor.overlaps().isEmpty)
+        #expect(supervisor.stop() == 0)
+    }
+
     @Test func aGenerationThatDiesAtBootIsAbandonedAndTheOldOneServes() throws {
         let directory = Harness.scratch("badreload")
         let config = directory + "/b.conf"

@@ -53,7 +53,8 @@ public struct Timings: Hashable, Sendable {
     public var tokenRetryCap: Duration = .milliseconds(250)
     /// With exec readiness, a worker up this long counts as ready.
     public var bootGrace: Duration = .seconds(1)
-    /// During a reload, how many replacements of still-serving workers boot at once.
+    /// During a reload, how many replacements of still-serving workers boot at
+    /// once; the scheduler's slot (its stand-in, then the scheduler) is not counted.
     public var reloadBatch = 1
     /// After SIGABRT from the watchdog, SIGKILL to the group this much later.
     public var abortGrace: Duration = .milliseconds(500)

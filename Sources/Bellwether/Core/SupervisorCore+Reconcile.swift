@@ -5,9 +5,31 @@ extension SupervisorCore {
     var wantsScheduler: Bool { plan.scheduler && !isStopping && leasePermits }
     var schedulerExists: Bool { hasScheduler }
 
-    /// The worker of the current generation that serves `slot`, if any.
+    /// The worker of the current generation that holds `slot`, if any. Slot 0
+    /// may hold two for a while: a stand-in (role `worker`) that serves while
+    /// the scheduler boots beside it; the scheduler is the one that stays.
     func current(in slot: Int) -> Worker? {
-        workers.first { $0.slot == slot && $0.generation == generation && !$0.isRetiring }
+        let holders = workers.lazy.filter { $0.slot == slot && $0.generation == generation && !$0.isRetiring }
+        return holders.first { $0.role == .scheduler } ?? holders.first
+    }
+
+    /// `slot` still wants a process: it has no worker of the current
+    /// generation, or it is the scheduler's slot and only a stand-in serves it.
+    func lacksWorker(_ slot: Int) -> Bool {
+        guard let holder = current(in: slot) else { return true }
+        return slot == Self.schedulerSlot && wantsScheduler && holder.role != .scheduler
+    }
+
+    /// A ready worker of the current generation, not retiring, serves `slot`
+    /// (a stand-in counts): an older worker of the slot may go.
+    func isServed(_ slot: Int) -> Bool {
+        workers.contains { $0.slot == slot && $0.generation == generation && $0.ready && !$0.isRetiring }
+    }
+
+    /// A scheduler of an older generation still serves, waiting for a ready
+    /// worker of the current generation in its slot before it is retired.
+    var schedulerAwaitsRelief: Bool {
+        workers.contains { $0.role == .scheduler && $0.generation != generation && !$0.isRetiring }
     }
 
     mutating func reconcile(at now: Instant, into actions: inout [Action]) {
@@ -101,9 +123,15 @@ extension SupervisorCore {
         }
     }
 
+    /// Retires what the plan no longer wants. A handover leaves no slot
+    /// unserved: an old scheduler that serves goes only once a ready worker
+    /// of the current generation serves its slot (the stand-in, or with
+    /// `--no-scheduler` an ordinary worker), and a stand-in only once the
+    /// scheduler beside it is ready. A withdrawn lease does not wait.
     mutating func retireObsolete(at now: Instant, into actions: inout [Action]) {
         let deadline = now + plan.gracefulTimeout
-        let converting = token == .held && wantsScheduler && !schedulerExists
+        let scheduler = current(in: Self.schedulerSlot)
+        let schedulerReady = wantsScheduler && scheduler?.role == .scheduler && scheduler?.ready == true
         for index in workers.indices {
             let worker = workers[index]
             guard worker.pid != nil, !worker.isRetiring else { continue }
@@ -116,14 +144,15 @@ extension SupervisorCore {
                     reason = "the lease was withdrawn"
                     retireBy = min(deadline, now + timings.leaseGrace)
                 } else if removedSlot || oldGeneration || !plan.scheduler {
-                    reason = "scheduler handover"
+                    let serves = worker.ready && oldGeneration && !removedSlot
+                    if !serves || isServed(worker.slot) { reason = "scheduler handover" }
                 }
             } else if removedSlot {
                 reason = "slot removed"
             } else if oldGeneration {
-                if current(in: worker.slot)?.ready == true { reason = "replaced by generation \(generation)" }
-            } else if converting && worker.slot == Self.schedulerSlot {
-                reason = "making room for the scheduler"
+                if isServed(worker.slot) { reason = "replaced by generation \(generation)" }
+            } else if schedulerReady && worker.slot == Self.schedulerSlot {
+                reason = "replaced by the scheduler"
             }
             if let reason { retire(at: index, deadline: retireBy, reason: reason, into: &actions) }
         }
@@ -152,22 +181,39 @@ extension SupervisorCore {
         actions.append(.acquireToken)
     }
 
+    /// Orders the processes the slots lack. The scheduler's slot is never
+    /// left unserved by a handover: while an old scheduler serves, the new
+    /// generation's slot 0 first gets a stand-in (role `worker`); the old
+    /// scheduler goes once the stand-in is ready, and the new scheduler is
+    /// spawned beside the stand-in once the old one is reaped and the token
+    /// held. A scheduler that died is replaced at once when the token is
+    /// free (a stand-in would boot no sooner); with the token busy, the slot
+    /// runs an ordinary worker after `tokenWaitGrace`. A first start has
+    /// nothing serving to bridge, and no stand-in.
     mutating func spawnMissing(at now: Instant, into actions: inout [Action]) {
         // A reload replaces serving workers one batch at a time: a slot whose
         // old worker still serves waits while `reloadBatch` replacements boot,
-        // so that booting a generation does not starve the one serving.
+        // so that booting a generation does not starve the one serving. The
+        // scheduler's slot is handed over outside the batch (its stand-in,
+        // then the scheduler), so the stand-in makes a reload no longer.
         let rolling = stableGeneration != nil && generation != stableGeneration
-        var booting = workers.filter { $0.generation == generation && !$0.ready && !$0.isRetiring }.count
-        for slot in 0..<plan.workers where current(in: slot) == nil {
+        let handover = wantsScheduler ? Self.schedulerSlot : nil
+        var booting = workers.filter {
+            $0.generation == generation && !$0.ready && !$0.isRetiring && $0.slot != handover
+        }.count
+        for slot in 0..<plan.workers where lacksWorker(slot) {
             if let notBefore = slots[slot]?.notBefore, notBefore > now { continue }
             let stillServed = workers.contains { $0.slot == slot && $0.generation != generation && !$0.isRetiring }
-            if rolling && stillServed && booting >= timings.reloadBatch { continue }
+            if rolling && stillServed && slot != handover && booting >= timings.reloadBatch { continue }
             var role = Role.worker
-            if slot == Self.schedulerSlot && wantsScheduler {
-                if schedulerExists || token == .acquiring { continue }  // handover or answer pending
-                if token == .held {
-                    role = .scheduler
-                } else if let wait = tokenWait, now < wait.since + timings.tokenWaitGrace {
+            if slot == handover {
+                if token == .held && !schedulerExists {
+                    role = .scheduler  // beside the stand-in, if one serves
+                } else if current(in: slot) != nil || token == .acquiring {
+                    continue  // the stand-in serves on; or the token's answer comes this turn
+                } else if schedulerExists && !schedulerAwaitsRelief {
+                    continue  // the old scheduler is on its way out; its successor follows the reap
+                } else if !schedulerExists, let wait = tokenWait, now < wait.since + timings.tokenWaitGrace {
                     continue  // keep the slot free a moment for a token about to be freed
                 }
             }
@@ -179,7 +225,11 @@ extension SupervisorCore {
             workers.append(Worker(ref: order.ref, slot: slot, generation: generation, role: role,
                                   pid: nil, startedAt: now, background: order.background))
             actions.append(.spawn(order))
-            booting += 1
+            if slot == handover && role == .worker && schedulerExists {
+                actions.append(.log(LogRecord(.info, "stand_in", "worker \(slot) stands in for the scheduler while "
+                    + "it is handed over", [.init("slot", .int(slot)), .init("generation", .int(generation))])))
+            }
+            if slot != handover { booting += 1 }
         }
     }
 
@@ -244,7 +294,7 @@ extension SupervisorCore {
         // it is reported even if it was already due at the last event.
         let kills = workers.filter { !$0.killed && $0.pid != nil }.compactMap(\.retireDeadline)
         if !isStopping {
-            for slot in 0..<plan.workers where current(in: slot) == nil {
+            for slot in 0..<plan.workers where lacksWorker(slot) {
                 if let notBefore = slots[slot]?.notBefore { candidates.append(notBefore) }
             }
             if let wait = tokenWait, wantsScheduler, !schedulerExists {

@@ -112,7 +112,7 @@ __asm__(".text\n"
 enum { PR_SET_PDEATHSIG_ = 1, PR_SET_CHILD_SUBREAPER_ = 36, SIGKILL_ = 9, SIGPIPE_ = 13, SIGTERM_ = 15,
        SIGCHLD_ = 17, ENOENT_ = 2, EACCES_ = 13, ENOEXEC_ = 8, EPERM_ = 1, EINTR_ = 4, ECHILD_ = 10,
        F_SETFD_ = 2, F_SETFL_ = 4, FD_CLOEXEC_ = 1, EAGAIN_ = 11, O_NONBLOCK_ = 04000, O_CLOEXEC_ = 02000000, AT_FDCWD_ = -100,
-       SIG_BLOCK_ = 0, SIG_SETMASK_ = 2, WNOHANG_ = 1, WALL_ = 0x40000000, POLLIN_ = 1, SI_QUEUE_ = -1,
+       SIG_BLOCK_ = 0, SIG_SETMASK_ = 2, WNOHANG_ = 1, WALL_ = 0x40000000, POLLIN_ = 1, POLLNVAL_ = 0x20, SI_QUEUE_ = -1,
        RLIMIT_CORE_ = 4, CLOCK_MONOTONIC_ = 1 };
 
 // The value the master queues with SIGTERM (sigqueue) to have the tree
@@ -407,7 +407,7 @@ static __attribute__((noreturn)) void guard(const char *spec, char **argv, char 
     announce_app(envp, app);
     // The listening sockets (3 up to the token or the link) are the app's:
     // a guard draining a tree after the master died must not keep a port.
-    for (long fd = 3; fd < (token >= 0 ? token : link); fd++) raw(SYS_CLOSE, fd, 0, 0, 0);
+    for (long fd = 3; fd < (token >= 0 ? token : link); fd++) if (fd != signals) raw(SYS_CLOSE, fd, 0, 0, 0);
 
     int app_status = -1;  // the app's wait status, once reaped
     long long deadline = -1;
@@ -433,7 +433,7 @@ static __attribute__((noreturn)) void guard(const char *spec, char **argv, char 
         }
         struct { int fd; short events, revents; } fds[2] = {{(int)signals, POLLIN_, 0}, {(int)link, POLLIN_, 0}};
         long ready = raw(SYS_PPOLL, (long)fds, link >= 0 ? 2 : 1, next >= 0 ? (long)wait : 0, 0);
-        if (ready < 0 && ready != -EINTR_) leave(125);
+        if ((ready < 0 && ready != -EINTR_) || (fds[0].revents & POLLNVAL_)) leave(125);  // never spin
 
         if (link >= 0 && fds[1].revents) {
             long long value;

@@ -57,7 +57,7 @@ struct OptionSpec: Sendable {
             settings.scheduler = !(try Parse.boolean(value, source: source))
         },
         OptionSpec("graceful-timeout", value: "SECONDS",
-                   help: "time a worker has to exit after TERM before SIGKILL (default: 30)") {
+                   help: "time a worker's process tree has to exit after TERM before SIGKILL (default: 30)") {
             settings, value, source throws(BellwetherError) in
             settings.gracefulTimeout = try Parse.seconds(value, source: source)
         },

@@ -35,6 +35,7 @@ extension SupervisorCore {
     mutating func reconcile(at now: Instant, into actions: inout [Action]) {
         enforceDeadlines(at: now, into: &actions)
         if !isStopping { watchReadiness(at: now, into: &actions) }  // a failed start begins a stop
+        defer { updateSchedulerSocket(at: now) }
         if isStopping {
             for index in workers.indices where workers[index].pid != nil && !workers[index].isRetiring {
                 retire(at: index, deadline: stopDeadline!, reason: "stopping", into: &actions)
@@ -55,6 +56,22 @@ extension SupervisorCore {
         foregroundReplacements(into: &actions)
         noteGenerationReady(at: now, into: &actions)
         enforceDeadlines(at: now, into: &actions)  // a zero graceful timeout is due at once
+    }
+
+    /// The scheduler socket is wanted from taking the token until this
+    /// master gives the role up, across scheduler replacements (a handover
+    /// refuses no connection), and through a moment's wait for a straggler of
+    /// its own; not once another holder is established (the token busy past
+    /// `tokenWaitGrace`), nor when stopping, without a scheduler or without
+    /// the lease — so a balancer's retry finds the master that designates.
+    mutating func updateSchedulerSocket(at now: Instant) {
+        if !wantsScheduler {
+            schedulerSocketWanted = false
+        } else if token == .held || hasScheduler {
+            schedulerSocketWanted = true
+        } else if let wait = tokenWait, now >= wait.since + timings.tokenWaitGrace {
+            schedulerSocketWanted = false
+        }
     }
 
     /// Boot grace (exec readiness), ready timeout and watchdog. A ready

@@ -114,6 +114,10 @@ public struct SupervisorCore: Sendable {
     var notifyHintGiven = false
     /// With a network lease, whether this supervisor may designate a scheduler.
     public internal(set) var leasePermits = true
+    /// Whether the `--scheduler-bind` socket should be bound: while this
+    /// master designates the scheduler (see `updateSchedulerSocket`). The
+    /// shell makes the world match after every batch of events.
+    public internal(set) var schedulerSocketWanted = false
 
     /// `leased`: a network lease decides whether there is a scheduler here;
     /// none until it grants one (`Event.lease`).
@@ -128,6 +132,13 @@ public struct SupervisorCore: Sendable {
 
     /// Since when the scheduler token has been found busy, if it is.
     public var tokenWaitingSince: Instant? { tokenWait?.since }
+
+    /// The generations whose launch may still be needed: those of the
+    /// workers not yet reaped, the current one and the stable one a failed
+    /// reload falls back to.
+    public var generationsInUse: Set<Int> {
+        Set(workers.map(\.generation) + [generation] + [stableGeneration].compactMap { $0 })
+    }
 
     /// The live scheduler's pid, if one is running.
     public var schedulerPID: Int32? { workers.first { $0.role == .scheduler }?.shownPID }

@@ -37,6 +37,8 @@ final class Master {
     private var exitStatus: Int32?
     /// The stop has been passed on to the lease and the scheduler socket.
     private var stopPassedOn = false
+    /// The scheduler socket's wanted state last made true (`core.schedulerSocketWanted`).
+    private var schedulerSocketWanted = false
     /// `--lease redis://…`: decides whether this master designates a scheduler.
     private let lease: NetworkLease?
     /// What the lease granted; the scheduler's environment carries it.
@@ -248,14 +250,13 @@ final class Master {
                                  mode: settings.bindMode, inherited: candidate.inherited)
             configuration = candidate
             logger.format = settings.logFormat
-            if !settings.scheduler { listeners.closeScheduler() }
         } catch {
             logger.write(LogRecord(.error, "reload_config_rejected",
                 "reload: \(error.message); keeping the current configuration",
                 [.init("error", .string(error.message))]))
         }
-        let keep = Set(core.workers.map(\.generation) + [core.generation] + [core.stableGeneration].compactMap { $0 })
-        launches = launches.filter { keep.contains($0.key) }
+        let inUse = core.generationsInUse
+        launches = launches.filter { inUse.contains($0.key) }
         queue.append(.reload(configuration.plan))
     }
 
@@ -304,15 +305,18 @@ final class Master {
             }
             if core.isStopping { passOnStop() }  // the core stops by itself after a failed start
         } while !queue.isEmpty
+        if core.schedulerSocketWanted != schedulerSocketWanted {
+            schedulerSocketWanted = core.schedulerSocketWanted
+            if schedulerSocketWanted { listeners.openScheduler() } else { listeners.closeScheduler() }
+        }
     }
 
-    /// A stop, asked for or decided by the core: the scheduler socket goes
-    /// first, so that a supervisor taking the token over can bind it while
-    /// this one drains, and the lease steps down and releases the key.
+    /// A stop, asked for or decided by the core: the lease steps down and
+    /// releases the key. (The scheduler socket goes with the core's wanted
+    /// state, at once, so that a supervisor taking over can bind it.)
     private func passOnStop() {
         guard !stopPassedOn else { return }
         stopPassedOn = true
-        listeners.closeScheduler()
         if let lease { perform(lease.handle(.stop, at: Sys.monotonicNow())) }
     }
 
@@ -321,8 +325,6 @@ final class Master {
             switch action {
             case .permit(let granted):
                 grant = granted
-                // Only the holder listens on --scheduler-bind: a balancer's retry finds it.
-                if granted == nil { listeners.closeScheduler() }
                 queue.append(.lease(permitted: granted != nil))
             case .log(let record):
                 logger.write(record)
@@ -392,20 +394,9 @@ final class Master {
         case .acquireToken:
             // A stray of a dead tree may hold what the scheduler's tree held.
             let left = strays()
-            let answer = left.first.map { .stray($0) } ?? token.acquire(logger: logger)
-            // The scheduler socket is bound only while this master designates
-            // the scheduler: a balancer's retry then finds the holder.
-            // A busy token lets the socket go only once another holder is
-            // established, not for a moment's straggler of our own scheduler.
-            if answer == .acquired {
-                if !core.isStopping { listeners.openScheduler() }
-            } else if let since = core.tokenWaitingSince, Sys.monotonicNow() - since >= core.timings.tokenWaitGrace {
-                listeners.closeScheduler()
-            }
-            queue.append(.token(answer))
+            queue.append(.token(left.first.map { .stray($0) } ?? token.acquire(logger: logger)))
         case .releaseToken:
             token.release()
-            listeners.closeScheduler()
         case .announce(let announcement):
             systemd.announce(announcement, schedulerPID: core.schedulerPID)
         case .log(let record):

@@ -211,13 +211,10 @@ int bw_file_lock(int fd) {
     return holder > 0 ? holder : -EAGAIN;  // released in between: let the caller say "busy"
 }
 
-// Sources/bellwether-exec/main.c looks for this value.
-#define BW_KILL_TREE 0x6b696c6c
-
 int bw_kill_tree(pid_t guard) {
 #ifdef __linux__
     union sigval value = {.sival_int = BW_KILL_TREE};
-    return sigqueue(guard, SIGTERM, value) == 0 ? 0 : errno;
+    return sigqueue(guard, BW_KILL_SIGNAL, value) == 0 ? 0 : errno;
 #else
     return kill(-guard, SIGKILL) == 0 ? 0 : errno;
 #endif

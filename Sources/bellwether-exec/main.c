@@ -22,8 +22,8 @@
 //     it GRACE_MS later;
 //   - when the master is gone, or a renew deadline passes: TERM to the whole
 //     tree, SIGKILL GRACE_MS later;
-//   - when the master queues SIGTERM with BW_KILL_TREE (sigqueue): SIGKILL to
-//     the whole tree at once;
+//   - when the master queues BW_KILL_SIGNAL with BW_KILL_TREE (sigqueue):
+//     SIGKILL to the whole tree at once;
 // and once no process of the tree is left, it exits as the app did. So the
 // token is released only when every process of the scheduler's tree is gone.
 // GUARD "-" makes it a plain exec shim: death signal, then execve in place.
@@ -41,7 +41,7 @@ enum { SYS_READ = 0, SYS_WRITE = 1, SYS_CLOSE = 3, SYS_RT_SIGACTION = 13, SYS_RT
        SYS_UMASK = 95, SYS_GETPPID = 110, SYS_SETGROUPS = 116, SYS_SETRESUID = 117, SYS_SETRESGID = 119,
        SYS_PRCTL = 157, SYS_GETDENTS64 = 217, SYS_CLOCK_GETTIME = 228, SYS_EXIT_GROUP = 231,
        SYS_OPENAT = 257, SYS_PPOLL = 271, SYS_SIGNALFD4 = 289, SYS_PRLIMIT64 = 302, SYS_SOCKET = 41,
-       SYS_SENDTO = 44 };
+       SYS_SENDTO = 44, SYS_PIDFD_OPEN = 434, SYS_PIDFD_SEND_SIGNAL = 424 };
 
 static long raw(long n, long a, long b, long c, long d) {
     long result;
@@ -75,7 +75,7 @@ enum { SYS_READ = 63, SYS_WRITE = 64, SYS_CLOSE = 57, SYS_RT_SIGACTION = 134, SY
        SYS_UMASK = 166, SYS_GETPPID = 173, SYS_SETGROUPS = 159, SYS_SETRESUID = 147, SYS_SETRESGID = 149,
        SYS_PRCTL = 167, SYS_GETDENTS64 = 61, SYS_CLOCK_GETTIME = 113, SYS_EXIT_GROUP = 94,
        SYS_OPENAT = 56, SYS_PPOLL = 73, SYS_SIGNALFD4 = 74, SYS_PRLIMIT64 = 261, SYS_SOCKET = 198,
-       SYS_SENDTO = 206 };
+       SYS_SENDTO = 206, SYS_PIDFD_OPEN = 434, SYS_PIDFD_SEND_SIGNAL = 424 };
 
 static long raw(long n, long a, long b, long c, long d) {
     register long x8 __asm__("x8") = n;
@@ -109,15 +109,14 @@ __asm__(".text\n"
         "  brk #0\n");
 #endif
 
-enum { PR_SET_PDEATHSIG_ = 1, PR_SET_CHILD_SUBREAPER_ = 36, SIGKILL_ = 9, SIGPIPE_ = 13, SIGTERM_ = 15,
-       SIGCHLD_ = 17, ENOENT_ = 2, EACCES_ = 13, ENOEXEC_ = 8, EPERM_ = 1, EINTR_ = 4, ECHILD_ = 10,
+enum { PR_SET_PDEATHSIG_ = 1, PR_SET_CHILD_SUBREAPER_ = 36, SIGKILL_ = 9, SIGTERM_ = 15,
+       SIGCHLD_ = 17, ENOSYS_ = 38, SIG_UNBLOCK_ = 1, ENOENT_ = 2, EACCES_ = 13, ENOEXEC_ = 8, EPERM_ = 1, EINTR_ = 4, ECHILD_ = 10,
        F_SETFD_ = 2, F_SETFL_ = 4, FD_CLOEXEC_ = 1, EAGAIN_ = 11, O_NONBLOCK_ = 04000, O_CLOEXEC_ = 02000000, AT_FDCWD_ = -100,
        SIG_BLOCK_ = 0, SIG_SETMASK_ = 2, WNOHANG_ = 1, WALL_ = 0x40000000, POLLIN_ = 1, POLLNVAL_ = 0x20, SI_QUEUE_ = -1,
        RLIMIT_CORE_ = 4, CLOCK_MONOTONIC_ = 1 };
 
-// The value the master queues with SIGTERM (sigqueue) to have the tree
-// killed at once; Sources/CBellwether/shims.c sends it.
-#define BW_KILL_TREE 0x6b696c6c
+// BW_KILL_SIGNAL and BW_KILL_TREE: the master's order to kill the tree.
+#include "../CBellwether/include/CBellwetherGuard.h"
 
 // volatile: the compiler must not turn this loop into a call to libc's
 // strlen, which is an IFUNC that only libc's (skipped) start-up resolves.
@@ -253,11 +252,13 @@ static long long now_ns(void) {
     return (long long)spec[0] * 1000000000LL + spec[1];
 }
 
-// Every process below the guard, from one pass over /proc: (pid, ppid)
-// pairs, then the descendants of self_pid by fixed point. A process forked
-// meanwhile is caught by a later sweep: once its parent dies it is ours.
-enum { MAX_SCANNED = 16384 };
-static int scanned_pid[MAX_SCANNED], scanned_parent[MAX_SCANNED], below[MAX_SCANNED];
+// Every process below the guard, by passes over /proc until one adds
+// nothing: a process joins once its parent is the guard or a member (a child
+// listed before its parent is caught by the next pass). Only members are
+// kept, so the table is bounded by the tree, not by the host. A process
+// forked meanwhile is caught by a later sweep: once its parent dies it is ours.
+enum { MAX_BELOW = 16384 };
+static int below[MAX_BELOW];
 
 static long read_parent(const char *name) {
     char path[64], text[512];
@@ -280,50 +281,65 @@ static long read_parent(const char *name) {
     return number(&cursor, 10);
 }
 
+static int is_member(long pid, int found) {
+    if (pid == self_pid) return 1;
+    for (int i = 0; i < found; i++) if (below[i] == pid) return 1;
+    return 0;
+}
+
 static int descendants(void) {
     static char entries[4096];
-    long directory = raw(SYS_OPENAT, AT_FDCWD_, (long)"/proc", O_CLOEXEC_, 0);
-    if (directory < 0) return 0;
-    int count = 0;
-    for (;;) {
-        long got = raw(SYS_GETDENTS64, directory, (long)entries, sizeof entries, 0);
-        if (got <= 0) break;
-        for (long offset = 0; offset < got;) {
-            // struct linux_dirent64 {u64 ino; s64 off; u16 reclen; u8 type; char name[];}
-            const char *entry = entries + offset;
-            unsigned short size = *(const unsigned short *)(entry + 16);
-            const char *name = entry + 19, *cursor = name;
-            long pid = number(&cursor, 10);
-            if (pid > 0 && *cursor == '\0' && pid != self_pid && count < MAX_SCANNED) {
-                long parent = read_parent(name);
-                if (parent > 0) {
-                    scanned_pid[count] = (int)pid;
-                    scanned_parent[count++] = (int)parent;
+    int found = 0;
+    for (int added = 1; added && found < MAX_BELOW;) {
+        added = 0;
+        long directory = raw(SYS_OPENAT, AT_FDCWD_, (long)"/proc", O_CLOEXEC_, 0);
+        if (directory < 0) return found;
+        long got;
+        while ((got = raw(SYS_GETDENTS64, directory, (long)entries, sizeof entries, 0)) > 0) {
+            for (long offset = 0; offset < got;) {
+                // struct linux_dirent64 {u64 ino; s64 off; u16 reclen; u8 type; char name[];}
+                const char *entry = entries + offset;
+                unsigned short size = *(const unsigned short *)(entry + 16);
+                const char *name = entry + 19, *cursor = name;
+                long pid = number(&cursor, 10);
+                offset += size;
+                if (pid <= 0 || *cursor != '\0' || found >= MAX_BELOW || is_member(pid, found)) continue;
+                if (is_member(read_parent(name), found)) {
+                    below[found++] = (int)pid;
+                    added = 1;
                 }
             }
-            offset += size;
         }
-    }
-    raw(SYS_CLOSE, directory, 0, 0, 0);
-    int found = 0;
-    for (int changed = 1; changed;) {
-        changed = 0;
-        for (int i = 0; i < count; i++) {
-            if (scanned_pid[i] == 0) continue;
-            int ours = scanned_parent[i] == self_pid;
-            for (int j = 0; j < found && !ours; j++) ours = scanned_parent[i] == below[j];
-            if (!ours) continue;
-            below[found++] = scanned_pid[i];
-            scanned_pid[i] = 0;
-            changed = 1;
-        }
+        raw(SYS_CLOSE, directory, 0, 0, 0);
     }
     return found;
 }
 
+// Signals every process of the tree. Each is pinned with a pidfd and its
+// parent checked again before the signal, so a pid that was reaped and
+// reused meanwhile is never hit (plain kill() where pidfds are missing).
 static void signal_tree(int sig) {
+    static int refused_once;
     int found = descendants();
-    for (int i = 0; i < found; i++) raw(SYS_KILL, below[i], sig, 0, 0);
+    for (int i = 0; i < found; i++) {
+        long result, pidfd = raw(SYS_PIDFD_OPEN, below[i], 0, 0, 0);
+        if (pidfd == -ENOSYS_) {
+            result = raw(SYS_KILL, below[i], sig, 0, 0);
+        } else if (pidfd < 0) {
+            continue;  // gone
+        } else {
+            char name[24];
+            with_number(name, "", below[i]);
+            result = is_member(read_parent(name), found) ? raw(SYS_PIDFD_SEND_SIGNAL, pidfd, sig, 0, 0) : 0;
+            raw(SYS_CLOSE, pidfd, 0, 0, 0);
+        }
+        if (result == -EPERM_ && !refused_once) {
+            char note[96];
+            refused_once = 1;
+            say(with_number(note, "bellwether-exec: may not signal pid ", below[i]));
+            say(" of the worker's tree (Operation not permitted); it may outlive the worker\n");
+        }
+    }
 }
 
 // Exits the way the app did: its exit status, or its signal (without a
@@ -335,9 +351,9 @@ static __attribute__((noreturn)) void exit_like(int status) {
     raw(SYS_PRLIMIT64, 0, RLIMIT_CORE_, (long)no_core, 0);
     volatile unsigned long dfl[4] = {0, 0, 0, 0};
     raw(SYS_RT_SIGACTION, sig, (long)dfl, 0, 8);
-    unsigned long empty = 0;
-    raw(SYS_RT_SIGPROCMASK, SIG_SETMASK_, (long)&empty, 0, 8);
+    unsigned long only = 1UL << (sig - 1);  // not another one still pending
     raw(SYS_KILL, self_pid, sig, 0, 0);
+    raw(SYS_RT_SIGPROCMASK, SIG_UNBLOCK_, (long)&only, 0, 8);
     leave(128 + sig);
 }
 
@@ -451,11 +467,11 @@ static __attribute__((noreturn)) void guard(const char *spec, char **argv, char 
         while (raw(SYS_READ, signals, (long)info, sizeof info, 0) == (long)sizeof info) {
             int sig = info[0], code = info[2], sender = info[3], value = info[11];
             if (sig == SIGCHLD_) reap = 1;
-            else if (sig == SIGTERM_ && code == SI_QUEUE_ && sender == master_pid && value == BW_KILL_TREE) {
+            else if (sig == BW_KILL_SIGNAL && code == SI_QUEUE_ && sender == master_pid && value == BW_KILL_TREE) {
                 if (phase != KILLING) kill_at = now_ns();
                 phase = KILLING;
-            } else if (!(sig == SIGPIPE_ && code > 0) && app_status < 0) {
-                raw(SYS_KILL, app, sig, 0, 0);  // not our own write to a closed stderr
+            } else if (sender != self_pid && app_status < 0) {
+                raw(SYS_KILL, app, sig, 0, 0);  // not our own (a SIGPIPE from a write to a closed stderr)
             }
         }
         if (!reap) continue;

@@ -84,6 +84,18 @@ struct TreeTests {
         #expect(supervisor.stop() == 0)
     }
 
+    @Test func aZeroGracefulTimeoutKillsTreesThatIgnoreTerm() throws {
+        // TERM and the SIGKILL order reach the guard back to back: the order
+        // must not be lost behind the pending TERM.
+        let supervisor = Supervisor(["-w", "6", "--graceful-timeout", "0"], worker: ["--tree", "--ignore-term"],
+                                    name: "tree-zero-grace")
+        #expect(Harness.wait { supervisor.settled(workers: 6) && supervisor.trees().count == 6 })
+        let everything = supervisor.live().flatMap { [$0.pid, $0.guardPID] } + supervisor.trees().flatMap(\.value)
+        supervisor.signal(SIGTERM)
+        #expect(supervisor.waitForExit(5) == 0, "\(supervisor.logText())")
+        #expect(Harness.wait(2) { !everything.contains(where: Harness.isAlive) })
+    }
+
     @Test func aGuardKilledOutrightLeavesNothingBehind() throws {
         let supervisor = Supervisor(["-w", "2"], worker: ["--tree"], name: "tree-guard")
         #expect(Harness.wait { supervisor.settled(workers: 2) && supervisor.trees().count == 2 })

@@ -8,7 +8,7 @@ public enum Action: Hashable, Sendable {
     /// Send a signal to one worker (its process-group leader).
     case signal(pid: Int32, Signal)
     /// SIGKILL a worker's whole process tree: its guard kills every process
-    /// below it (after its reap: what may be left of its process group).
+    /// below it, then exits.
     case killGroup(pid: Int32)
     /// A replacement spawned in the background is ready, or its predecessor
     /// is gone: give its process group the master's CPU priority again.

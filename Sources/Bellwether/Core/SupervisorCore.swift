@@ -172,7 +172,6 @@ public struct SupervisorCore: Sendable {
         case .exited(let ref, let status):
             guard let index = index(of: ref) else { return [] }
             let worker = workers.remove(at: index)
-            if let pid = worker.pid { actions.append(.killGroup(pid: pid)) }
             if token == .passed(ref) { token = .notHeld }
             actions.append(.log(Self.exitedRecord(worker, status: status, at: now)))
             var record = history[worker.slot] ?? SlotHistory()

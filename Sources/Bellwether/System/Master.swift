@@ -383,9 +383,8 @@ final class Master {
         case .signal(let pid, let signal):
             Sys.send(signal, to: pid)
         case .killGroup(let pid):
-            // A guard not yet reaped kills its tree; after its reap, only
-            // what may be left of its process group.
-            if refs[pid] != nil { _ = bw_kill_tree(pid) } else { Sys.send(.kill, to: -pid) }
+            // Only to a guard not yet reaped: its pid cannot have been reused.
+            if refs[pid] != nil { _ = bw_kill_tree(pid) }
         case .foreground(let pid):
             if let error = bootPriority.restore(pid) {
                 logger.write(LogRecord(.warning, "reload_nice", "cannot give worker pid \(pid) its priority back "

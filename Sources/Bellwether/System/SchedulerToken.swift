@@ -80,18 +80,9 @@ final class SchedulerToken {
         guard let resolved = realpath(path, nil) else { return nil }
         let target = String(cString: resolved)
         free(resolved)
-        guard let processes = opendir("/proc") else { return nil }
-        defer { closedir(processes) }
         let own = getpid()
-        while let entry = readdir(processes) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard let pid = Int32(name), pid != own else { continue }
-            guard let descriptors = opendir("/proc/\(pid)/fd") else { continue }
-            defer { closedir(descriptors) }
-            while let fdEntry = readdir(descriptors) {
-                let fdName = withUnsafeBytes(of: fdEntry.pointee.d_name) {
-                    String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
-                }
+        for pid in Sys.processes() where pid != own {
+            for fdName in Sys.entries("/proc/\(pid)/fd") {
                 var buffer = [CChar](repeating: 0, count: 4096)
                 let length = readlink("/proc/\(pid)/fd/\(fdName)", &buffer, buffer.count - 1)
                 if length > 0 && String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self) == target {

@@ -82,21 +82,31 @@ enum Sys {
         if let list = try? readFile("/proc/\(own)/task/\(own)/children") {
             return list.split(separator: UInt8(ascii: " ")).compactMap { Int32(String(decoding: $0, as: UTF8.self)) }
         }
-        guard let processes = opendir("/proc") else { return [] }
-        defer { closedir(processes) }
-        var found: [Int32] = []
-        while let entry = readdir(processes) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard let pid = Int32(name), let stat = try? readFile("/proc/\(pid)/stat", limit: 4096),
-                  let close = stat.lastIndex(of: UInt8(ascii: ")")) else { continue }
+        return processes().filter { pid in
+            guard let stat = try? readFile("/proc/\(pid)/stat", limit: 4096),
+                  let close = stat.lastIndex(of: UInt8(ascii: ")")) else { return false }
             let fields = stat[(close + 1)...].split(separator: UInt8(ascii: " "))
-            if fields.count > 1, Int32(String(decoding: fields[1], as: UTF8.self)) == own { found.append(pid) }
+            return fields.count > 1 && Int32(String(decoding: fields[1], as: UTF8.self)) == own
         }
-        return found
         #else
         return []
         #endif
     }
+
+    /// The entries of a directory (names, "." and ".." left out).
+    static func entries(_ directory: String) -> [String] {
+        guard let listing = opendir(directory) else { return [] }
+        defer { closedir(listing) }
+        var names: [String] = []
+        while let entry = readdir(listing) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// Every process's pid, from /proc.
+    static func processes() -> [Int32] { entries("/proc").compactMap { Int32($0) } }
 
     static func decode(_ status: Int32) -> ExitStatus {
         if bw_wifsignaled(status) != 0 {

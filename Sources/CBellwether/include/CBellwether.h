@@ -7,6 +7,7 @@
 
 #include <sys/types.h>
 #include "CBellwetherSockets.h"
+#include "CBellwetherGuard.h"
 
 /// Blocks `signals` in the calling thread and returns a non-blocking, CLOEXEC
 /// descriptor from which they can be read with `bw_signal_source_read`
@@ -27,8 +28,8 @@ int bw_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[
              const int *inherit, int ninherit, const char *directory);
 
 /// Asks a worker's guard (bellwether-exec) to SIGKILL its whole process
-/// tree at once: SIGTERM queued with the value the guard looks for. Linux;
-/// elsewhere SIGKILL to the process group `guard` leads. 0 or errno.
+/// tree at once: BW_KILL_SIGNAL queued with BW_KILL_TREE. Linux; elsewhere
+/// SIGKILL to the process group `guard` leads. 0 or errno.
 int bw_kill_tree(pid_t guard);
 
 /// A pipe with both ends close-on-exec; the write end non-blocking if

@@ -357,9 +357,11 @@ static __attribute__((noreturn)) void exit_like(int status) {
     leave(128 + sig);
 }
 
-// Tells the master the app's pid (MAINPID=, as systemd's notify protocol
-// has it) on NOTIFY_SOCKET, for its logs and `bellwether status`.
-static void announce_app(char **envp, long app) {
+// One datagram to the master's NOTIFY_SOCKET, if there is one: MAINPID=
+// (systemd's name) with the app's pid, for its logs and `bellwether status`;
+// X_BELLWETHER_APP_EXITED=1 when the app has exited and the rest of its tree
+// is being ended, so that the scheduler's slot gets a stand-in meanwhile.
+static void notify_master(char **envp, const char *message) {
     const char *address = 0;
     for (char **entry = envp; *entry; entry++) if (starts_with(*entry, "NOTIFY_SOCKET=")) address = *entry + 14;
     if (address == 0 || *address == '\0') return;
@@ -374,8 +376,6 @@ static void announce_app(char **envp, long app) {
     else target[2 + size++] = '\0';
     long fd = raw(SYS_SOCKET, 1 /* AF_UNIX */, 2 /* SOCK_DGRAM */ | O_CLOEXEC_, 0, 0);
     if (fd < 0) return;
-    char message[40];
-    with_number(message, "MAINPID=", app);
     raw6(SYS_SENDTO, fd, (long)message, (long)length(message), 0, (long)target, (long)(2 + size));
     raw(SYS_CLOSE, fd, 0, 0, 0);
 }
@@ -420,7 +420,8 @@ static __attribute__((noreturn)) void guard(const char *spec, char **argv, char 
         say("bellwether-exec: cannot fork the app\n");
         leave(125);
     }
-    announce_app(envp, app);
+    char started[40];
+    notify_master(envp, with_number(started, "MAINPID=", app));
     // The listening sockets (3 up to the token or the link) are the app's:
     // a guard draining a tree after the master died must not keep a port.
     for (long fd = 3; fd < (token >= 0 ? token : link); fd++) if (fd != signals) raw(SYS_CLOSE, fd, 0, 0, 0);
@@ -482,6 +483,7 @@ static __attribute__((noreturn)) void guard(const char *spec, char **argv, char 
         }
         if (app_status < 0) continue;
         if (reaped == -ECHILD_) exit_like(app_status);  // nothing of the tree is left
+        if (phase == RUNNING) notify_master(envp, "X_BELLWETHER_APP_EXITED=1");
         drain();
     }
 }

@@ -73,6 +73,28 @@ struct TreeTests {
         #expect(supervisor.stop() == 0)
     }
 
+    @Test func aStandInServesTheSchedulersSlotWhileItsTreeIsEnded() throws {
+        let supervisor = Supervisor(["-w", "2", "--graceful-timeout", "3"], worker: ["--tree", "--ignore-term"],
+                                    name: "tree-drain")
+        #expect(Harness.wait { supervisor.settled(workers: 2) && supervisor.trees().count == 2 })
+        let scheduler = try #require(supervisor.liveSchedulers().first)
+        let tree = try #require(supervisor.trees()[scheduler.pid])
+        kill(scheduler.pid, SIGKILL)
+        // Its child and daemon ignore TERM: its guard keeps the slot and the
+        // token for 3 s. Meanwhile slot 0 is served by a stand-in.
+        #expect(Harness.wait(2) { supervisor.live().contains { $0.slot == 0 && !$0.isScheduler } },
+                "\(supervisor.logText())")
+        #expect(tree.allSatisfy(Harness.isAlive), "the stand-in came while the old tree was still there")
+        #expect(supervisor.liveSchedulers().isEmpty)
+        // The tree is SIGKILLed at 3 s, the new scheduler is ready 1 s later,
+        // and the stand-in (which ignores TERM too) goes 3 s after that.
+        #expect(Harness.wait(20) { supervisor.settled(workers: 2) && supervisor.liveSchedulers().first?.pid != scheduler.pid },
+                "\(supervisor.logText())")
+        #expect(!tree.contains(where: Harness.isAlive))
+        #expect(supervisor.overlaps().isEmpty)
+        #expect(supervisor.stop() == 0)
+    }
+
     @Test func aReloadRetiresTheOldGenerationsTrees() throws {
         let supervisor = Supervisor(["-w", "2", "--graceful-timeout", "1"], worker: ["--tree"], name: "tree-reload")
         #expect(Harness.wait { supervisor.settled(workers: 2) && supervisor.trees().count == 2 })

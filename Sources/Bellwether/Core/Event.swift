@@ -11,6 +11,9 @@ public enum Event: Hashable, Sendable {
     case exited(WorkerRef, ExitStatus)
     /// The worker's guard started the app with this pid (MAINPID=).
     case appStarted(WorkerRef, pid: Int32)
+    /// The worker's app exited and its guard is ending what it left behind
+    /// (X_BELLWETHER_APP_EXITED=1); the guard's own exit follows.
+    case appExited(WorkerRef)
     /// The worker sent READY=1 on the notify socket.
     case ready(WorkerRef)
     /// The worker sent WATCHDOG=1.

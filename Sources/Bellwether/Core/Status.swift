@@ -75,7 +75,7 @@ public struct StatusReport: Sendable {
         let workerRows = core.workers.map { worker in
             row(slot: worker.slot, pid: worker.shownPID, guardPID: worker.pid, role: worker.role,
                 generation: worker.generation,
-                state: worker.isRetiring ? "stopping" : worker.ready ? "ready" : "starting",
+                state: worker.isRetiring || worker.appGone ? "stopping" : worker.ready ? "ready" : "starting",
                 uptime: worker.pid == nil ? .zero : now - worker.startedAt)
         }
         let backoffRows = (0..<core.plan.workers).compactMap { slot in

@@ -9,7 +9,9 @@ extension SupervisorCore {
     /// may hold two for a while: a stand-in (role `worker`) that serves while
     /// the scheduler boots beside it; the scheduler is the one that stays.
     func current(in slot: Int) -> Worker? {
-        let holders = workers.lazy.filter { $0.slot == slot && $0.generation == generation && !$0.isRetiring }
+        let holders = workers.lazy.filter {
+            $0.slot == slot && $0.generation == generation && !$0.isRetiring && !$0.appGone
+        }
         return holders.first { $0.role == .scheduler } ?? holders.first
     }
 
@@ -23,8 +25,11 @@ extension SupervisorCore {
     /// A ready worker of the current generation, not retiring, serves `slot`
     /// (a stand-in counts): an older worker of the slot may go.
     func isServed(_ slot: Int) -> Bool {
-        workers.contains { $0.slot == slot && $0.generation == generation && $0.ready && !$0.isRetiring }
+        workers.contains { $0.slot == slot && $0.generation == generation && $0.ready && !$0.isRetiring && !$0.appGone }
     }
+
+    /// A worker of `slot` whose app is gone while its guard drains the tree.
+    func isDraining(_ slot: Int) -> Bool { workers.contains { $0.slot == slot && $0.appGone } }
 
     /// A scheduler of an older generation still serves, waiting for a ready
     /// worker of the current generation in its slot before it is retired.
@@ -222,13 +227,16 @@ extension SupervisorCore {
             if let notBefore = slots[slot]?.notBefore, notBefore > now { continue }
             let stillServed = workers.contains { $0.slot == slot && $0.generation != generation && !$0.isRetiring }
             if rolling && stillServed && slot != handover && booting >= timings.reloadBatch { continue }
+            // A worker's slot is filled again once its old tree is gone; the
+            // scheduler's gets a stand-in meanwhile (below).
+            if slot != handover && isDraining(slot) { continue }
             var role = Role.worker
             if slot == handover {
                 if token == .held && !schedulerExists {
                     role = .scheduler  // beside the stand-in, if one serves
                 } else if current(in: slot) != nil || token == .acquiring {
                     continue  // the stand-in serves on; or the token's answer comes this turn
-                } else if schedulerExists && !schedulerAwaitsRelief {
+                } else if schedulerExists && !schedulerAwaitsRelief && !isDraining(slot) {
                     continue  // the old scheduler is on its way out; its successor follows the reap
                 } else if !schedulerExists, let wait = tokenWait, now < wait.since + timings.tokenWaitGrace {
                     continue  // keep the slot free a moment for a token about to be freed

@@ -21,6 +21,9 @@ public struct SupervisorCore: Sendable {
         public var pid: Int32?
         /// The app's own pid, as its guard reported it: what operators see.
         public var appPID: Int32?
+        /// The app has exited while its guard ends what it left behind: the
+        /// worker serves nothing, but keeps its slot (and the token) until reaped.
+        public var appGone = false
         public var startedAt: Instant
         /// Set when TERM was sent: SIGKILL to the group at this instant.
         public var retireDeadline: Instant?
@@ -187,6 +190,12 @@ public struct SupervisorCore: Sendable {
         case .appStarted(let ref, let pid):
             guard let index = index(of: ref) else { return [] }
             workers[index].appPID = pid
+        case .appExited(let ref):
+            guard let index = index(of: ref), !workers[index].appGone else { return [] }
+            workers[index].appGone = true
+            let worker = workers[index]
+            actions.append(.log(LogRecord(.info, "app_exited", "\(worker.role.rawValue) \(worker.slot) "
+                + "(pid \(worker.shownPID ?? 0)) exited; its guard ends what it left behind", Self.fields(worker))))
         case .ready(let ref):
             guard let index = index(of: ref) else { return [] }
             heardReadyNotification = true

@@ -213,6 +213,8 @@ final class Master {
             switch key {
             case "MAINPID" where refs[pid] != nil:  // from the guard itself only
                 if let app = Int32(value), app > 0 { queue.append(.appStarted(ref, pid: app)) }
+            case "X_BELLWETHER_APP_EXITED" where refs[pid] != nil && value == "1":
+                queue.append(.appExited(ref))
             case "READY" where value == "1": queue.append(.ready(ref))
             case "WATCHDOG" where value == "1": queue.append(.watchdog(ref))
             case "STATUS":

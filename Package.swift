@@ -16,15 +16,26 @@ let package = Package(
         .target(name: "Bellwether", dependencies: ["CBellwether"]),
         // main.swift: parse, run, exit code.
         .executableTarget(name: "bellwether", dependencies: ["Bellwether"]),
-        // The exec shim spawned in place of the app: PDEATHSIG, parent check, execve.
-        // Its own entry point and raw system calls on Linux x86_64/aarch64,
-        // linked statically without start files: no loader, no libc start-up.
-        // Measured in bench/failover.sh; the reasons are in the README.
+        // The per-worker guard, spawned in place of the app (Sources/bellwether-exec/main.c).
+        // On Linux x86_64/aarch64 it has its own entry point and makes raw system
+        // calls: no loader, no libc start-up, no Swift runtime. SwiftPM links it
+        // through swiftc, which would add the Swift runtime, so the flags take it
+        // out again: -static-executable links statically (no interpreter, no
+        // dynamic section); swiftc's -nostartfiles drops swiftrt.o, whose
+        // references are what pulled in libswiftCore (9.4 MB, 30,919 Swift
+        // symbols); clang's -nostdlib drops libc, libgcc and the C start files.
+        // The Swift archives swiftc still names go unused (nm shows only the three
+        // pthread names its static-executable arguments mark undefined, which
+        // nothing references), and an implicit call into libc is a link error
+        // rather than a crash. About 8 KB of code,
+        // asserted in Tests/IntegrationTests/GuardBinaryTests.swift; start cost
+        // measured in bench/failover.c; the reasons are in the README.
         .executableTarget(
             name: "bellwether-exec",
             cSettings: [.unsafeFlags(["-fno-stack-protector", "-ffreestanding", "-fno-builtin", "-O2"], .when(platforms: [.linux]))],
             linkerSettings: [
-                .unsafeFlags(["-static-executable", "-Xclang-linker", "-nostartfiles", "-Xlinker", "--gc-sections"], .when(platforms: [.linux]))
+                .unsafeFlags(["-static-executable", "-nostartfiles", "-Xclang-linker", "-nostdlib", "-Xlinker", "--gc-sections"],
+                             .when(platforms: [.linux]))
             ]
         ),
         // A test worker that records what it was given and guards the oracle lock.

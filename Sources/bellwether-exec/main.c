@@ -31,8 +31,9 @@
 // It runs on every worker start, so it must cost next to nothing. On Linux
 // x86_64 and aarch64 it has its own entry point and makes raw system calls:
 // no dynamic loader, no libc start-up (whose CPU-feature probing is costly
-// in a VM), no runtime initialisers. The build links it statically with
-// -nostartfiles (Package.swift). Elsewhere it is an ordinary C program.
+// in a VM), no runtime initialisers. The build links it statically without
+// start files, libc or the Swift runtime (Package.swift). Elsewhere it is an
+// ordinary C program.
 #if defined(__linux__) && (defined(__x86_64__) || defined(__aarch64__))
 
 #if defined(__x86_64__)
@@ -118,8 +119,9 @@ enum { PR_SET_PDEATHSIG_ = 1, PR_SET_CHILD_SUBREAPER_ = 36, SIGKILL_ = 9, SIGTER
 // BW_KILL_SIGNAL and BW_KILL_TREE: the master's order to kill the tree.
 #include "../CBellwether/include/CBellwetherGuard.h"
 
-// volatile: the compiler must not turn this loop into a call to libc's
-// strlen, which is an IFUNC that only libc's (skipped) start-up resolves.
+// volatile: the compiler must not turn this loop into a call to strlen;
+// no libc is linked (and its strlen is an IFUNC that only its start-up
+// resolves).
 static unsigned long length(const char *text) {
     const volatile char *p = text;
     unsigned long n = 0;

@@ -70,7 +70,7 @@ struct ChaosRandom: RandomNumberGenerator {
 /// The chaos test: about a minute of random SIGKILLs, SIGSTOP/SIGCONT,
 /// HUP, TTIN, TTOU, config edits and master SIGKILLs against a real master
 /// and real workers; `bench/chaos --minutes N` runs the same engine longer.
-@Suite("Chaos", .serialized)
+@Suite("Chaos", .serialized, .ownThread)
 struct ChaosTests {
     @Test(.timeLimit(.minutes(ChaosPlan.timeLimitMinutes)))
     func randomEventsKeepEveryInvariant() {

@@ -11,8 +11,10 @@ import Glibc
 
 /// One scheduler across supervisors through a real Redis, with the short
 /// timings L = 3 s, R = 0.4 s, D = 2 s, G = 0.5 s, H = 2.6 s. Every scheduler
-/// takes the overlap oracle (a shared flock) and logs its fence.
-@Suite(.serialized, .enabled(if: RedisServer.available, "needs redis-server (scripts/test installs it)"))
+/// takes the overlap oracle (a shared flock) and logs its fence. Each test
+/// has a Redis server, supervisors, directories and oracle of its own, so
+/// the tests run side by side: most of their time is the lease's timings.
+@Suite(.ownThread, .enabled(if: RedisServer.available, "needs redis-server (scripts/test installs it)"))
 struct RedisLeaseTests {
     static let (ttl, renew, deadline, grace, takeover) = (3.0, 0.4, 2.0, 0.5, 2.6)
     static let timings = ["--lease-ttl", "3", "--lease-renew-interval", "0.4", "--lease-renew-deadline", "2",

@@ -47,7 +47,7 @@ struct HostileInputBinaryTests {
                     + String(decoding: run.stderr.prefix(400), as: UTF8.self)))
             }
         }
-        print("hostile input against the binary: \(cases.count) runs, exit statuses "
+        print("hostile input against the binary (HOSTILE_SEED=\(Self.seed)): \(cases.count) runs, exit statuses "
             + statuses.keys.sorted().map { "\($0): \(statuses[$0]!)" }.joined(separator: ", "))
         #expect(failures == 0)
         #expect(cases.count >= 200)

@@ -5,12 +5,14 @@
 // worker then appends a line to ORACLE.failures and exits with status 3.
 // Otherwise it appends "start", "tick" (every --tick-ms) and "exit" lines to
 // ORACLE.log: "EVENT pid=P fence=F holder=H t=MONOTONIC_NS", so that a test
-// can check that fences never go down across schedulers.
+// can check that fences never go down across schedulers. Its signal
+// handlers are in place before it writes its record, so that a test may
+// signal it as soon as the record is there.
 //
 //   bellwether-testworker [--record DIR] [--oracle FILE] [--role-env NAME]
 //                         [--ignore-term] [--straggler] [--tree] [--exit-after MS] [--stamp FILE]
 //                         [--serve] [--boot-ms MS] [--notify] [--watchdog-once] [--tick-ms MS]
-//   bellwether-testworker --client HOST:PORT|unix:PATH --seconds S
+//   bellwether-testworker --client HOST:PORT|unix:PATH --seconds S [--gap-us US]
 //
 // --tree starts what real servers start: a forked child (as multiprocessing
 // does) and a double-forked setsid daemon, both holding the oracle lock when
@@ -22,10 +24,12 @@
 // in hand and exits 0. --boot-ms delays serving; --notify sends READY=1 once
 // serving; --watchdog-once sends WATCHDOG=1 once and then hangs. With
 // TESTWORKER_FAIL_AT_BOOT=1 in its environment it exits 1 at once.
-// --client sends requests one after another for S seconds and prints
+// --client sends requests one after another (US microseconds apart) for S
+// seconds, or until TERM, and then prints
 // "requests=N failures=M refused=R slowest_ms=S generations=a,b,… pids=…"
 // (refused: the connection itself failed; slowest_ms: the longest wait for
-// an answer, connect included).
+// an answer, connect included). On the way it prints
+// "served-by pid=P generation=G" for every worker that answers it first.
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -259,7 +263,13 @@ static int connect_to(const char *target) {
     return fd;
 }
 
-static int client(const char *target, double seconds) {
+static int client(const char *target, double seconds, long gap_us) {
+    // TERM ends the run between two requests, never inside one: it stays
+    // blocked and pending until the loop looks for it.
+    sigset_t term;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    sigprocmask(SIG_BLOCK, &term, NULL);
     struct timespec start, now;
     clock_gettime(CLOCK_MONOTONIC, &start);
     long requests = 0, failures = 0, refused = 0;
@@ -267,8 +277,14 @@ static int client(const char *target, double seconds) {
     char seen[4096] = "";
     char pids[65536] = "";
     for (;;) {
+        if (requests > 0 && gap_us > 0) {
+            struct timespec gap = {gap_us / 1000000, (gap_us % 1000000) * 1000L};
+            nanosleep(&gap, NULL);
+        }
         clock_gettime(CLOCK_MONOTONIC, &now);
         if ((double)(now.tv_sec - start.tv_sec) + (now.tv_nsec - start.tv_nsec) / 1e9 >= seconds) break;
+        sigset_t pending;
+        if (sigpending(&pending) == 0 && sigismember(&pending, SIGTERM)) break;
         requests++;
         struct timespec sent = now, answered;
         int fd = connect_to(target);
@@ -293,7 +309,12 @@ static int client(const char *target, double seconds) {
         snprintf(token, sizeof token, ",%d,", atoi(generation + 11));
         if (!strstr(seen, token) && strlen(seen) < sizeof seen - 40) strcat(seen[0] ? seen : strcpy(seen, ","), token + 1);
         snprintf(token, sizeof token, ",%d,", atoi(pid + 4));
-        if (!strstr(pids, token) && strlen(pids) < sizeof pids - 40) strcat(pids[0] ? pids : strcpy(pids, ","), token + 1);
+        if (!strstr(pids, token) && strlen(pids) < sizeof pids - 40) {
+            strcat(pids[0] ? pids : strcpy(pids, ","), token + 1);
+            // As it happens, for a test that waits until a worker has served.
+            printf("served-by pid=%d generation=%d\n", atoi(pid + 4), atoi(generation + 11));
+            fflush(stdout);
+        }
     }
     printf("requests=%ld failures=%ld refused=%ld slowest_ms=%.0f generations=%s pids=%s\n", requests, failures,
            refused, slowest, seen, pids);
@@ -320,6 +341,7 @@ int main(int argc, char **argv) {
     int ignore_term = 0, straggler = 0, tree = 0, serving = 0, ready_notify = 0, watchdog_once = 0;
     long boot_ms = 0, tick_ms = 0;
     double client_seconds = 1;
+    long client_gap_us = 0;
     long exit_after = -1;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--record") == 0 && i + 1 < argc) record_dir = argv[++i];
@@ -342,11 +364,12 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--tick-ms") == 0 && i + 1 < argc) tick_ms = atol(argv[++i]);
         else if (strcmp(argv[i], "--client") == 0 && i + 1 < argc) client_target = argv[++i];
         else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) client_seconds = atof(argv[++i]);
+        else if (strcmp(argv[i], "--gap-us") == 0 && i + 1 < argc) client_gap_us = atol(argv[++i]);
         else if (strcmp(argv[i], "--straggler") == 0) straggler = 1;
         else if (strcmp(argv[i], "--tree") == 0) tree = 1;
         else { fprintf(stderr, "testworker: unknown argument %s\n", argv[i]); return 2; }
     }
-    if (client_target != NULL) return client(client_target, client_seconds);
+    if (client_target != NULL) return client(client_target, client_seconds, client_gap_us);
     const char *fail = getenv("TESTWORKER_FAIL_AT_BOOT");
     if (fail != NULL && strcmp(fail, "1") == 0) {
         fprintf(stderr, "testworker: failing at boot as asked\n");
@@ -397,18 +420,10 @@ int main(int argc, char **argv) {
             append_line(path, line);
         }
     }
-    if (record_dir != NULL) record(record_dir, role);
+    // Every handler is in place before the record is written (see the top).
     if (record_dir != NULL) {
         snprintf(usr1_log, sizeof usr1_log, "%s/usr1.log", record_dir);
         signal(SIGUSR1, on_usr1);
-    }
-    if (boot_ms > 0) {
-        struct timespec delay = {boot_ms / 1000, (boot_ms % 1000) * 1000000L};
-        while (nanosleep(&delay, &delay) != 0 && errno == EINTR) {}
-    }
-    if (watchdog_once) {
-        notify("WATCHDOG=1");
-        for (;;) pause();  // hung: no more pings
     }
     if (serving) {
         struct sigaction action;
@@ -416,7 +431,19 @@ int main(int argc, char **argv) {
         action.sa_handler = on_term;  // no SA_RESTART: a blocked accept returns EINTR
         sigaction(SIGTERM, &action, NULL);
         if (ignore_term) signal(SIGTERM, SIG_IGN);
-        if (ready_notify) notify("READY=1\nSTATUS=serving");
+    }
+    if (record_dir != NULL) record(record_dir, role);
+    if (boot_ms > 0) {
+        // A TERM while booting ends the boot: serving, the worker then exits 0.
+        struct timespec delay = {boot_ms / 1000, (boot_ms % 1000) * 1000000L};
+        while (nanosleep(&delay, &delay) != 0 && errno == EINTR && !stopping) {}
+    }
+    if (watchdog_once) {
+        notify("WATCHDOG=1");
+        for (;;) pause();  // hung: no more pings
+    }
+    if (serving) {
+        if (ready_notify && !stopping) notify("READY=1\nSTATUS=serving");
         return serve(role);
     }
     if (ready_notify) notify("READY=1");

@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// Precedence and reload of settings, seen through --check-config and real workers.
-@Suite("Configuration", .serialized, .timeLimit(.minutes(2)))
+@Suite("Configuration", .serialized, .ownThread, .timeLimit(.minutes(2)))
 struct ConfigurationTests {
     func check(_ arguments: [String], environment: [String: String] = [:]) -> [String: String] {
         let result = Harness.run([Harness.bellwether, "--check-config"] + arguments + ["true"],

@@ -6,7 +6,7 @@ import Glibc
 
 /// A first generation that never becomes ready ends the master with status 3
 /// and one line that says why, so that a service manager sees it.
-@Suite("Failed start with real processes", .serialized, .timeLimit(.minutes(2)))
+@Suite("Failed start with real processes", .serialized, .ownThread, .timeLimit(.minutes(2)))
 struct FailedStartBinaryTests {
     static let crash = ["TESTWORKER_FAIL_AT_BOOT": "1"]
 

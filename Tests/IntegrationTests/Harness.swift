@@ -51,6 +51,18 @@ enum Harness {
         return condition()
     }
 
+    /// How long `pid` has been running, in seconds (to the clock tick).
+    static func age(_ pid: Int32) -> Double? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")"),
+              let uptime = try? String(contentsOfFile: "/proc/uptime", encoding: .utf8),
+              let now = Double(uptime.prefix { $0 != " " }) else { return nil }
+        // Field 22, the start time in clock ticks since boot; field 3 follows the ")".
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 19, let started = Double(fields[19]) else { return nil }
+        return now - started / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
     /// Alive and not a zombie (PID 1 here may never reap orphans).
     static func isAlive(_ pid: Int32) -> Bool {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
@@ -192,6 +204,28 @@ struct WorkerRecord {
     var isScheduler: Bool { role == "scheduler" }
 }
 
+/// The core timings a master under test runs with.
+enum CoreTimings {
+    /// The ones the manual documents.
+    case documented
+    /// Shorter ones, for a test that would otherwise spend its time waiting
+    /// them out. The master reads them from BELLWETHER_TEST_TIMINGS, a hook
+    /// for tests only (Sources/Bellwether/Config/TestTimings.swift).
+    case short
+
+    static let stableUptime = 0.2
+    static let bootGrace = 0.2
+    static let tokenWaitGrace = 0.2
+
+    var environment: [String: String] {
+        switch self {
+        case .documented: [:]
+        case .short: ["BELLWETHER_TEST_TIMINGS": "stable-uptime=\(Self.stableUptime) boot-grace=\(Self.bootGrace) "
+            + "token-wait-grace=\(Self.tokenWaitGrace)"]
+        }
+    }
+}
+
 /// One running master under test, with its scratch directory, log and oracle.
 final class Supervisor {
     let directory: String
@@ -207,8 +241,8 @@ final class Supervisor {
     /// commands that exec the master in turn (prlimit, setpriv), so that its
     /// pid is the one started.
     init(_ options: [String], worker: [String] = [], environment: [String: String] = [:],
-         directory: String? = nil, token: String? = nil, oracle: String? = nil, lease: String? = nil,
-         name: String = "sup", prefix: [String] = []) {
+         timings: CoreTimings = .documented, directory: String? = nil, token: String? = nil,
+         oracle: String? = nil, lease: String? = nil, name: String = "sup", prefix: [String] = []) {
         let directory = directory ?? Harness.scratch(name)
         self.directory = directory
         self.oracle = oracle ?? directory + "/oracle"
@@ -216,7 +250,8 @@ final class Supervisor {
         self.log = directory + "/\(name).log"
         let arguments = prefix + [Harness.bellwether] + options + ["--lease", lease ?? "file:" + self.token, "--"]
             + [Harness.testWorker, "--record", directory, "--oracle", self.oracle] + worker
-        pid = Harness.spawn(arguments, environment: environment, stdout: log, stderr: log)
+        pid = Harness.spawn(arguments, environment: environment.merging(timings.environment) { $1 },
+                            stdout: log, stderr: log)
     }
 
     deinit {
@@ -306,10 +341,8 @@ struct ClientReport {
     var slowest = 0
     var generations: Set<Int> = []
     var pids: Set<Int32> = []
-    var seconds: Double
 
-    init(output: String, seconds: Double) {
-        self.seconds = seconds
+    init(output: String) {
         for part in output.split(whereSeparator: { $0 == " " || $0 == "\n" }) {
             let pair = part.split(separator: "=", maxSplits: 1)
             guard pair.count == 2 else { continue }
@@ -325,28 +358,57 @@ struct ClientReport {
             }
         }
     }
-
-    var rate: Double { Double(requests) / seconds }
 }
 
-/// A client loop running in the background: requests one after another.
+/// A client loop running in the background: requests one after another,
+/// for `seconds` or until `stop()`, `gap` microseconds apart. A request
+/// every millisecond or so keeps every handover under a steady stream of
+/// requests; unpaced, the client and the workers it kept busy took a third
+/// of the integration tests' CPU time.
 final class LoadClient {
     let pid: Int32
     let output: String
     let seconds: Double
+    private var report: ClientReport?
 
-    init(_ target: String, seconds: Double) {
+    init(_ target: String, seconds: Double = 120, gap: Int = 1_000) {
         let directory = Harness.scratch("client")
         output = directory + "/out"
         self.seconds = seconds
-        pid = Harness.spawn([Harness.testWorker, "--client", target, "--seconds", String(seconds)],
+        pid = Harness.spawn([Harness.testWorker, "--client", target, "--seconds", String(seconds),
+                             "--gap-us", String(gap)],
                             environment: [:], stdout: output, stderr: directory + "/err")
     }
 
+    deinit { if report == nil { _ = stop() } }
+
+    /// The workers that have answered so far, with their generations.
+    func servedBy() -> [(pid: Int32, generation: Int)] {
+        let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").filter { $0.hasPrefix("served-by ") }.compactMap { line in
+            let words = line.split(separator: " ")
+            guard words.count == 3, let pid = Int32(words[1].dropFirst(4)), let generation = Int(words[2].dropFirst(11))
+            else { return nil }
+            return (pid, generation)
+        }
+    }
+
+    func hasServed(generation: Int) -> Bool { servedBy().contains { $0.generation == generation } }
+
+    /// Waits for the run to end by itself.
     func finish() -> ClientReport {
+        if let report { return report }
         var status: Int32 = 0
         Harness.wait(seconds + 20) { waitpid(pid, &status, WNOHANG) == pid }
-        return ClientReport(output: (try? String(contentsOfFile: output, encoding: .utf8)) ?? "", seconds: seconds)
+        let report = ClientReport(output: (try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
+        self.report = report
+        return report
+    }
+
+    /// Ends the run after the request in hand.
+    func stop() -> ClientReport {
+        if report == nil { kill(pid, SIGTERM) }
+        return finish()
     }
 
     static func run(_ target: String, seconds: Double) -> ClientReport {

@@ -4,7 +4,7 @@ import Testing
 import Glibc
 #endif
 
-@Suite("Master killed with SIGKILL", .serialized, .timeLimit(.minutes(2)))
+@Suite("Master killed with SIGKILL", .serialized, .ownThread, .timeLimit(.minutes(2)))
 struct MasterCrashTests {
     @Test func workersAndTheirChildrenDieWithTheMasterAndANewMasterDoesNotWait() throws {
         let directory = Harness.scratch("crash")

@@ -6,7 +6,7 @@ import Glibc
 
 /// The pidfile as an attacker or a second master sees it: locked while the
 /// master runs, never followed through a symbolic link, removed only if ours.
-@Suite("Pidfile", .serialized, .timeLimit(.minutes(2)))
+@Suite("Pidfile", .serialized, .ownThread, .timeLimit(.minutes(2)))
 struct PidfileTests {
     /// A master that would run the test worker with `pidfile`, to completion or `timeout`.
     static func start(_ pidfile: String, in directory: String, timeout: Double = 10)

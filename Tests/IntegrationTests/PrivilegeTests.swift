@@ -10,7 +10,7 @@ import Glibc
 /// root) sets BELLWETHER_REQUIRE_ROOT=1 so that they fail rather than skip.
 let runningAsRoot = getuid() == 0 || ProcessInfo.processInfo.environment["BELLWETHER_REQUIRE_ROOT"] == "1"
 
-@Suite("Privilege drop and process limits", .serialized, .timeLimit(.minutes(2)),
+@Suite("Privilege drop and process limits", .serialized, .ownThread, .timeLimit(.minutes(2)),
        .enabled(if: runningAsRoot, "needs root (scripts/test runs it as root)"))
 struct PrivilegeTests {
     /// "Uid:", "Gid:", "Groups:", "Umask:" … of /proc/PID/status.

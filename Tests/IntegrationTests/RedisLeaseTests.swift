@@ -11,8 +11,10 @@ import Glibc
 
 /// One scheduler across supervisors through a real Redis, with the short
 /// timings L = 3 s, R = 0.4 s, D = 2 s, G = 0.5 s, H = 2.6 s. Every scheduler
-/// takes the overlap oracle (a shared flock) and logs its fence.
-@Suite(.serialized, .enabled(if: RedisServer.available, "needs redis-server (scripts/test installs it)"))
+/// takes the overlap oracle (a shared flock) and logs its fence. Each test
+/// has a Redis server, supervisors, directories and oracle of its own, so
+/// the tests run side by side: most of their time is the lease's timings.
+@Suite(.ownThread, .enabled(if: RedisServer.available, "needs redis-server (scripts/test installs it)"))
 struct RedisLeaseTests {
     static let (ttl, renew, deadline, grace, takeover) = (3.0, 0.4, 2.0, 0.5, 2.6)
     static let timings = ["--lease-ttl", "3", "--lease-renew-interval", "0.4", "--lease-renew-deadline", "2",
@@ -178,14 +180,15 @@ struct RedisLeaseTests {
     }
 
     @Test func anUnreachableRedisAtStartMeansWorkersOnlyUntilItAnswers() {
-        let port = RedisServer.freePort()
+        let reserved = ReservedPort()  // refuses connections until Redis comes up on it
+        let port = reserved.port
         let alone = Supervisor(["-w", "2"] + Self.timings, lease: "redis://127.0.0.1:\(port)", name: "redis-absent")
         #expect(Harness.wait(5) { alone.live().count == 2 })
         usleep(1_000_000)
         #expect(alone.liveSchedulers().isEmpty, "no scheduler without the lease")
         #expect(alone.logText().contains("cannot connect to redis at 127.0.0.1:\(port)"), "\(alone.logText())")
         #expect(alone.isRunning())
-        let redis = RedisServer(port: port)
+        let redis = RedisServer(port: reserved.released())
         #expect(Harness.wait(Self.renew + Self.takeover + 3) { alone.liveSchedulers().count == 1 },
                 "a scheduler once Redis answers: \(alone.logText())")
         #expect(alone.logText().contains("redis answers again"))

@@ -5,13 +5,13 @@ import Glibc
 #endif
 
 /// Listening sockets, readiness, zero-downtime reload, watchdog, systemd.
-@Suite("Sockets and reload under load", .serialized, .timeLimit(.minutes(3)))
+@Suite("Sockets and reload under load", .serialized, .ownThread, .timeLimit(.minutes(3)))
 struct SocketTests {
     @Test func servesOneTCPPortAndAUnixSocketFromEveryWorker() throws {
         let directory = Harness.scratch("bind")
         let unixPath = directory + "/app.sock"
         // A stale socket file, left by a master that was killed, is replaced.
-        let stale = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        let stale = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &address.sun_path) { buffer in
@@ -53,33 +53,37 @@ struct SocketTests {
         #expect(!FileManager.default.fileExists(atPath: unixPath), "the socket file we created is removed")
     }
 
-    func reloadUnderLoad(options: [String], worker: [String], spacing: Double) throws {
+    /// Ten reloads while a client sends requests one after another: none
+    /// fails, and every generation serves. Each HUP follows as soon as the
+    /// generation before has answered the client, so reloads overlap.
+    func reloadUnderLoad(options: [String], worker: [String]) throws {
         let supervisor = Supervisor(["-w", "4", "-b", "127.0.0.1:0"] + options, worker: ["--serve"] + worker,
-                                    name: "load")
+                                    timings: .short, name: "load")
         #expect(Harness.wait { supervisor.logText().contains("generation 0 is ready") }, "\(supervisor.logText())")
         let target = try #require(supervisor.listening(0))
-        let seconds = spacing * 10 + 2.5
-        let client = LoadClient(target, seconds: seconds)
-        usleep(500_000)
-        for _ in 0..<10 {
+        let client = LoadClient(target)
+        #expect(Harness.wait { client.hasServed(generation: 0) })
+        for generation in 1...10 {
             supervisor.signal(SIGHUP)
-            usleep(UInt32(spacing * 1_000_000))
+            #expect(Harness.wait(20) { client.hasServed(generation: generation) },
+                    "generation \(generation) never answered: \(supervisor.logText().suffix(1200))")
         }
-        let report = client.finish()
+        #expect(Harness.wait(20) { supervisor.logText().contains("reload finished: generation 10") },
+                "\(supervisor.logText().suffix(1200))")
+        let report = client.stop()
         #expect(report.failures == 0, "failed or refused: \(report.failures) of \(report.requests)")
-        #expect(report.rate >= 200, "only \(report.rate) requests/s")
+        #expect(report.requests > 0)
         #expect(report.generations == Set(0...10), "generations served: \(report.generations.sorted())")
-        #expect(supervisor.logText().contains("reload finished: generation 10"))
         #expect(supervisor.overlaps().isEmpty)
         #expect(supervisor.stop() == 0)
     }
 
     @Test func tenReloadsUnderLoadRefuseNoRequest() throws {
-        try reloadUnderLoad(options: [], worker: [], spacing: 1.6)
+        try reloadUnderLoad(options: [], worker: [])
     }
 
     @Test func tenReloadsUnderLoadWithNotifyReadinessAndSlowBoots() throws {
-        try reloadUnderLoad(options: ["--ready", "notify"], worker: ["--notify", "--boot-ms", "1000"], spacing: 2.2)
+        try reloadUnderLoad(options: ["--ready", "notify"], worker: ["--notify", "--boot-ms", "600"])
     }
 
     /// With one worker, that worker is the scheduler. A reload hands its slot
@@ -95,10 +99,10 @@ struct SocketTests {
                                     directory: directory, name: "standin")
         #expect(Harness.wait { supervisor.logText().contains("generation 0 is ready") }, "\(supervisor.logText())")
         let target = try #require(supervisor.listening(0))
-        let client = LoadClient(target, seconds: 5)
+        let client = LoadClient(target)
         var fewestServing = Int.max
         for generation in 1...2 {
-            usleep(400_000)
+            #expect(Harness.wait { client.hasServed(generation: generation - 1) })
             supervisor.signal(SIGHUP)
             #expect(Harness.wait {
                 let rows = ChaosOS.status(socket: control)?["slots"] as? [[String: Any]] ?? []
@@ -107,7 +111,8 @@ struct SocketTests {
                     && supervisor.logText().contains("reload finished: generation \(generation)")
             }, "generation \(generation): \(supervisor.logText().suffix(1500))")
         }
-        let report = client.finish()
+        #expect(Harness.wait { client.hasServed(generation: 2) })
+        let report = client.stop()
         let log = supervisor.logText()
         #expect(report.failures == 0, "failed or refused: \(report.failures) of \(report.requests)")
         #expect(report.slowest < bootMs, "a request waited \(report.slowest) ms, a boot's time: \(log.suffix(1500))")
@@ -125,12 +130,13 @@ struct SocketTests {
                                     worker: ["--serve", "--notify"], directory: directory, name: "badreload")
         #expect(Harness.wait { supervisor.logText().contains("generation 0 is ready") })
         let target = try #require(supervisor.listening(0))
-        let client = LoadClient(target, seconds: 3)
+        let client = LoadClient(target)
+        #expect(Harness.wait { client.hasServed(generation: 0) })
         try "workers = 3\nenv = TESTWORKER_FAIL_AT_BOOT=1\n".write(toFile: config, atomically: true, encoding: .utf8)
         supervisor.signal(SIGHUP)
         #expect(Harness.wait { supervisor.logText().contains("reload to generation 1 failed") }, "\(supervisor.logText())")
-        let report = client.finish()
-        #expect(report.failures == 0)
+        let report = client.stop()
+        #expect(report.failures == 0 && report.requests > 0)
         #expect(report.generations == [0], "the old generation kept serving")
         #expect(supervisor.isRunning())
         #expect(Harness.wait { supervisor.settled(workers: 3, generation: 0) })
@@ -163,7 +169,7 @@ struct SocketTests {
     @Test func theMasterTellsSystemdReadyReloadingReadyStopping() throws {
         let directory = Harness.scratch("systemd")
         let path = directory + "/notify"
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
@@ -211,10 +217,11 @@ struct SocketTests {
         #expect(supervisor.live().filter { !$0.isScheduler }.allSatisfy { $0.env["LISTEN_FDS"] == "1" })
         let first = LoadClient.run(schedulerTarget, seconds: 0.5)
         #expect(first.failures == 0 && first.pids == [scheduler.pid])
-        let client = LoadClient(schedulerTarget, seconds: 3)
-        usleep(1_200_000)
+        let client = LoadClient(schedulerTarget)
+        #expect(Harness.wait { !client.servedBy().isEmpty })
         kill(scheduler.pid, SIGKILL)
-        let report = client.finish()
+        #expect(Harness.wait { client.servedBy().contains { $0.pid != scheduler.pid } }, "\(supervisor.logText())")
+        let report = client.stop()
         #expect(report.refused == 0, "no connection refused during the handover")
         #expect(report.failures <= 1, "at most the request in hand when SIGKILL hit: \(report.failures)")
         #expect(report.pids.count == 2 && report.pids.contains(scheduler.pid))
@@ -224,7 +231,10 @@ struct SocketTests {
     @Test func aSocketPassedTheSystemdWayIsServed() throws {
         // Bind a listening socket here, pass it as fd 3 with LISTEN_FDS=1 and
         // LISTEN_PID set to the master's own pid (a shell that execs it).
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        // Close-on-exec, as every socket a test makes: the tests run side by
+        // side, and no process another test starts may keep it. (The dup2
+        // to descriptor 3 clears the flag there.)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")

@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// Black-box tests: the real binary, real worker processes, real signals.
-@Suite("Supervision with real processes", .serialized, .timeLimit(.minutes(3)))
+@Suite("Supervision with real processes", .serialized, .ownThread, .timeLimit(.minutes(3)))
 struct SupervisionTests {
     @Test func fourWorkersOneSchedulerCleanEnvironment() throws {
         let supervisor = Supervisor(["-w", "4"], name: "four")
@@ -32,7 +32,7 @@ struct SupervisionTests {
     }
 
     @Test func schedulerKilledThirtyTimesIsReplacedOnceEachTime() {
-        let supervisor = Supervisor(["-w", "4"], name: "kill30")
+        let supervisor = Supervisor(["-w", "4"], timings: .short, name: "kill30")
         #expect(Harness.wait { supervisor.settled(workers: 4) })
         var seen = Set<Int32>()
         for round in 0..<30 {
@@ -41,7 +41,7 @@ struct SupervisionTests {
             guard let old = schedulers.first else { break }
             seen.insert(old.pid)
             // Let it live past the stable uptime, so that no back-off applies.
-            usleep(1_050_000)
+            #expect(Harness.wait { (Harness.age(old.pid) ?? 0) >= CoreTimings.stableUptime + 0.05 }, "round \(round)")
             kill(old.pid, SIGKILL)
             let replaced = Harness.wait {
                 let now = supervisor.liveSchedulers()
@@ -58,7 +58,7 @@ struct SupervisionTests {
     }
 
     @Test func tenReloadsAndAHangupStorm() {
-        let supervisor = Supervisor(["-w", "3"], name: "reload")
+        let supervisor = Supervisor(["-w", "3"], timings: .short, name: "reload")
         #expect(Harness.wait { supervisor.settled(workers: 3, generation: 0) })
         for generation in 1...10 {
             supervisor.signal(SIGHUP)
@@ -67,11 +67,12 @@ struct SupervisionTests {
             #expect(supervisor.liveSchedulers().count == 1)
         }
         for _ in 0..<20 { supervisor.signal(SIGHUP) }
-        usleep(300_000)
-        let generation = supervisor.lastGeneration()
-        #expect(generation > 10)
-        #expect(Harness.wait(20) { supervisor.settled(workers: 3, generation: generation) },
-                "\(supervisor.logText().suffix(1500))")
+        // Settled on the storm's last generation: by then every HUP has been read.
+        var generation = 0
+        #expect(Harness.wait(20) {
+            generation = supervisor.lastGeneration()
+            return generation > 10 && supervisor.settled(workers: 3, generation: generation)
+        }, "\(supervisor.logText().suffix(1500))")
         // Every older generation has been retired, and it stays settled.
         usleep(500_000)
         #expect(supervisor.settled(workers: 3, generation: generation))
@@ -88,14 +89,16 @@ struct SupervisionTests {
             supervisor.signal(SIGTTIN)
             #expect(Harness.wait { supervisor.settled(workers: count) }, "after TTIN: want \(count)")
         }
-        for count in [4, 3, 2, 1, 1] {
+        // Settled after each TTOU means the master has read it: the next one is a signal of its own.
+        for count in [4, 3, 2, 1] {
             supervisor.signal(SIGTTOU)
             #expect(Harness.wait { supervisor.settled(workers: count) }, "after TTOU: want \(count)")
-            usleep(100_000)
         }
+        supervisor.signal(SIGTTOU)
+        #expect(Harness.wait { supervisor.logText().contains("TTOU ignored: already at 1 worker") },
+                "\(supervisor.logText().suffix(800))")
         #expect(supervisor.live().count == 1)
         #expect(supervisor.liveSchedulers().first?.pid == scheduler)
-        #expect(supervisor.logText().contains("TTOU ignored: already at 1 worker"))
         #expect(supervisor.stop() == 0)
     }
 
@@ -147,8 +150,7 @@ struct SupervisionTests {
     @Test func usr1IsForwardedToEveryWorker() {
         let supervisor = Supervisor(["-w", "3"], name: "usr1")
         #expect(Harness.wait { supervisor.settled(workers: 3) })
-        usleep(200_000)  // the worker installs its USR1 handler right after recording
-        supervisor.signal(SIGUSR1)
+        supervisor.signal(SIGUSR1)  // a worker's handler is in place once its record is
         let pids = Set(supervisor.live().map(\.pid))
         #expect(Harness.wait {
             let text = (try? String(contentsOfFile: supervisor.directory + "/usr1.log", encoding: .utf8)) ?? ""
@@ -169,7 +171,7 @@ struct SupervisionTests {
     }
 }
 
-@Suite("Idle master", .serialized, .timeLimit(.minutes(1)))
+@Suite("Idle master", .serialized, .ownThread, .timeLimit(.minutes(1)))
 struct IdleTests {
     static func contextSwitches(_ pid: Int32) -> Int? {
         guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
@@ -177,11 +179,19 @@ struct IdleTests {
         return line.flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) }
     }
 
+    static func sleepsInPoll(_ pid: Int32) -> Bool {
+        (try? String(contentsOfFile: "/proc/\(pid)/wchan", encoding: .utf8))?.contains("poll") == true
+    }
+
     /// A master with nothing to do sleeps in poll: no wake-ups at all.
     @Test func anIdleMasterDoesNotWakeUp() {
-        let supervisor = Supervisor(["-w", "3"], name: "idle")
+        let supervisor = Supervisor(["-w", "3"], timings: .short, name: "idle")
         #expect(Harness.wait { supervisor.settled(workers: 3) })
-        usleep(1_500_000)  // past the boot grace, after which the workers count as ready
+        // Past the boot grace every worker counts as ready, and nothing is left to wake up for:
+        // once it has said so, the master goes back to sleep in poll.
+        #expect(Harness.wait {
+            supervisor.logText().contains("generation 0 is ready") && Self.sleepsInPoll(supervisor.pid)
+        }, "\(supervisor.logText())")
         let before = Self.contextSwitches(supervisor.pid)
         sleep(2)
         let after = Self.contextSwitches(supervisor.pid)

@@ -9,7 +9,7 @@ import Glibc
 /// it is retired and when the master dies, SIGKILL included; the scheduler's
 /// descendants hold the oracle lock, so a second scheduler while any of them
 /// lives would show as an overlap.
-@Suite("Process trees", .serialized, .timeLimit(.minutes(3)))
+@Suite("Process trees", .serialized, .ownThread, .timeLimit(.minutes(3)))
 struct TreeTests {
     @Test func everyProcessOfEveryTreeDiesWithTheMasterAndANewMasterStartsCleanly() throws {
         let first = Supervisor(["-w", "3", "-b", "127.0.0.1:0", "--graceful-timeout", "1"],

@@ -56,7 +56,7 @@ final class Master {
         self.environment = environment
         self.directory = directory
         self.logger = Logger(format: configuration.settings.logFormat)
-        var timings = Timings()
+        var timings = TestTimings.applied(to: Timings(), environment: Bellwether.dictionary(environment))
         timings.leaseGrace = configuration.settings.leaseTimings.grace
         self.core = SupervisorCore(plan: configuration.plan, timings: timings, leased: configuration.redisLease != nil)
         lease = configuration.redisLease.map { NetworkLease(address: $0, timings: configuration.settings.leaseTimings) }

@@ -39,7 +39,7 @@ let package = Package(
             ]
         ),
         // A test worker that records what it was given and guards the oracle lock.
-        .executableTarget(name: "bellwether-testworker"),
+        .executableTarget(name: "bellwether-testworker", path: "Tests/TestWorker"),
         .testTarget(name: "BellwetherTests", dependencies: ["Bellwether"]),
         .testTarget(
             name: "IntegrationTests",

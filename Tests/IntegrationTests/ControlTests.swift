@@ -188,7 +188,7 @@ struct ControlTests {
                         buffer[index] = UInt8(bitPattern: byte)
                     }
                 }
-                let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+                let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
                 let connected = withUnsafePointer(to: &address) {
                     $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                         connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))

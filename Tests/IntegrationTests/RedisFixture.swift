@@ -14,28 +14,58 @@ final class RedisServer {
     static var available: Bool { executable != nil }
     static var required: Bool { ProcessInfo.processInfo.environment["BELLWETHER_REQUIRE_REDIS"] == "1" }
 
-    let port: Int
+    private(set) var port: Int
     let directory: String
     let password: String?
     private(set) var pid: Int32 = 0
 
+    /// On `port`, or on a free one.
     init(password: String? = nil, port: Int? = nil) {
         directory = Harness.scratch("redis")
-        self.port = port ?? Self.freePort()
         self.password = password
-        start()
+        self.port = port ?? ReservedPort().released()
+        comeUp(choosingPorts: port == nil)
     }
 
     deinit { stop() }
 
     var url: String { "redis://127.0.0.1:\(port)" }
 
-    func start() {
+    /// Starts the server again on its port (after `stop()`).
+    func start() { comeUp(choosingPorts: false) }
+
+    /// Tests run side by side, and a port can be in use for a moment by
+    /// another test's socket when the server binds it: the server exits, and
+    /// comes up on another free port or, on a port the test named, on the
+    /// same one a moment later.
+    private func comeUp(choosingPorts: Bool) {
+        for _ in 0..<5 {
+            if launch() { return }
+            if choosingPorts { port = ReservedPort().released() } else { usleep(200_000) }
+        }
+        preconditionFailure("redis-server did not start on port \(port): \(directory)/redis.log")
+    }
+
+    /// Whether this server came up: it answers on its port with its own pid
+    /// (not another test's server that holds the port).
+    private func launch() -> Bool {
         var arguments = [Self.executable!, "--port", String(port), "--bind", "127.0.0.1", "--save", "",
                          "--appendonly", "no", "--dir", directory, "--daemonize", "no"]
         if let password { arguments += ["--requirepass", password] }
         pid = Harness.spawn(arguments, environment: [:], stdout: directory + "/redis.log", stderr: directory + "/redis.log")
-        precondition(Harness.wait(10) { self.command(["PING"]).contains("PONG") }, "redis-server did not start")
+        var status: Int32 = 0
+        var exited = false
+        let up = Harness.wait(10) {
+            exited = waitpid(self.pid, &status, WNOHANG) == self.pid
+            return exited || self.command(["INFO", "server"]).split(whereSeparator: \.isNewline)
+                .contains { $0 == "process_id:\(self.pid)" }
+        }
+        guard up && !exited else {
+            if !exited { stop() }
+            pid = 0
+            return false
+        }
+        return true
     }
 
     /// SIGKILL: an outage, and (no persistence) an empty store when restarted.
@@ -54,10 +84,19 @@ final class RedisServer {
         if let password { cli += ["-a", password, "--no-auth-warning"] }
         return Harness.run(cli + arguments, timeout: 5).stdout
     }
+}
 
-    static func freePort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
+/// A loopback TCP port bound but not listening: a connection to it is
+/// refused, as by a server that is down, and no other socket can take it
+/// until it is released.
+final class ReservedPort {
+    let port: Int
+    private var fd: Int32
+
+    init() {
+        // Close-on-exec: a process another test starts meanwhile must not keep the port.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        self.fd = fd
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
@@ -68,7 +107,16 @@ final class RedisServer {
                 return getsockname(fd, pointer, &length)
             }
         }
-        return Int(UInt16(bigEndian: address.sin_port))
+        port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    deinit { _ = released() }
+
+    /// Frees the port for whatever is to listen on it, and returns it.
+    func released() -> Int {
+        if fd >= 0 { close(fd) }
+        fd = -1
+        return port
     }
 }
 

@@ -180,14 +180,15 @@ struct RedisLeaseTests {
     }
 
     @Test func anUnreachableRedisAtStartMeansWorkersOnlyUntilItAnswers() {
-        let port = RedisServer.freePort()
+        let reserved = ReservedPort()  // refuses connections until Redis comes up on it
+        let port = reserved.port
         let alone = Supervisor(["-w", "2"] + Self.timings, lease: "redis://127.0.0.1:\(port)", name: "redis-absent")
         #expect(Harness.wait(5) { alone.live().count == 2 })
         usleep(1_000_000)
         #expect(alone.liveSchedulers().isEmpty, "no scheduler without the lease")
         #expect(alone.logText().contains("cannot connect to redis at 127.0.0.1:\(port)"), "\(alone.logText())")
         #expect(alone.isRunning())
-        let redis = RedisServer(port: port)
+        let redis = RedisServer(port: reserved.released())
         #expect(Harness.wait(Self.renew + Self.takeover + 3) { alone.liveSchedulers().count == 1 },
                 "a scheduler once Redis answers: \(alone.logText())")
         #expect(alone.logText().contains("redis answers again"))

@@ -11,7 +11,7 @@ struct SocketTests {
         let directory = Harness.scratch("bind")
         let unixPath = directory + "/app.sock"
         // A stale socket file, left by a master that was killed, is replaced.
-        let stale = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        let stale = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &address.sun_path) { buffer in
@@ -169,7 +169,7 @@ struct SocketTests {
     @Test func theMasterTellsSystemdReadyReloadingReadyStopping() throws {
         let directory = Harness.scratch("systemd")
         let path = directory + "/notify"
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
@@ -231,7 +231,10 @@ struct SocketTests {
     @Test func aSocketPassedTheSystemdWayIsServed() throws {
         // Bind a listening socket here, pass it as fd 3 with LISTEN_FDS=1 and
         // LISTEN_PID set to the master's own pid (a shell that execs it).
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        // Close-on-exec, as every socket a test makes: the tests run side by
+        // side, and no process another test starts may keep it. (The dup2
+        // to descriptor 3 clears the flag there.)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")

@@ -19,19 +19,12 @@ final class RedisServer {
     let password: String?
     private(set) var pid: Int32 = 0
 
-    /// On `port`, or on a free one. Tests run side by side, and a free port
-    /// can be taken by another test's socket before the server binds it:
-    /// then the server exits, and another free port is tried.
+    /// On `port`, or on a free one.
     init(password: String? = nil, port: Int? = nil) {
         directory = Harness.scratch("redis")
         self.password = password
         self.port = port ?? ReservedPort().released()
-        var attempts = 1
-        while !launch() && port == nil && attempts < 5 {
-            self.port = ReservedPort().released()
-            attempts += 1
-        }
-        precondition(pid > 0, "redis-server did not start: \(directory)/redis.log")
+        comeUp(choosingPorts: port == nil)
     }
 
     deinit { stop() }
@@ -39,8 +32,18 @@ final class RedisServer {
     var url: String { "redis://127.0.0.1:\(port)" }
 
     /// Starts the server again on its port (after `stop()`).
-    func start() {
-        precondition(launch(), "redis-server did not start again: \(directory)/redis.log")
+    func start() { comeUp(choosingPorts: false) }
+
+    /// Tests run side by side, and a port can be in use for a moment by
+    /// another test's socket when the server binds it: the server exits, and
+    /// comes up on another free port or, on a port the test named, on the
+    /// same one a moment later.
+    private func comeUp(choosingPorts: Bool) {
+        for _ in 0..<5 {
+            if launch() { return }
+            if choosingPorts { port = ReservedPort().released() } else { usleep(200_000) }
+        }
+        preconditionFailure("redis-server did not start on port \(port): \(directory)/redis.log")
     }
 
     /// Whether this server came up: it answers on its port with its own pid

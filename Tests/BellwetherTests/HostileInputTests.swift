@@ -32,7 +32,7 @@ struct HostileInputTests {
     /// three echoed values cut to `echoLimit`.
     static let messageLimit = 1_000
 
-    @Test func everyCaseEndsInAConfigurationOrOneDocumentedErrorLine() async throws {
+    @Test(.inTheBackground) func everyCaseEndsInAConfigurationOrOneDocumentedErrorLine() throws {
         let directory = try HostileScratch.directory()
         defer { HostileScratch.remove(directory) }
         let watchdog = HostileWatchdog()
@@ -40,9 +40,6 @@ struct HostileInputTests {
         var tally = HostileTally()
         var failures: [String] = []
         for index in 0..<Self.caseCount {
-            // Seconds of CPU in all: the thread of the shared pool is given up
-            // now and then, so that the black-box tests' next steps need not wait.
-            if index % 20 == 0 { await Task.yield() }
             watchdog.enter("making case \(index) of seed \(Self.seed)")
             let hostile = HostileCorpus.make(index, seed: Self.seed, directory: directory)
             watchdog.enter("case \(index) of seed \(Self.seed): \(hostile.summary)")

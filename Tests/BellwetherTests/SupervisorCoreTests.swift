@@ -264,14 +264,10 @@ struct SupervisorCoreTests {
         #expect(world.exitStatus == 0)
     }
 
-    @Test(arguments: 0..<40)
-    func randomEventSequencesKeepTheInvariants(batch: Int) async {
+    @Test(.inTheBackground, arguments: 0..<40)
+    func randomEventSequencesKeepTheInvariants(batch: Int) {
         var failedStarts = 0
         for seed in 0..<100 {
-            // A batch takes a second of CPU: it gives its thread of the
-            // shared pool up between two worlds, so that the black-box
-            // tests' next steps do not wait for the whole batch.
-            await Task.yield()
             let id = UInt64(batch * 100 + seed)
             // Every third world has a network lease, granted and withdrawn at random.
             // Some give up their first start after 1 to 5 failed boots of a slot, some never do.
@@ -326,10 +322,9 @@ struct SupervisorCoreTests {
     /// Reloads (storms of them, `--no-scheduler` toggled, the token busy at
     /// times) while every worker boots fine: after every event each slot
     /// 0..<N has a process that serves, and there is never a second scheduler.
-    @Test(arguments: 0..<10)
-    func reloadsNeverLeaveASlotUnserved(batch: Int) async {
+    @Test(.inTheBackground, arguments: 0..<10)
+    func reloadsNeverLeaveASlotUnserved(batch: Int) {
         for seed in 0..<100 {
-            await Task.yield()  // between two worlds, as above
             let id = UInt64(batch * 100 + seed)
             let workers = 1 + Int(id % 4)
             let notify = id % 2 == 1

@@ -6,7 +6,7 @@ import Glibc
 
 /// Every bad input gets one line on stderr that names the problem, the
 /// documented exit status, and no crash trace.
-@Suite("Bad input", .ownThread, .timeLimit(.minutes(2)))
+@Suite("Bad input", .ownThreadInTheBackground, .timeLimit(.minutes(2)))
 struct BadInputTests {
     struct Case: CustomTestStringConvertible, Sendable {
         var name: String
@@ -154,7 +154,7 @@ struct BadInputTests {
 }
 
 /// README, the manual page and --help say the same thing.
-@Suite("Documentation agrees with --help", .ownThread)
+@Suite("Documentation agrees with --help", .ownThreadInTheBackground)
 struct DocumentationTests {
     @Test func everyOptionAndExitStatusIsDocumentedEverywhere() throws {
         let help = Harness.run([Harness.bellwether, "--help"]).stdout

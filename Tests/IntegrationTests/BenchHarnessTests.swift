@@ -6,7 +6,7 @@ import Glibc
 
 /// The benchmarks drive the binaries directly; a change of their interface
 /// must break a test, not leave `bench/run` waiting for ever.
-@Suite("Benchmark harness", .ownThread)
+@Suite("Benchmark harness", .ownThreadInTheBackground)
 struct BenchHarnessTests {
     /// bench/failover.c spawns `bellwether-exec` by hand (MASTER_PID
     /// CREDENTIALS PATH ARGV0 …) and kills a scheduler under a real master.

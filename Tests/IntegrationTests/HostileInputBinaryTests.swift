@@ -16,7 +16,7 @@ import Glibc
 /// so the kernel ends an argument at its first NUL. The in-process corpus
 /// covers NUL in arguments and environment values, and this sample in config
 /// files, where a real process can meet it.
-@Suite("Hostile input against the binary", .ownThread, .timeLimit(.minutes(5)))
+@Suite("Hostile input against the binary", .ownThreadInTheBackground, .timeLimit(.minutes(5)))
 struct HostileInputBinaryTests {
     static let seed: UInt64 = ProcessInfo.processInfo.environment["HOSTILE_SEED"].flatMap { UInt64($0) }
         ?? 0x6877_6f73_746c_6521

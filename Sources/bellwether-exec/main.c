@@ -44,14 +44,6 @@ enum { SYS_READ = 0, SYS_WRITE = 1, SYS_CLOSE = 3, SYS_RT_SIGACTION = 13, SYS_RT
        SYS_OPENAT = 257, SYS_PPOLL = 271, SYS_SIGNALFD4 = 289, SYS_PRLIMIT64 = 302, SYS_SOCKET = 41,
        SYS_SENDTO = 44, SYS_PIDFD_OPEN = 434, SYS_PIDFD_SEND_SIGNAL = 424 };
 
-static long raw(long n, long a, long b, long c, long d) {
-    long result;
-    register long r10 __asm__("r10") = d;
-    __asm__ volatile("syscall" : "=a"(result) : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10)
-                     : "rcx", "r11", "memory");
-    return result;
-}
-
 static long raw6(long n, long a, long b, long c, long d, long e, long f) {
     long result;
     register long r10 __asm__("r10") = d;
@@ -78,16 +70,6 @@ enum { SYS_READ = 63, SYS_WRITE = 64, SYS_CLOSE = 57, SYS_RT_SIGACTION = 134, SY
        SYS_OPENAT = 56, SYS_PPOLL = 73, SYS_SIGNALFD4 = 74, SYS_PRLIMIT64 = 261, SYS_SOCKET = 198,
        SYS_SENDTO = 206, SYS_PIDFD_OPEN = 434, SYS_PIDFD_SEND_SIGNAL = 424 };
 
-static long raw(long n, long a, long b, long c, long d) {
-    register long x8 __asm__("x8") = n;
-    register long x0 __asm__("x0") = a;
-    register long x1 __asm__("x1") = b;
-    register long x2 __asm__("x2") = c;
-    register long x3 __asm__("x3") = d;
-    __asm__ volatile("svc #0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3) : "memory");
-    return x0;
-}
-
 static long raw6(long n, long a, long b, long c, long d, long e, long f) {
     register long x8 __asm__("x8") = n;
     register long x0 __asm__("x0") = a;
@@ -109,6 +91,9 @@ __asm__(".text\n"
         "  bl shim_main\n"
         "  brk #0\n");
 #endif
+
+// Most calls take at most four arguments.
+static long raw(long n, long a, long b, long c, long d) { return raw6(n, a, b, c, d, 0, 0); }
 
 enum { PR_SET_PDEATHSIG_ = 1, PR_SET_CHILD_SUBREAPER_ = 36, SIGKILL_ = 9, SIGTERM_ = 15,
        SIGCHLD_ = 17, ENOSYS_ = 38, SIG_UNBLOCK_ = 1, ENOENT_ = 2, EACCES_ = 13, ENOEXEC_ = 8, EPERM_ = 1, EINTR_ = 4, ECHILD_ = 10,

@@ -237,6 +237,14 @@ def run_app(bellwether, venv, app, scratch):
           f"{len(runs)} executions in {len(set(seconds))} seconds")
 
 
+def finish(scratch):
+    """Ends a script: the logs when a check failed, the count, the exit status."""
+    if failures:
+        print_logs(scratch)
+    print(f"{failures} failed")
+    sys.exit(1 if failures else 0)
+
+
 def print_logs(scratch):
     """The end of every log in scratch, to see why a check failed."""
     for name in sorted(os.listdir(scratch)):
@@ -254,10 +262,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="bellwether-apps-") as scratch:
         for app in only:
             run_app(bellwether, venv, app, scratch)
-        if failures:
-            print_logs(scratch)
-    print(f"{failures} failed")
-    sys.exit(1 if failures else 0)
+        finish(scratch)
 
 
 if __name__ == "__main__":

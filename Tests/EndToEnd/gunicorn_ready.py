@@ -25,7 +25,7 @@ import threading
 import time
 
 import apps
-from apps import ROOT, check, free_port, print_logs, settled, wait_for
+from apps import ROOT, check, free_port, settled, wait_for
 
 IMPORT_SECONDS = 3
 LATENCY_BOUND = 0.5
@@ -156,10 +156,7 @@ def main():
                   f"(slowest {slowest:.3f} s of {len(control.latencies)}, {len(control.errors)} failed)",
                   slowest >= CONTROL_LATENCY)
 
-        if apps.failures:
-            print_logs(scratch)
-    print(f"{apps.failures} failed")
-    sys.exit(1 if apps.failures else 0)
+        apps.finish(scratch)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import tempfile
 import time
 
 import apps
-from apps import ROOT, check, free_port, print_logs, settled, status, wait_for
+from apps import ROOT, check, free_port, settled, status, wait_for
 
 GRACE = 2
 
@@ -188,10 +188,7 @@ def main():
                 if master and master.poll() is None:
                     master.kill()
                     master.wait()
-            if apps.failures:
-                print_logs(scratch)
-    print(f"{apps.failures} failed")
-    sys.exit(1 if apps.failures else 0)
+        apps.finish(scratch)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ public enum Event: Hashable, Sendable {
 
 public enum TokenAnswer: Hashable, Sendable {
     case acquired
-    /// Someone else holds the token: an orphaned scheduler, or another
+    /// Someone else holds the token: an old scheduler's guard still ending its tree, or another
     /// supervisor sharing the lock file. `holder` is a pid, when it can be found.
     case busy(holder: Int32?)
     /// A process of a dead worker's tree (its guard was killed outright)

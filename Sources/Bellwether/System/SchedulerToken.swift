@@ -5,10 +5,11 @@ import Darwin
 #endif
 
 /// The scheduler token: an flock on a file. The master takes it, passes the
-/// locked descriptor to the scheduler worker only, and closes its own copy, so
-/// the lock lives exactly as long as the scheduler (and anything it forked).
-/// A master that finds it taken waits: an old scheduler, or another
-/// supervisor's, still runs.
+/// locked descriptor to the scheduler's guard only (the app never sees it),
+/// and closes its own copy; the guard exits only once the scheduler's whole
+/// tree is gone, so the lock lives exactly as long as that tree. A master
+/// that finds it taken waits: an old scheduler's tree, or another
+/// supervisor's scheduler, still runs.
 final class SchedulerToken {
     let path: String
     /// The default location (not one the user chose with --lease): its

@@ -43,23 +43,15 @@ public struct Configuration: Hashable, Sendable {
     /// secrets and would configure a nested bellwether) and the systemd
     /// variables addressed to the master itself.
     static func isPrivate(_ name: Substring) -> Bool {
-        name.hasPrefix("BELLWETHER_")
-            || ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"]
-                .contains(name)
+        name.hasPrefix("BELLWETHER_") || WorkerEnvironment.systemd.contains(String(name))
     }
-
-    static let perWorkerVariables = ["WORKERS_COUNT", "WORKER_ID", "WORKER_GENERATION", "WORKER_FENCING_TOKEN",
-                                     "WORKER_LEASE_HOLDER"]
-    /// Set by the master for every worker; --env cannot override them.
-    static let masterVariables = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC",
-                                  "WATCHDOG_PID"]
 
     /// Checks `settings` against the system. `environment` is the master's
     /// environment ("KEY=VALUE"), `directory` its working directory.
     public static func resolve(_ settings: Settings, environment: [String],
                                directory: String) throws(BellwetherError) -> Configuration {
-        let reserved = perWorkerVariables + [settings.roleEnv]
-        if perWorkerVariables.contains(settings.roleEnv) {
+        let reserved = WorkerEnvironment.perWorker + [settings.roleEnv]
+        if WorkerEnvironment.perWorker.contains(settings.roleEnv) {
             throw .reservedVariable(settings.source("role-env"), name: settings.roleEnv)
         }
         var variables: [(String, String)] = environment.compactMap { entry in
@@ -77,7 +69,7 @@ public struct Configuration: Hashable, Sendable {
         // made a config file of thousands of entries take minutes.
         var latest: [String: (order: Int, value: String)] = [:]
         for (order, entry) in settings.env.enumerated() {
-            if reserved.contains(entry.key) || masterVariables.contains(entry.key) {
+            if reserved.contains(entry.key) || WorkerEnvironment.systemd.contains(entry.key) {
                 throw .reservedVariable(entry.source, name: entry.key)
             }
             latest[entry.key] = (order, entry.value)

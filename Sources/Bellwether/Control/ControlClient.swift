@@ -20,7 +20,7 @@ enum ControlClient {
 
     static func main(arguments: [String], environment: [String]) -> Int32 {
         // A master that closes first must give an error, not kill us.
-        _ = bw_signal_disposition(SIGPIPE, 1)
+        Sys.calls.setSignalDisposition(SIGPIPE, ignore: true)
         if arguments.dropFirst().contains(where: { $0 == "-h" || $0 == "--help" }) {
             print(usage)
             return ExitCode.success.rawValue
@@ -116,7 +116,7 @@ enum ControlClient {
                 throw Failure(message: "pidfile \(pidfile) names pid \(pid), which is not running", code: .unavailable)
             }
             let candidates = directories.map { $0 + "/master-\(pid).ctl" }
-            return candidates.first { access($0, F_OK) == 0 } ?? candidates[0]
+            return candidates.first { Sys.calls.isAccessible($0, F_OK) } ?? candidates[0]
         }
         // The first directory with a running master wins.
         var running: [String] = []
@@ -140,47 +140,44 @@ enum ControlClient {
     /// after a running pid, and accepting connections.
     static func masters(in directory: String) -> [String] {
         var running: [String] = []
-        if let entries = opendir(directory) {
-            defer { closedir(entries) }
-            while let entry = readdir(entries) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) {
-                    String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
-                }
-                guard name.hasPrefix("master-"), name.hasSuffix(".ctl"),
-                      let pid = Int32(name.dropFirst(7).dropLast(4)), Pidfile.isRunning(pid) else { continue }
-                var info = stat()
-                let path = directory + "/" + name
-                guard lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFSOCK else { continue }
-                // The file of a master that was SIGKILLed stays behind, and its
-                // pid may have been reused: only a socket with a listener counts.
-                if bw_unix_listening(path) == 1 { running.append(path) }
-            }
+        for name in Sys.entries(directory) {
+            guard name.hasPrefix("master-"), name.hasSuffix(".ctl"),
+                  let pid = Int32(name.dropFirst(7).dropLast(4)), Pidfile.isRunning(pid) else { continue }
+            let path = directory + "/" + name
+            guard case .success(let info) = Sys.calls.status(path, followLinks: false), info.kind == .socket
+            else { continue }
+            // The file of a master that was SIGKILLed stays behind, and its
+            // pid may have been reused: only a socket with a listener counts.
+            if Sys.calls.unixListening(path) == 1 { running.append(path) }
         }
         return running
     }
 
     /// Checks the socket file, connects, sends the request, returns the answer.
     static func ask(_ request: ControlRequest, at path: String) throws(Failure) -> String {
-        var info = stat()
-        guard lstat(path, &info) == 0 else {
-            throw Failure(message: "no master listens on \(path): \(describe(errno))", code: .unavailable)
+        let info: FileStatus
+        switch Sys.calls.status(path, followLinks: false) {
+        case .success(let found): info = found
+        case .failure(let error):
+            throw Failure(message: "no master listens on \(path): \(describe(error.errno))", code: .unavailable)
         }
         // Only a socket of our own user, that nobody else can use, is trusted
         // to be our master: anyone could have put a socket file there.
-        guard (info.st_mode & S_IFMT) == S_IFSOCK else {
+        guard info.kind == .socket else {
             throw Failure(message: "\(path) is not a socket; refusing", code: .permission)
         }
         // Root may ask any user's master; the answer must then come from the
         // socket file's owner.
-        guard info.st_uid == geteuid() || geteuid() == 0 else {
-            throw Failure(message: "control socket \(path) belongs to uid \(info.st_uid), not to you (uid \(geteuid())); "
+        let user = Sys.calls.effectiveUserID()
+        guard info.owner == user || user == 0 else {
+            throw Failure(message: "control socket \(path) belongs to uid \(info.owner), not to you (uid \(user)); "
                 + "refusing", code: .permission)
         }
-        guard info.st_mode & 0o077 == 0 else {
-            throw Failure(message: "control socket \(path) has mode \(String(info.st_mode & 0o777, radix: 8)), "
+        guard info.mode & 0o077 == 0 else {
+            throw Failure(message: "control socket \(path) has mode \(String(info.mode & 0o777, radix: 8)), "
                 + "which lets other users in; refusing (it must be 600)", code: .permission)
         }
-        let fd = bw_unix_connect(path, 5)
+        let fd = Sys.calls.connectUnix(path, timeout: 5)
         guard fd != -EAGAIN else {
             throw Failure(message: "the master at \(path) did not accept within 5 s", code: .unavailable)
         }
@@ -190,10 +187,10 @@ enum ControlClient {
         defer { Sys.closeFile(fd) }
         // Whoever answers must be the file's owner: a socket swapped in
         // after the checks above is refused too.
-        let peer = bw_peer_uid(fd)
-        guard peer == Int64(info.st_uid) else {
+        let peer = Sys.calls.peerUID(fd)
+        guard peer == Int64(info.owner) else {
             throw Failure(message: "control socket \(path) is served by uid \(peer), not by its owner "
-                + "(uid \(info.st_uid)); refusing", code: .permission)
+                + "(uid \(info.owner)); refusing", code: .permission)
         }
         do { try Sys.writeAll(fd, Array((request.line + "\n").utf8)) } catch {
             throw Failure(message: "\(path): \(describe(error.errno))", code: .unavailable)
@@ -204,8 +201,8 @@ enum ControlClient {
             guard Sys.wait([(fd, Int16(POLLIN))], timeout: .seconds(5))[0] != 0 else {
                 throw Failure(message: "the master at \(path) did not answer within 5 s", code: .unavailable)
             }
-            let count = read(fd, &buffer, buffer.count)
-            if count < 0 && errno == EINTR { continue }
+            let count = buffer.withUnsafeMutableBytes { Sys.calls.read(fd, into: $0) }
+            if count == -Int(EINTR) { continue }
             guard count > 0 else { break }
             answer += buffer[0..<count]
         }

@@ -66,15 +66,15 @@ final class ControlSocket {
         }
         // Created 0600 by the umask: no moment with a wider mode, no chmod
         // that could follow a symlink.
-        let previous = umask(0o177)
-        let result = bw_listen_unix(path, -1, 64)
-        umask(previous)
+        let previous = Sys.calls.umask(0o177)
+        let result = Sys.calls.listenUnix(path, mode: -1, backlog: 64)
+        _ = Sys.calls.umask(previous)
         guard result >= 0 else {
             throw -result == EADDRINUSE ? .controlSocketBusy(path: path)
                 : .cannotCreate(what: "control socket", path: path, errno: -result)
         }
         fd = result
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        Sys.calls.setNonBlocking(fd)
     }
 
     /// The descriptors to poll: the listener, then every open connection.
@@ -114,7 +114,7 @@ final class ControlSocket {
 
     private func acceptAll(at now: Instant, answer: (ControlRequest) -> String) {
         while true {
-            let connection = bw_accept(fd)
+            let connection = Sys.calls.accept(fd)
             guard connection >= 0 else {
                 if -connection != EAGAIN && -connection != EINTR && -connection != ECONNABORTED {
                     acceptPausedUntil = now + Self.acceptPause
@@ -130,8 +130,8 @@ final class ControlSocket {
                 Sys.closeFile(connection)
                 continue
             }
-            let peer = bw_peer_uid(connection)
-            let owner = Int64(geteuid())
+            let peer = Sys.calls.peerUID(connection)
+            let owner = Int64(Sys.calls.effectiveUserID())
             connections.append(Connection(fd: connection, deadline: now + Self.connectionTimeout))
             if peer != owner && peer != 0 {
                 connections[connections.count - 1].output = Array("error: permission denied: the control socket "
@@ -155,8 +155,8 @@ final class ControlSocket {
     /// Reads what is there; false when the peer closed or failed.
     private func receive(into connection: inout Connection, answer: (ControlRequest) -> String) -> Bool {
         var buffer = [UInt8](repeating: 0, count: Self.requestLimit)
-        let count = read(connection.fd, &buffer, buffer.count)
-        if count == 0 || (count < 0 && errno != EAGAIN && errno != EINTR) { return false }
+        let count = buffer.withUnsafeMutableBytes { Sys.calls.read(connection.fd, into: $0) }
+        if count == 0 || (count < 0 && count != -Int(EAGAIN) && count != -Int(EINTR)) { return false }
         if count > 0 { connection.input += buffer[0..<count] }
         guard let newline = connection.input.firstIndex(of: UInt8(ascii: "\n")) else {
             if connection.input.count >= Self.requestLimit { connection.output = Array("error: request too long\n".utf8) }
@@ -175,13 +175,13 @@ final class ControlSocket {
         guard !connection.output.isEmpty else { return false }
         let written = connection.output.withUnsafeBytes { Sys.sendWithoutSignal(connection.fd, $0) }
         if written > 0 { connection.output.removeFirst(written) }
-        return connection.output.isEmpty || (written < 0 && errno != EAGAIN && errno != EINTR)
+        return connection.output.isEmpty || (written < 0 && written != -Int(EAGAIN) && written != -Int(EINTR))
     }
 
     func close() {
         for connection in connections where connection.fd >= 0 { Sys.closeFile(connection.fd) }
         connections = []
         Sys.closeFile(fd)
-        unlink(path)
+        Sys.calls.unlink(path)
     }
 }

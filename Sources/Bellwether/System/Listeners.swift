@@ -103,19 +103,19 @@ final class Listeners {
         switch address {
         case .ipv4(let host, let port), .ipv6(let host, let port):
             let family: Int32 = if case .ipv6 = address { 6 } else { 4 }
-            fd = bw_listen_inet(family, host, Int32(port), Int32(backlog))
+            fd = Sys.calls.listenInet(family: family, host: host, port: Int32(port), backlog: Int32(backlog))
             if fd >= 0 && port == 0 {
-                let actual = bw_local_port(fd)
+                let actual = Sys.calls.localPort(fd)
                 shown = family == 6 ? "[\(host)]:\(actual)" : "\(host):\(actual)"
             }
         case .unix(let path):
-            fd = bw_listen_unix(path, Int32(mode ?? -1), Int32(backlog))
+            fd = Sys.calls.listenUnix(path, mode: Int32(mode ?? -1), backlog: Int32(backlog))
             created = path
         case .inherited(let number):
             guard let inheritedName = inherited[number] else {
                 throw .notInherited(address: address.description, reason: "not among the sockets systemd passed")
             }
-            guard bw_is_listening(number) == 1 else {
+            guard Sys.calls.isListening(number) == 1 else {
                 throw .notInherited(address: address.description, reason: "not a listening socket")
             }
             fd = number
@@ -130,6 +130,6 @@ final class Listeners {
     private func close(_ socket: Socket) {
         if case .inherited = socket.address { return }
         Sys.closeFile(socket.fd)
-        if let path = socket.createdPath { unlink(path) }
+        if let path = socket.createdPath { Sys.calls.unlink(path) }
     }
 }

@@ -12,7 +12,7 @@ public final class Logger: @unchecked Sendable {
 
     public init(format: LogFormat) {
         self.format = format
-        self.masterPID = getpid()
+        self.masterPID = Sys.calls.processID()
     }
 
     public func write(_ record: LogRecord) {
@@ -45,9 +45,8 @@ public final class Logger: @unchecked Sendable {
 
     /// UTC, millisecond precision: 2026-11-21T05:25:27.123Z.
     static func timestamp() -> String {
-        var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
-        var seconds = spec.tv_sec
+        let clock = Sys.calls.realtimeNow()
+        var seconds = time_t(clock.seconds)
         var parts = tm()
         gmtime_r(&seconds, &parts)
         func pad(_ value: Int32, _ width: Int) -> String {
@@ -56,6 +55,6 @@ public final class Logger: @unchecked Sendable {
         }
         return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
             + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2))."
-            + "\(pad(Int32(spec.tv_nsec / 1_000_000), 3))Z"
+            + "\(pad(Int32(clock.nanoseconds / 1_000_000), 3))Z"
     }
 }

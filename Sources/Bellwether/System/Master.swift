@@ -3,14 +3,14 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import CBellwether
 
-/// The system shell around `SupervisorCore`: one single-threaded loop that
+/// The system shell around `Supervision`: one single-threaded loop that
 /// waits with a deadline, drains signals, reaps, ticks, and performs the
-/// core's actions. It turns syscalls into events and actions into syscalls
-/// and decides nothing itself.
+/// cores' actions. It turns system calls (all through `Sys`) into events and
+/// actions into system calls, and decides nothing itself.
 final class Master {
-    private var core: SupervisorCore
+    private var supervision: Supervision
+    private var core: SupervisorCore { supervision.supervisor }
     private var configuration: Configuration
     private let loader: SettingsLoader
     private var logger: Logger
@@ -32,17 +32,14 @@ final class Master {
     private var refs: [Int32: WorkerRef] = [:]
     private var bootPriority = BootPriority()
     private var addressLayout = AddressLayout()
-    private var queue: [Event] = []
-    /// The core's `.exit` status: 0 after TERM, INT or QUIT, 3 after a failed start.
+    private var queue: [Supervision.Input] = []
+    /// The `.exit` status: 0 after TERM, INT or QUIT, 3 after a failed start.
     private var exitStatus: Int32?
-    /// The stop has been passed on to the lease and the scheduler socket.
-    private var stopPassedOn = false
     /// The scheduler socket's wanted state last made true (`core.schedulerSocketWanted`).
     private var schedulerSocketWanted = false
-    /// `--lease redis://…`: decides whether this master designates a scheduler.
+    /// `--lease redis://…`: the connection of the lease that decides whether
+    /// this master designates a scheduler.
     private let lease: NetworkLease?
-    /// What the lease granted; the scheduler's environment carries it.
-    private var grant: LeaseGrant?
     /// `bellwether status|reload|stop|scale` reach the master here.
     private let control: ControlSocket
     private let startedAt = Sys.monotonicNow()
@@ -56,29 +53,27 @@ final class Master {
         self.environment = environment
         self.directory = directory
         self.logger = Logger(format: configuration.settings.logFormat)
-        var timings = TestTimings.applied(to: Timings(), environment: Bellwether.dictionary(environment))
-        timings.leaseGrace = configuration.settings.leaseTimings.grace
-        self.core = SupervisorCore(plan: configuration.plan, timings: timings, leased: configuration.redisLease != nil)
-        lease = configuration.redisLease.map { NetworkLease(address: $0, timings: configuration.settings.leaseTimings) }
+        let timings = TestTimings.applied(to: Timings(), environment: Bellwether.dictionary(environment))
+        let lease = configuration.redisLease.map { NetworkLease(address: $0, timings: configuration.settings.leaseTimings) }
+        self.lease = lease
+        supervision = Supervision(plan: configuration.plan, timings: timings,
+                                  lease: lease.map { LeaseCore(holder: $0.holder, timings: $0.timings) })
 
         // Inherited dispositions and descriptors are not ours to pass on: a
         // SIGCHLD ignored by our parent would make waitpid fail.
-        _ = bw_signal_disposition(SIGCHLD, 0)
-        _ = bw_signal_disposition(SIGPIPE, 1)
-        _ = bw_cloexec_from(3)
-        _ = bw_set_child_subreaper()
+        Sys.calls.setSignalDisposition(SIGCHLD, ignore: false)
+        Sys.calls.setSignalDisposition(SIGPIPE, ignore: true)
+        Sys.calls.closeOnExec(from: 3)
+        Sys.calls.becomeChildSubreaper()
         do {
             signals = try SignalSource()
             notifySocket = try WorkerNotifySocket()
+            link = try Sys.calls.pipe(nonBlockingWrite: false).get()
         } catch { throw .system(call: error.call, errno: error.errno) }
-        var ends: [Int32] = [-1, -1]
-        let linkError = bw_pipe_cloexec(&ends, 0)
-        guard linkError == 0 else { throw .system(call: "pipe", errno: -linkError) }
-        link = (ends[0], ends[1])
         systemd = SystemdNotifier(environment: Bellwether.dictionary(environment))
 
-        spawner = Spawner(masterPID: getpid())
-        guard access(spawner.shim, X_OK) == 0 else { throw .shimMissing(path: spawner.shim) }
+        spawner = Spawner(masterPID: Sys.calls.processID())
+        guard Sys.calls.isAccessible(spawner.shim, X_OK) else { throw .shimMissing(path: spawner.shim) }
         // The pidfile first: a second master of the same pidfile names the
         // running one, rather than failing on its busy port.
         let settings = configuration.settings
@@ -114,18 +109,18 @@ final class Master {
                 + ", command \(configuration.launch.executable)",
             [.init("workers", .int(plan.workers)), .init("token", .string(token.path)),
              .init("command", .string(configuration.launch.executable))]))
-        systemd.send("MAINPID=\(getpid())")
+        systemd.send("MAINPID=\(Sys.calls.processID())")
         nextWatchdogPing = systemd.watchdogInterval.map { Sys.monotonicNow() + $0 }
         if let lease {
-            logger.write(LogRecord(.info, "lease", "lease \(lease.address) as \(lease.core.holder); no scheduler "
-                + "until it is acquired", [.init("holder", .string(lease.core.holder))]))
+            logger.write(LogRecord(.info, "lease", "lease \(lease.address) as \(lease.holder); no scheduler "
+                + "until it is acquired", [.init("holder", .string(lease.holder))]))
         }
-        queue.append(.start)
+        queue.append(.supervisor(.start))
         process()
         // After the last worker, a lease holder still releases the key.
-        while exitStatus == nil || lease.map({ !$0.core.isStopped }) == true {
+        while exitStatus == nil {
             let now = Sys.monotonicNow()
-            let deadline = core.nextDeadline(after: now)
+            let deadline = supervision.nextDeadline(after: now)
             let wake = [deadline, nextWatchdogPing, lease?.nextDeadline, control.nextDeadline].compactMap { $0 }.min()
             var watched: [(fd: Int32, events: Int16)] = [(signals.fd, Int16(POLLIN)), (notifySocket.fd, Int16(POLLIN))]
             let leaseIndex = lease?.pollEntry.map { entry in
@@ -140,11 +135,13 @@ final class Master {
             reap()
             let after = Sys.monotonicNow()
             if let lease {
-                if let leaseIndex, revents[leaseIndex] != 0 { perform(lease.ready(revents[leaseIndex], at: after)) }
-                perform(lease.tick(at: after))
+                if let leaseIndex, revents[leaseIndex] != 0, let event = lease.ready(revents[leaseIndex], at: after) {
+                    queue.append(.lease(event))
+                }
+                queue.append(.lease(lease.expire(at: after) ?? .tick))
             }
             control.serve(Array(revents[controlIndex...]), at: after, answer: answer)
-            if let deadline, after >= deadline { queue.append(.tick) }
+            if let deadline, after >= deadline { queue.append(.supervisor(.tick)) }
             if let ping = nextWatchdogPing, after >= ping, let interval = systemd.watchdogInterval {
                 systemd.send("WATCHDOG=1")
                 nextWatchdogPing = after + interval
@@ -163,28 +160,29 @@ final class Master {
     private func answer(_ request: ControlRequest) -> String {
         switch request {
         case .status(let json):
-            let report = StatusReport(core: core, masterPID: getpid(), masterUptime: Sys.monotonicNow() - startedAt,
-                                      lease: leaseStatus, now: Sys.monotonicNow())
+            let now = Sys.monotonicNow()
+            let report = StatusReport(core: core, masterPID: Sys.calls.processID(), masterUptime: now - startedAt,
+                                      lease: leaseStatus, now: now)
             return json ? report.json.text + "\n" : report.text
         case .reload:
-            if core.isStopping { return "error: the master is stopping\n" }
+            if let refusal = supervision.changeRefusal { return "error: \(refusal)\n" }
             reload()
             return "ok: reload started\n"
         case .stop:
             receive(.terminate)
             return "ok: stopping\n"
         case .scale(let count):
-            if core.isStopping { return "error: the master is stopping\n" }
-            queue.append(.resize(count))
+            if let refusal = supervision.changeRefusal { return "error: \(refusal)\n" }
+            queue.append(.supervisor(.resize(count)))
             return "ok: scaling to \(count) workers\n"
         }
     }
 
     /// How the scheduler lease stands, for `bellwether status`.
     private var leaseStatus: (kind: String, state: String)? {
-        if let lease {
+        if let lease, let leaseCore = supervision.lease {
             let state: String
-            switch lease.core.phase {
+            switch leaseCore.phase {
             case .seeking: state = "seeking (another supervisor holds it, or redis is unreachable)"
             case .holding(let holding):
                 state = "held by this master, fence \(holding.fence)" + (holding.granted ? "" : ", takeover delay")
@@ -208,15 +206,15 @@ final class Master {
 
     /// An sd_notify message from a worker (or anything in its process group).
     private func receive(_ fields: [(String, String)], from pid: Int32) {
-        guard let ref = refs[pid] ?? refs[getpgid(pid)] else { return }
+        guard let ref = refs[pid] ?? refs[Sys.calls.processGroup(of: pid)] else { return }
         for (key, value) in fields {
             switch key {
             case "MAINPID" where refs[pid] != nil:  // from the guard itself only
-                if let app = Int32(value), app > 0 { queue.append(.appStarted(ref, pid: app)) }
+                if let app = Int32(value), app > 0 { queue.append(.supervisor(.appStarted(ref, pid: app))) }
             case "X_BELLWETHER_APP_EXITED" where refs[pid] != nil && value == "1":
-                queue.append(.appExited(ref))
-            case "READY" where value == "1": queue.append(.ready(ref))
-            case "WATCHDOG" where value == "1": queue.append(.watchdog(ref))
+                queue.append(.supervisor(.appExited(ref)))
+            case "READY" where value == "1": queue.append(.supervisor(.ready(ref)))
+            case "WATCHDOG" where value == "1": queue.append(.supervisor(.watchdog(ref)))
             case "STATUS":
                 logger.write(LogRecord(.info, "worker_status", "pid \(pid): \(value)",
                                        [.init("pid", .int(Int(pid))), .init("status", .string(value))]))
@@ -230,12 +228,10 @@ final class Master {
     private func receive(_ signal: Signal) {
         switch signal {
         case .hangup: reload()
-        case .terminate, .interrupt, .quit:
-            queue.append(.stop(quick: signal != .terminate))
-            passOnStop()
-        case .ttyInput: queue.append(.addWorker)
-        case .ttyOutput: queue.append(.removeWorker)
-        case .user1: queue.append(.forward(.user1))
+        case .terminate, .interrupt, .quit: queue.append(.supervisor(.stop(quick: signal != .terminate)))
+        case .ttyInput: queue.append(.supervisor(.addWorker))
+        case .ttyOutput: queue.append(.supervisor(.removeWorker))
+        case .user1: queue.append(.supervisor(.forward(.user1)))
         default: break  // CHLD: the reap that follows every wake-up handles it
         }
     }
@@ -244,7 +240,7 @@ final class Master {
     /// configuration kept; a new generation starts either way, since a
     /// reload's first purpose is new application code.
     private func reload() {
-        guard !core.isStopping else { return }
+        guard supervision.changeRefusal == nil else { return }
         do throws(BellwetherError) {
             let settings = try loader.load()
             let candidate = try Configuration.resolve(settings, environment: environment, directory: directory)
@@ -259,7 +255,7 @@ final class Master {
         }
         let inUse = core.generationsInUse
         launches = launches.filter { inUse.contains($0.key) }
-        queue.append(.reload(configuration.plan))
+        queue.append(.supervisor(.reload(configuration.plan)))
     }
 
     private func reap() {
@@ -269,7 +265,7 @@ final class Master {
             if let ref = refs.removeValue(forKey: pid) {
                 bootPriority.forget(pid)
                 lease?.closeGuardPipe(for: ref)
-                queue.append(.exited(ref, status))
+                queue.append(.supervisor(.exited(ref, status)))
             }
         }
         if reaped { killStrays() }
@@ -283,110 +279,44 @@ final class Master {
     /// SIGKILL to every stray and its process group. Its own children come
     /// to the master when it dies, and go the same way at that reap.
     private func killStrays() {
-        let own = getpgrp()
+        let own = Sys.calls.ownProcessGroup()
         for pid in strays() {
             logger.write(LogRecord(.warning, "stray", "pid \(pid) was left behind by a worker whose guard died; "
                 + "sent SIGKILL to it and its process group", [.init("pid", .int(Int(pid)))]))
             Sys.send(.kill, to: pid)
-            let group = getpgid(pid)
+            let group = Sys.calls.processGroup(of: pid)
             if group > 0 && group != own { Sys.send(.kill, to: -group) }
         }
     }
 
+    /// Hands the queued events to the cores and performs what they order;
+    /// then makes the scheduler socket match its wanted state.
     private func process() {
-        repeat {
-            while !queue.isEmpty {
-                let event = queue.removeFirst()
-                for action in core.handle(event, at: Sys.monotonicNow()) { perform(action) }
+        while !queue.isEmpty {
+            for output in supervision.handle(queue.removeFirst(), at: Sys.monotonicNow()) {
+                switch output {
+                case .act(let action): perform(action)
+                case .send(let command):
+                    if let failed = lease?.send(command, at: Sys.monotonicNow()) { queue.append(.lease(failed)) }
+                case .guardDeadline(let deadline): lease?.tellGuards(deadline)
+                }
             }
-            // The lease hears whether a scheduler is left (to release after a
-            // step-down); a grant or withdrawal it answers with goes back to the core.
-            if let lease {
-                let event = LeaseEvent.scheduler(alive: core.hasScheduler, wanted: core.plan.scheduler)
-                perform(lease.handle(event, at: Sys.monotonicNow()))
-            }
-            if core.isStopping { passOnStop() }  // the core stops by itself after a failed start
-        } while !queue.isEmpty
+        }
         if core.schedulerSocketWanted != schedulerSocketWanted {
             schedulerSocketWanted = core.schedulerSocketWanted
             if schedulerSocketWanted { listeners.openScheduler() } else { listeners.closeScheduler() }
         }
     }
 
-    /// A stop, asked for or decided by the core: the lease steps down and
-    /// releases the key. (The scheduler socket goes with the core's wanted
-    /// state, at once, so that a supervisor taking over can bind it.)
-    private func passOnStop() {
-        guard !stopPassedOn else { return }
-        stopPassedOn = true
-        if let lease { perform(lease.handle(.stop, at: Sys.monotonicNow())) }
-    }
-
-    private func perform(_ actions: [LeaseAction]) {
-        for action in actions {
-            switch action {
-            case .permit(let granted):
-                grant = granted
-                queue.append(.lease(permitted: granted != nil))
-            case .log(let record):
-                logger.write(record)
-            case .send, .guardDeadline:
-                break  // performed by NetworkLease
-            }
-        }
-    }
-
     private func perform(_ action: Action) {
         switch action {
         case .spawn(let order):
-            let handsToken = order.role == .scheduler
-            if handsToken && token.fd < 0 {
-                queue.append(.spawnFailed(order.ref, reason: "scheduler token not held"))
-                return
-            }
-            let launch = launches[order.generation] ?? configuration.launch
-            launches[order.generation] = launch
-            var extra = ["NOTIFY_SOCKET=\(notifySocket.address)"]
-            if core.plan.watchdog > .zero {
-                extra += ["WATCHDOG_USEC=\(core.plan.watchdog.nanoseconds / 1000)", "WATCHDOG_PID=0"]
-            }
-            if handsToken { listeners.openScheduler() }  // retried at every scheduler start
-            let sockets = listeners.passed(toScheduler: handsToken)
-            // A lease scheduler's guard hears renew deadlines on a link of its own.
-            var guardLink = link.read
-            var grace = core.plan.gracefulTimeout
-            if handsToken, let lease {
-                guard let grant, let fd = lease.openGuardPipe(for: order.ref) else {
-                    queue.append(.spawnFailed(order.ref, reason: grant == nil ? "lease not granted"
-                        : "cannot create the guard's pipe: \(describe(errno))"))
-                    return
-                }
-                guardLink = fd
-                grace = lease.timings.grace
-                extra += ["WORKER_FENCING_TOKEN=\(grant.fence)", "WORKER_LEASE_HOLDER=\(grant.holder)"]
-            }
-            if let error = addressLayout.prepare(randomize: launch.randomizeLayout) {
-                logger.write(LogRecord(.warning, "no_aslr", "cannot change the personality for --no-aslr "
-                    + "(\(describe(error))); workers start with the inherited one"))
-            }
-            let result = spawner.spawn(order, launch: launch, sockets: sockets, token: handsToken ? token.fd : nil,
-                                       link: guardLink, grace: grace, extraEnvironment: extra)
-            if guardLink != link.read { Sys.closeFile(guardLink) }
-            switch result {
-            case .success(let pid):
-                refs[pid] = order.ref
-                if order.background { bootPriority.lower(pid, by: launch.reloadNice) }
-                if handsToken { token.release() }
-                queue.append(.spawned(order.ref, pid: pid))
-            case .failure(let error):
-                lease?.closeGuardPipe(for: order.ref)
-                queue.append(.spawnFailed(order.ref, reason: error.description))
-            }
+            spawn(order)
         case .signal(let pid, let signal):
             Sys.send(signal, to: pid)
         case .killGroup(let pid):
             // Only to a guard not yet reaped: its pid cannot have been reused.
-            if refs[pid] != nil { _ = bw_kill_tree(pid) }
+            if refs[pid] != nil { _ = Sys.calls.killTree(guardPID: pid) }
         case .foreground(let pid):
             if let error = bootPriority.restore(pid) {
                 logger.write(LogRecord(.warning, "reload_nice", "cannot give worker pid \(pid) its priority back "
@@ -395,7 +325,7 @@ final class Master {
         case .acquireToken:
             // A stray of a dead tree may hold what the scheduler's tree held.
             let left = strays()
-            queue.append(.token(left.first.map { .stray($0) } ?? token.acquire(logger: logger)))
+            queue.append(.supervisor(.token(left.first.map { .stray($0) } ?? token.acquire(logger: logger))))
         case .releaseToken:
             token.release()
         case .announce(let announcement):
@@ -404,6 +334,60 @@ final class Master {
             logger.write(record)
         case .exit(let status):
             exitStatus = status
+        }
+    }
+
+    /// Performs `.spawn`: the launch of the order's generation, the worker's
+    /// environment, its sockets, and for the scheduler the token (and with a
+    /// lease, its grant and deadline pipe). Answers `.spawned` or `.spawnFailed`.
+    private func spawn(_ order: SpawnOrder) {
+        let handsToken = order.role == .scheduler
+        if handsToken && token.fd < 0 {
+            queue.append(.supervisor(.spawnFailed(order.ref, reason: "scheduler token not held")))
+            return
+        }
+        let launch = launches[order.generation] ?? configuration.launch
+        launches[order.generation] = launch
+        if handsToken { listeners.openScheduler() }  // retried at every scheduler start
+        let sockets = listeners.passed(toScheduler: handsToken)
+        // A lease scheduler's guard hears renew deadlines on a link of its own.
+        var guardLink = link.read
+        var grace = core.plan.gracefulTimeout
+        var grant: LeaseGrant?
+        if handsToken, let lease {
+            guard let granted = supervision.grant else {
+                queue.append(.supervisor(.spawnFailed(order.ref, reason: "lease not granted")))
+                return
+            }
+            switch lease.openGuardPipe(for: order.ref, deadline: supervision.lease?.renewDeadline) {
+            case .success(let fd): guardLink = fd
+            case .failure(let error):
+                queue.append(.supervisor(.spawnFailed(order.ref,
+                    reason: "cannot create the guard's pipe: \(describe(error.errno))")))
+                return
+            }
+            grace = lease.timings.grace
+            grant = granted
+        }
+        if let error = addressLayout.prepare(randomize: launch.randomizeLayout) {
+            logger.write(LogRecord(.warning, "no_aslr", "cannot change the personality for --no-aslr "
+                + "(\(describe(error))); workers start with the inherited one"))
+        }
+        let environment = WorkerEnvironment.variables(for: order, launch: launch, sockets: sockets.map(\.name),
+                                                      notifySocket: notifySocket.address,
+                                                      watchdog: core.plan.watchdog, grant: grant)
+        let result = spawner.spawn(launch, sockets: sockets.map(\.fd), token: handsToken ? token.fd : nil,
+                                   link: guardLink, grace: grace, environment: environment)
+        if guardLink != link.read { Sys.closeFile(guardLink) }
+        switch result {
+        case .success(let pid):
+            refs[pid] = order.ref
+            if order.background { bootPriority.lower(pid, by: launch.reloadNice) }
+            if handsToken { token.release() }
+            queue.append(.supervisor(.spawned(order.ref, pid: pid)))
+        case .failure(let error):
+            lease?.closeGuardPipe(for: order.ref)
+            queue.append(.supervisor(.spawnFailed(order.ref, reason: error.description)))
         }
     }
 }

@@ -3,16 +3,16 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import CBellwether
 
-/// The Redis lease in the master: the pure `LeaseCore`, its connection, and
-/// the deadline pipes to the scheduler's guard. The master polls `pollEntry`,
-/// calls `ready`/`tick`, and performs the actions that come back (grants,
-/// guard deadlines, log lines); commands to Redis are sent here.
+/// The Redis lease's shell: its connection and the deadline pipes to the
+/// scheduler's guard. The decisions are `LeaseCore`'s, inside `Supervision`;
+/// this sends the commands it asks for and turns replies, failures and
+/// timeouts into `LeaseEvent`s.
 final class NetworkLease {
     let address: RedisAddress
     let timings: LeaseTimings
-    private(set) var core: LeaseCore
+    /// `host/pid/nonce`: this master's value in the key.
+    let holder: String
     private let connection: RedisConnection
     private var inFlight: LeaseCommand?
     /// Write ends of the deadline pipes, by the scheduler they guard.
@@ -21,7 +21,7 @@ final class NetworkLease {
     init(address: RedisAddress, timings: LeaseTimings) {
         self.address = address
         self.timings = timings
-        core = LeaseCore(holder: Self.holderID(), timings: timings)
+        holder = Self.holderID()
         connection = RedisConnection(address: address)
     }
 
@@ -29,12 +29,9 @@ final class NetworkLease {
 
     /// `host/pid/nonce`: unique per master, readable in `redis-cli GET`.
     static func holderID() -> String {
-        var name = [CChar](repeating: 0, count: 256)
-        gethostname(&name, name.count - 1)
-        let host = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            .filter { $0 != "|" && !$0.isWhitespace }
+        let host = Sys.calls.hostName().filter { $0 != "|" && !$0.isWhitespace }
         let nonce = String(UInt32.random(in: .min ... .max), radix: 16)
-        return "\(host.isEmpty ? "host" : host)/\(getpid())/\(nonce)"
+        return "\(host.isEmpty ? "host" : host)/\(Sys.calls.processID())/\(nonce)"
     }
 
     /// At start: a PING through AUTH and SELECT, so that a wrong password or
@@ -56,38 +53,23 @@ final class NetworkLease {
 
     var pollEntry: (fd: Int32, events: Int16)? { connection.pollEvents.map { (connection.fd, $0) } }
 
-    var nextDeadline: Instant? { [core.nextDeadline(), connection.deadline].compactMap { $0 }.min() }
+    /// When the command in flight times out.
+    var nextDeadline: Instant? { connection.deadline }
 
-    func ready(_ revents: Int16, at now: Instant) -> [LeaseAction] {
-        guard let outcome = connection.handle(revents, at: now) else { return [] }
-        return handle(event(for: outcome), at: now)
+    /// Sends `command`; a failure known at once comes back as its event.
+    func send(_ command: LeaseCommand, at now: Instant) -> LeaseEvent? {
+        inFlight = command
+        let request = LeaseScripts.request(command, key: address.key, holder: holder, ttl: timings.ttl)
+        return connection.send(request, at: now, timeout: timings.renewInterval).map(event(for:))
     }
 
-    func tick(at now: Instant) -> [LeaseAction] {
-        if let outcome = connection.expire(at: now) { return handle(event(for: outcome), at: now) }
-        return handle(.tick, at: now)
+    /// The reply or failure the connection's readiness brought, if complete.
+    func ready(_ revents: Int16, at now: Instant) -> LeaseEvent? {
+        connection.handle(revents, at: now).map(event(for:))
     }
 
-    /// Feeds `event` to the core and sends what it asks for; returns the rest.
-    func handle(_ event: LeaseEvent, at now: Instant) -> [LeaseAction] {
-        var pending = [event]
-        var actions: [LeaseAction] = []
-        while !pending.isEmpty {
-            for action in core.handle(pending.removeFirst(), at: now) {
-                guard case .send(let command) = action else {
-                    if case .guardDeadline(let deadline) = action { tellGuards(deadline) }
-                    actions.append(action)
-                    continue
-                }
-                inFlight = command
-                let request = LeaseScripts.request(command, key: address.key, holder: core.holder, ttl: timings.ttl)
-                if let outcome = connection.send(request, at: now, timeout: timings.renewInterval) {
-                    pending.append(self.event(for: outcome))
-                }
-            }
-        }
-        return actions
-    }
+    /// A command in flight past its deadline fails.
+    func expire(at now: Instant) -> LeaseEvent? { connection.expire(at: now).map(event(for:)) }
 
     private func event(for outcome: RedisConnection.Outcome) -> LeaseEvent {
         switch outcome {
@@ -104,14 +86,14 @@ final class NetworkLease {
 
     // MARK: The scheduler's guard
 
-    /// A pipe for a new scheduler's guard, primed with the current deadline.
-    /// Returns the read end, which the spawn passes on and the caller closes.
-    func openGuardPipe(for ref: WorkerRef) -> Int32? {
-        var ends: [Int32] = [-1, -1]
-        guard bw_pipe_cloexec(&ends, 1) == 0 else { return nil }
-        guardPipes[ref] = ends[1]
-        if let deadline = core.renewDeadline { write(deadline, to: ends[1]) }
-        return ends[0]
+    /// A pipe for a new scheduler's guard, primed with `deadline`. Returns
+    /// the read end, which the spawn passes on and the caller closes.
+    func openGuardPipe(for ref: WorkerRef, deadline: Instant?) -> Result<Int32, SystemCallError> {
+        Sys.calls.pipe(nonBlockingWrite: true).map { ends in
+            guardPipes[ref] = ends.write
+            if let deadline { write(deadline, to: ends.write) }
+            return ends.read
+        }
     }
 
     /// The scheduler was reaped: its guard has nothing more to hear.
@@ -119,7 +101,7 @@ final class NetworkLease {
         if let fd = guardPipes.removeValue(forKey: ref) { Sys.closeFile(fd) }
     }
 
-    private func tellGuards(_ deadline: Instant) {
+    func tellGuards(_ deadline: Instant) {
         for fd in guardPipes.values { write(deadline, to: fd) }
     }
 

@@ -14,23 +14,20 @@ struct WorkerNotifySocket {
     let address: String
 
     init() throws(SystemCallError) {
-        var name = [CChar](repeating: 0, count: 108)
-        let fd = bw_notify_open(&name, Int32(name.count))
-        guard fd >= 0 else { throw SystemCallError(call: "notify socket", errno: -fd) }
-        self.fd = fd
-        self.address = "@" + String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let socket = try Sys.calls.openNotifySocket().get()
+        fd = socket.fd
+        address = "@" + socket.name
     }
 
     /// Every pending message, with its sender's pid.
     func drain() -> [(pid: Int32, fields: [(String, String)])] {
         var messages: [(Int32, [(String, String)])] = []
-        var buffer = [CChar](repeating: 0, count: 4096)
+        var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
-            var pid: pid_t = 0
-            let length = bw_notify_receive(fd, &buffer, Int32(buffer.count), &pid)
+            let (length, pid) = buffer.withUnsafeMutableBytes { Sys.calls.receiveNotify(fd, into: $0) }
             if length == 0 { return messages }
-            if length < 0 { if -length == EAGAIN { continue } else { return messages } }
-            let text = String(decoding: buffer[0..<Int(length)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if length < 0 { if length == -Int(EAGAIN) { continue } else { return messages } }
+            let text = String(decoding: buffer[0..<length], as: UTF8.self)
             var fields: [(String, String)] = []
             for line in text.split(separator: "\n") {
                 let parts = line.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
@@ -50,7 +47,7 @@ struct SystemdNotifier {
 
     init(environment: [String: String]) {
         address = environment["NOTIFY_SOCKET"].flatMap { $0.isEmpty ? nil : $0 }
-        let forUs = environment["WATCHDOG_PID"].map { Int32($0) == getpid() } ?? true
+        let forUs = environment["WATCHDOG_PID"].map { Int32($0) == Sys.calls.processID() } ?? true
         if address != nil, forUs, let usec = environment["WATCHDOG_USEC"].flatMap({ Int64($0) }), usec > 0 {
             watchdogInterval = .microseconds(usec / 2)
         } else {
@@ -60,7 +57,7 @@ struct SystemdNotifier {
 
     func send(_ message: String) {
         guard let address else { return }
-        _ = bw_notify_send(address, message)
+        Sys.calls.sendNotify(to: address, message)
     }
 
     func announce(_ announcement: Announcement, schedulerPID: Int32?) {
@@ -69,9 +66,7 @@ struct SystemdNotifier {
         case .ready(let status):
             send("READY=1\nSTATUS=\(status)\(scheduler)")
         case .reloading:
-            var spec = timespec()
-            clock_gettime(CLOCK_MONOTONIC, &spec)
-            let usec = Int64(spec.tv_sec) * 1_000_000 + Int64(spec.tv_nsec) / 1000
+            let usec = Sys.monotonicNow().nanoseconds / 1000
             send("RELOADING=1\nMONOTONIC_USEC=\(usec)\nSTATUS=reloading")
         case .stopping:
             send("STOPPING=1\nSTATUS=stopping")

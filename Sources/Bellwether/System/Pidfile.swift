@@ -30,25 +30,27 @@ final class Pidfile {
     func write() throws(BellwetherError) {
         let slash = path.lastIndex(of: "/")
         let directory = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
-        let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard directoryFD >= 0 else { throw .cannotCreate(what: "pidfile", path: path, errno: errno) }
+        let directoryFD: Int32
+        do { directoryFD = try Sys.openFile(directory, O_RDONLY | O_DIRECTORY) } catch {
+            throw .cannotCreate(what: "pidfile", path: path, errno: error.errno)
+        }
         defer { Sys.closeFile(directoryFD) }  // and with it the directory's flock
-        _ = try? Sys.retrying("flock") { flock(directoryFD, LOCK_EX) }
+        _ = try? Sys.retrying("flock") { -Sys.calls.lock(directoryFD, wait: true) }
 
         try checkExisting()
-        let temporary = path + ".\(getpid()).tmp"
+        let pid = Sys.calls.processID()
+        let temporary = path + ".\(pid).tmp"
         do throws(SystemCallError) {
-            unlink(temporary)
+            Sys.calls.unlink(temporary)
             fd = try Sys.openFile(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o644)
-            let holder = bw_file_lock(fd)
+            let holder = Sys.calls.recordLock(fd)
             if holder != 0 { throw SystemCallError(call: "lock", errno: holder > 0 ? EAGAIN : -holder) }
-            try Sys.writeAll(fd, Array("\(getpid())\n".utf8))
-            var info = stat()
-            guard fstat(fd, &info) == 0 else { throw SystemCallError(call: "fstat", errno: errno) }
-            _ = try Sys.retrying("rename") { rename(temporary, path) }
-            identity = (UInt64(info.st_dev), UInt64(info.st_ino))
+            try Sys.writeAll(fd, Array("\(pid)\n".utf8))
+            let info = try Sys.calls.status(of: fd).get()
+            _ = try Sys.retrying("rename") { -Sys.calls.rename(temporary, to: path) }
+            identity = (info.device, info.inode)
         } catch {
-            unlink(temporary)
+            Sys.calls.unlink(temporary)
             close()
             throw .cannotCreate(what: "pidfile", path: path, errno: error.errno)
         }
@@ -57,29 +59,31 @@ final class Pidfile {
     /// Refuses a symbolic link, something other than a file, and a file
     /// another process holds locked.
     private func checkExisting() throws(BellwetherError) {
-        var info = stat()
-        guard lstat(path, &info) == 0 else {
-            if errno == ENOENT { return }
-            throw .cannotCreate(what: "pidfile", path: path, errno: errno)
+        let info: FileStatus
+        switch Sys.calls.status(path, followLinks: false) {
+        case .success(let found): info = found
+        case .failure(let error) where error.errno == ENOENT: return
+        case .failure(let error): throw .cannotCreate(what: "pidfile", path: path, errno: error.errno)
         }
-        switch info.st_mode & S_IFMT {
-        case S_IFLNK: throw .unsafePidfile(path: path, reason: "is a symbolic link; refusing to follow it")
-        case S_IFREG: break
-        default: throw .unsafePidfile(path: path, reason: "is not a regular file")
+        switch info.kind {
+        case .symbolicLink: throw .unsafePidfile(path: path, reason: "is a symbolic link; refusing to follow it")
+        case .file: break
+        case .directory, .socket, .other: throw .unsafePidfile(path: path, reason: "is not a regular file")
         }
-        let existing = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-        guard existing >= 0 else { throw .cannotCreate(what: "pidfile", path: path, errno: errno) }
+        let existing: Int32
+        do { existing = try Sys.openFile(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK) } catch {
+            throw .cannotCreate(what: "pidfile", path: path, errno: error.errno)
+        }
         defer { Sys.closeFile(existing) }
-        let holder = bw_file_lock_holder(existing)
+        let holder = Sys.calls.recordLockHolder(existing)
         if holder > 0 { throw .pidfileBusy(path: path, pid: holder) }
     }
 
     /// Removes PATH if it is still our file, and lets go of the lock.
     func remove() {
-        var info = stat()
-        if let identity, lstat(path, &info) == 0, UInt64(info.st_dev) == identity.device,
-           UInt64(info.st_ino) == identity.inode {
-            unlink(path)
+        if let identity, case .success(let info) = Sys.calls.status(path, followLinks: false),
+           info.device == identity.device, info.inode == identity.inode {
+            Sys.calls.unlink(path)
         }
         identity = nil
         close()
@@ -97,7 +101,7 @@ final class Pidfile {
 
     /// Alive and not a zombie.
     static func isRunning(_ pid: Int32) -> Bool {
-        guard pid > 0, kill(pid, 0) == 0 || errno == EPERM else { return false }
+        guard pid > 0, [0, EPERM].contains(Sys.calls.kill(pid, 0)) else { return false }
         guard let stat = try? Sys.readFile("/proc/\(pid)/stat", limit: 512) else { return true }
         let text = String(decoding: stat, as: UTF8.self)
         guard let close = text.lastIndex(of: ")") else { return true }

@@ -48,7 +48,7 @@ final class RedisConnection {
     /// once if the connection cannot even be started.
     func send(_ arguments: [String], at now: Instant, timeout: Duration) -> Outcome? {
         if fd < 0 {
-            let result = bw_tcp_connect(address.host, Int32(address.port))
+            let result = Sys.calls.connectTCP(host: address.host, port: Int32(address.port))
             guard result >= 0 else { return .failed("cannot connect to redis at \(peer): \(describe(-result))") }
             fd = result
             connected = false
@@ -72,7 +72,7 @@ final class RedisConnection {
         guard fd >= 0 else { return nil }
         if !connected {
             guard revents & Int16(POLLOUT | POLLERR | POLLHUP) != 0 else { return nil }
-            let error = bw_socket_error(fd)
+            let error = Sys.calls.socketError(fd)
             guard error == 0 else { return fail("cannot connect to redis at \(peer): \(describe(error))") }
             connected = true
         }
@@ -80,18 +80,18 @@ final class RedisConnection {
         guard revents & Int16(POLLIN | POLLERR | POLLHUP) != 0 else { return nil }
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
-            let count = read(fd, &buffer, buffer.count)
+            let count = buffer.withUnsafeMutableBytes { Sys.calls.read(fd, into: $0) }
             if count > 0 {
                 parser.feed(buffer[0..<count])
                 if count < buffer.count { break }
             } else if count == 0 {
                 return fail("redis at \(peer) closed the connection")
-            } else if errno == EINTR {
+            } else if count == -Int(EINTR) {
                 continue
-            } else if errno == EAGAIN || errno == EWOULDBLOCK {
+            } else if count == -Int(EAGAIN) || count == -Int(EWOULDBLOCK) {
                 break
             } else {
-                return fail("reading from redis at \(peer): \(describe(errno))")
+                return fail("reading from redis at \(peer): \(describe(Int32(-count)))")
             }
         }
         do throws(RESPError) {

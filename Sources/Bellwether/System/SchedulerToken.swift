@@ -29,8 +29,8 @@ final class SchedulerToken {
             let directory = String(path[..<slash])
             if privateDirectory {
                 try Sys.preparePrivateDirectory(directory)
-            } else if mkdir(directory, 0o700) != 0 && errno != EEXIST {
-                throw .cannotCreate(what: "token directory", path: directory, errno: errno)
+            } else if case let made = Sys.calls.makeDirectory(directory, 0o700), made != 0 && made != EEXIST {
+                throw .cannotCreate(what: "token directory", path: directory, errno: made)
             }
         }
         do { Sys.closeFile(try Sys.openFile(path, O_RDWR | O_CREAT, mode: 0o600)) } catch {
@@ -42,7 +42,7 @@ final class SchedulerToken {
         if fd >= 0 { return .acquired }
         var candidate: Int32 = -1
         do {
-            if access(path, F_OK) != 0 { try? prepare() }  // its directory was removed
+            if !Sys.calls.isAccessible(path, F_OK) { try? prepare() }  // its directory was removed
             candidate = try Sys.openFile(path, O_RDWR | O_CREAT, mode: 0o600)
             if try Sys.tryLock(candidate), isStillThePath(candidate) {
                 fd = candidate
@@ -63,9 +63,9 @@ final class SchedulerToken {
     /// Whether the locked descriptor is still the file at `path`: if the file
     /// was removed and created again, an old scheduler may hold the old one.
     private func isStillThePath(_ descriptor: Int32) -> Bool {
-        var opened = stat(), named = stat()
-        guard fstat(descriptor, &opened) == 0, stat(path, &named) == 0 else { return false }
-        return opened.st_dev == named.st_dev && opened.st_ino == named.st_ino
+        guard case .success(let opened) = Sys.calls.status(of: descriptor),
+              case .success(let named) = Sys.calls.status(path, followLinks: true) else { return false }
+        return opened.device == named.device && opened.inode == named.inode
     }
 
     /// The master's copy is no longer needed: the scheduler holds the lock now,
@@ -78,17 +78,11 @@ final class SchedulerToken {
     /// A process that has the token file open, found through /proc.
     func holder() -> Int32? {
         #if os(Linux)
-        guard let resolved = realpath(path, nil) else { return nil }
-        let target = String(cString: resolved)
-        free(resolved)
-        let own = getpid()
+        guard let target = Sys.calls.resolvedPath(path) else { return nil }
+        let own = Sys.calls.processID()
         for pid in Sys.processes() where pid != own {
-            for fdName in Sys.entries("/proc/\(pid)/fd") {
-                var buffer = [CChar](repeating: 0, count: 4096)
-                let length = readlink("/proc/\(pid)/fd/\(fdName)", &buffer, buffer.count - 1)
-                if length > 0 && String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self) == target {
-                    return pid
-                }
+            for fdName in Sys.entries("/proc/\(pid)/fd") where Sys.calls.linkTarget("/proc/\(pid)/fd/\(fdName)") == target {
+                return pid
             }
         }
         #endif

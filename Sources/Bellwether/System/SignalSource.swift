@@ -1,5 +1,3 @@
-import CBellwether
-
 /// The master's signals, blocked and read from a descriptor (a signalfd on
 /// Linux, a self-pipe elsewhere), so no Swift code ever runs in signal context.
 struct SignalSource {
@@ -10,8 +8,7 @@ struct SignalSource {
     let fd: Int32
 
     init() throws(SystemCallError) {
-        let numbers = Self.handled.map(\.rawValue)
-        let fd = numbers.withUnsafeBufferPointer { bw_signal_source_open($0.baseAddress, Int32($0.count)) }
+        let fd = Sys.calls.openSignalSource(Self.handled.map(\.rawValue))
         guard fd >= 0 else { throw SystemCallError(call: "signalfd", errno: -fd) }
         self.fd = fd
     }
@@ -21,7 +18,7 @@ struct SignalSource {
     func drain() -> [Signal] {
         var signals: [Signal] = []
         while true {
-            let number = bw_signal_source_read(fd)
+            let number = Sys.calls.readSignal(fd)
             if number <= 0 { return signals }
             signals.append(Signal(rawValue: number))
         }

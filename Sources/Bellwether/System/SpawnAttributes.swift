@@ -13,7 +13,7 @@ import CBellwether
 /// does not lower it either.
 struct BootPriority {
     /// The master's nice value, which the workers inherit.
-    private let base = bw_nice()
+    private let base = Sys.calls.niceValue()
     /// Whether a lowered priority can be raised back: checked once at start,
     /// and off for good after a restore that failed (a capability that a
     /// user namespace only seems to grant, say).
@@ -21,11 +21,11 @@ struct BootPriority {
     /// Process groups started in the background and not yet restored.
     private var lowered: Set<Int32> = []
 
-    init() { canRestore = bw_can_lower_nice_to(base) == 1 }
+    init() { canRestore = Sys.calls.canLowerNice(to: base) }
 
     /// Right after the spawn: the group is one process, the worker itself.
     mutating func lower(_ pid: Int32, by amount: Int32) {
-        guard amount > 0, canRestore, bw_set_group_nice(pid, min(19, base + amount)) == 0 else { return }
+        guard amount > 0, canRestore, Sys.calls.setGroupNice(pid, min(19, base + amount)) == 0 else { return }
         lowered.insert(pid)
     }
 
@@ -35,7 +35,7 @@ struct BootPriority {
     /// first one only; a group already gone is no failure).
     mutating func restore(_ pid: Int32) -> Int32? {
         guard lowered.remove(pid) != nil else { return nil }
-        let error = bw_set_group_nice(pid, base)
+        let error = Sys.calls.setGroupNice(pid, base)
         guard error != 0, error != ESRCH, canRestore else { return nil }
         canRestore = false
         return error
@@ -61,7 +61,7 @@ struct AddressLayout {
     private var refused = false
 
     init() {
-        inherited = bw_address_randomization() == 1
+        inherited = Sys.calls.addressRandomization()
         current = inherited
     }
 
@@ -69,7 +69,7 @@ struct AddressLayout {
     mutating func prepare(randomize wanted: Bool) -> Int32? {
         let randomize = wanted && inherited
         guard randomize != current, !refused else { return nil }
-        let error = bw_set_address_randomization(randomize ? 1 : 0)
+        let error = Sys.calls.setAddressRandomization(randomize)
         if error == 0 { current = randomize } else { refused = true }
         return error == 0 ? nil : error
     }

@@ -3,7 +3,6 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import CBellwether
 
 /// Spawns workers: posix_spawn (never fork) of `bellwether-exec MASTER_PID
 /// CREDENTIALS GUARD APP ARGV...` in a new process group, with an empty
@@ -25,22 +24,20 @@ struct Spawner {
 
     static func ownExecutable() -> String {
         #if os(Linux)
-        var buffer = [CChar](repeating: 0, count: 4096)
-        let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        if length > 0 { return String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+        if let path = Sys.calls.linkTarget("/proc/self/exe") { return path }
         #endif
         return CommandLine.arguments.first ?? "bellwether"
     }
 
-    /// `sockets` go to descriptors 3, 4, … (LISTEN_FDS), the token after them.
-    /// LISTEN_PID and WATCHDOG_PID are placeholders that the guard sets to the
-    /// app's own pid. `link` is the read end of a pipe only the master writes
-    /// to: its end of file tells the guard that the master is gone (a lease
+    /// `sockets` go to descriptors 3, 4, … (LISTEN_FDS), the token after them,
+    /// then `link`: the read end of a pipe only the master writes to, whose
+    /// end of file tells the guard that the master is gone (a lease
     /// scheduler's link also carries renew deadlines). `grace`: how long the
     /// guard gives the rest of the tree between TERM and SIGKILL.
-    func spawn(_ order: SpawnOrder, launch: Launch, sockets: [(fd: Int32, name: String)], token: Int32?,
-               link: Int32, grace: Duration, extraEnvironment: [String]) -> Result<Int32, SystemCallError> {
-        var inherit: [Int32] = sockets.map(\.fd)
+    /// `environment`: the worker's, from `WorkerEnvironment`.
+    func spawn(_ launch: Launch, sockets: [Int32], token: Int32?, link: Int32, grace: Duration,
+               environment: [String]) -> Result<Int32, SystemCallError> {
+        var inherit = sockets
         let tokenSlot = token.map { fd -> String in
             inherit.append(fd)
             return String(2 + inherit.count)
@@ -49,27 +46,8 @@ struct Spawner {
         let guardSpec = "\(2 + inherit.count):\(max(grace.nanoseconds, 0) / 1_000_000):\(tokenSlot ?? "-")"
         let arguments = [shim, String(masterPID), launch.credentials.shimArgument, guardSpec, launch.executable]
             + launch.arguments
-        var environment = launch.environment + extraEnvironment + [
-            "WORKERS_COUNT=\(order.workersCount)", "WORKER_ID=\(order.slot)",
-            "WORKER_GENERATION=\(order.generation)", "\(launch.roleVariable)=\(order.role.rawValue)",
-        ]
-        if !sockets.isEmpty {
-            environment += ["LISTEN_FDS=\(sockets.count)", "LISTEN_FDNAMES=" + sockets.map(\.name).joined(separator: ":"),
-                            "LISTEN_PID=0"]
-        }
-        var pid: pid_t = 0
-        let error = withCStrings(arguments) { argv in
-            withCStrings(environment) { envp in
-                inherit.withUnsafeBufferPointer { fds in
-                    if let directory = launch.directory {
-                        bw_spawn(&pid, shim, argv, envp, fds.baseAddress, Int32(fds.count), directory)
-                    } else {
-                        bw_spawn(&pid, shim, argv, envp, fds.baseAddress, Int32(fds.count), nil)
-                    }
-                }
-            }
-        }
-        return error == 0 ? .success(pid) : .failure(SystemCallError(call: "posix_spawn \(shim)", errno: error))
+        return Sys.calls.spawn(SpawnRequest(path: shim, arguments: arguments, environment: environment,
+                                            descriptors: inherit, directory: launch.directory))
     }
 }
 

@@ -15,73 +15,73 @@ public struct SystemCallError: Error, Hashable, Sendable, CustomStringConvertibl
 /// strerror, as a Swift string.
 func describe(_ code: Int32) -> String { String(cString: strerror(code)) }
 
-/// The thin layer every system call of the shell goes through: each wrapper
-/// retries EINTR here, in one place, and throws `SystemCallError` otherwise.
+/// The shell's one door to the system: `calls` makes the system calls (the
+/// live ones, or a test's recording fake); the helpers here retry EINTR,
+/// throw `SystemCallError` and compose, once for every caller.
 enum Sys {
+    /// The system calls of the running task: `LiveSystem`, or what a test
+    /// binds with `Sys.$calls.withValue(fake) { … }`.
+    @TaskLocal static var calls: any SystemCalls = LiveSystem()
+
+    /// Runs `body` until it succeeds or fails with something other than
+    /// EINTR; `body` returns a negative errno on failure.
     @discardableResult
     static func retrying(_ call: String, _ body: () -> Int32) throws(SystemCallError) -> Int32 {
         while true {
             let result = body()
-            if result != -1 { return result }
-            let code = errno
-            if code != EINTR { throw SystemCallError(call: call, errno: code) }
+            if result >= 0 { return result }
+            if result != -EINTR { throw SystemCallError(call: call, errno: -result) }
         }
     }
 
     static func openFile(_ path: String, _ flags: Int32, mode: mode_t = 0o644) throws(SystemCallError) -> Int32 {
-        try retrying("open \(path)") { open(path, flags | O_CLOEXEC, mode) }
+        try retrying("open \(path)") { calls.open(path, flags, mode) }
     }
 
-    static func closeFile(_ fd: Int32) { _ = close(fd) }
+    static func closeFile(_ fd: Int32) { calls.close(fd) }
 
     /// Creates the runtime `directory` 0700 if missing; it must then be this
     /// user's and writable by nobody else, or another user could replace the
     /// control socket or the scheduler token in it.
     static func preparePrivateDirectory(_ directory: String) throws(BellwetherError) {
-        if mkdir(directory, 0o700) != 0 && errno != EEXIST {
-            throw .cannotCreate(what: "runtime directory", path: directory, errno: errno)
+        let made = calls.makeDirectory(directory, 0o700)
+        if made != 0 && made != EEXIST {
+            throw .cannotCreate(what: "runtime directory", path: directory, errno: made)
         }
-        var info = stat()
-        if lstat(directory, &info) != 0 || (info.st_mode & S_IFMT) != S_IFDIR || info.st_uid != geteuid()
-            || info.st_mode & 0o022 != 0 {
+        guard case .success(let info) = calls.status(directory, followLinks: false), info.kind == .directory,
+              info.owner == calls.effectiveUserID(), info.mode & 0o022 == 0 else {
             throw .unsafeDirectory(path: directory)
         }
     }
 
     /// Sends a signal; a process that is already gone is not an error.
     static func send(_ signal: Signal, to pid: Int32) {
-        _ = kill(pid, signal.rawValue)
+        _ = calls.kill(pid, signal.rawValue)
     }
 
     /// flock(LOCK_EX|LOCK_NB): true when taken, false when someone else holds it.
     static func tryLock(_ fd: Int32) throws(SystemCallError) -> Bool {
-        do {
-            try retrying("flock") { flock(fd, LOCK_EX | LOCK_NB) }
-            return true
-        } catch where error.errno == EWOULDBLOCK {
-            return false
+        while true {
+            switch calls.lock(fd, wait: false) {
+            case 0: return true
+            case EINTR: continue
+            case EWOULDBLOCK: return false
+            case let code: throw SystemCallError(call: "flock", errno: code)
+            }
         }
     }
 
     /// One non-blocking waitpid(-1): nil when no child has changed state.
     static func reapOne() -> (pid: Int32, status: ExitStatus)? {
-        var status: Int32 = 0
-        while true {
-            let pid = waitpid(-1, &status, WNOHANG)
-            if pid > 0 { return (pid, decode(status)) }
-            if pid == -1 && errno == EINTR { continue }
-            return nil
-        }
+        calls.reapOne().map { ($0.pid, decode($0.status)) }
     }
 
     /// This process's children, zombies included: from the kernel's list
     /// (/proc/PID/task/PID/children) or, where it has none, a scan of /proc.
     static func children() -> [Int32] {
+        if let listed = calls.children() { return listed }
         #if os(Linux)
-        let own = getpid()
-        if let list = try? readFile("/proc/\(own)/task/\(own)/children") {
-            return list.split(separator: UInt8(ascii: " ")).compactMap { Int32(String(decoding: $0, as: UTF8.self)) }
-        }
+        let own = calls.processID()
         return processes().filter { pid in
             guard let stat = try? readFile("/proc/\(pid)/stat", limit: 4096),
                   let close = stat.lastIndex(of: UInt8(ascii: ")")) else { return false }
@@ -94,16 +94,7 @@ enum Sys {
     }
 
     /// The entries of a directory (names, "." and ".." left out).
-    static func entries(_ directory: String) -> [String] {
-        guard let listing = opendir(directory) else { return [] }
-        defer { closedir(listing) }
-        var names: [String] = []
-        while let entry = readdir(listing) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
-    }
+    static func entries(_ directory: String) -> [String] { calls.entries(directory) }
 
     /// Every process's pid, from /proc.
     static func processes() -> [Int32] { entries("/proc").compactMap { Int32($0) } }
@@ -118,43 +109,31 @@ enum Sys {
     /// Waits for any of the `events` on its descriptor, or until `timeout`
     /// passes (nil: forever); returns each descriptor's `revents`.
     static func wait(_ fds: [(fd: Int32, events: Int16)], timeout: Duration?) -> [Int16] {
-        var entries = fds.map { pollfd(fd: $0.fd, events: $0.events, revents: 0) }
         var milliseconds: Int32 = -1
         if let timeout {
             // Round up, so that the loop never wakes just before a deadline.
             let ms = (max(timeout.nanoseconds, 0) + 999_999) / 1_000_000
             milliseconds = Int32(clamping: ms)
         }
-        if poll(&entries, nfds_t(entries.count), milliseconds) <= 0 { return entries.map { _ in 0 } }
-        return entries.map(\.revents)
+        return calls.poll(fds, timeout: milliseconds)
     }
 
-    static func monotonicNow() -> Instant {
-        var spec = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &spec)
-        return Instant(nanoseconds: Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec))
-    }
+    static func monotonicNow() -> Instant { calls.monotonicNow() }
 
     /// send(2) on a socket whose peer may have gone: an error, never SIGPIPE.
-    /// Returns the count sent, or -1 with errno set.
+    /// Returns the count sent, or -errno.
     static func sendWithoutSignal(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int {
-        #if os(Linux)
-        return Glibc.send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
-        #else
-        return Darwin.send(fd, bytes.baseAddress, bytes.count, 0)
-        #endif
+        calls.sendNoSignal(fd, bytes)
     }
 
     /// Writes all of `bytes`, retrying short writes and EINTR.
     static func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws(SystemCallError) {
         var offset = 0
         while offset < bytes.count {
-            let written = bytes.withUnsafeBytes { buffer in
-                write(fd, buffer.baseAddress! + offset, buffer.count - offset)
-            }
+            let written = bytes.withUnsafeBytes { calls.write(fd, UnsafeRawBufferPointer(rebasing: $0[offset...])) }
             if written < 0 {
-                if errno == EINTR { continue }
-                throw SystemCallError(call: "write", errno: errno)
+                if written == -Int(EINTR) { continue }
+                throw SystemCallError(call: "write", errno: Int32(-written))
             }
             offset += written
         }
@@ -167,10 +146,10 @@ enum Sys {
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 16384)
         while bytes.count <= limit {
-            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            let count = chunk.withUnsafeMutableBytes { calls.read(fd, into: $0) }
             if count < 0 {
-                if errno == EINTR { continue }
-                throw SystemCallError(call: "read \(path)", errno: errno)
+                if count == -Int(EINTR) { continue }
+                throw SystemCallError(call: "read \(path)", errno: Int32(-count))
             }
             if count == 0 { break }
             bytes += chunk[0..<count]
@@ -179,9 +158,10 @@ enum Sys {
     }
 
     static func isDirectory(_ path: String) -> Int32? {
-        var info = stat()
-        if stat(path, &info) != 0 { return errno }
-        return (info.st_mode & S_IFMT) == S_IFDIR ? nil : ENOTDIR
+        switch calls.status(path, followLinks: true) {
+        case .success(let info): return info.kind == .directory ? nil : ENOTDIR
+        case .failure(let error): return error.errno
+        }
     }
 
     static func currentDirectory() -> String {

@@ -136,11 +136,6 @@ struct TreeTests {
     }
 }
 
-extension WorkerRecord {
-    /// The worker's guard: the app's parent, which leads its process group.
-    var guardPID: Int32 { Int32(values["ppid"] ?? "") ?? -1 }
-}
-
 extension Supervisor {
     /// The descendants each `--tree` worker started: app pid -> [child, daemon].
     func trees() -> [Int32: [Int32]] {
@@ -153,15 +148,5 @@ extension Supervisor {
             if pids.count == 2 { result[app] = pids }
         }
         return result
-    }
-}
-
-extension Harness {
-    /// The paths of the files a process has open.
-    static func openFiles(_ pid: Int32) -> [String] {
-        let directory = "/proc/\(pid)/fd"
-        return ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).compactMap {
-            try? FileManager.default.destinationOfSymbolicLink(atPath: directory + "/" + $0)
-        }
     }
 }

@@ -40,10 +40,13 @@ let package = Package(
         ),
         // A test worker that records what it was given and guards the oracle lock.
         .executableTarget(name: "bellwether-testworker", path: "Tests/TestWorker"),
-        .testTarget(name: "BellwetherTests", dependencies: ["Bellwether"]),
+        // What both test targets share (the seeded random generator). Not a
+        // product, and no shipped binary depends on it.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "BellwetherTests", dependencies: ["Bellwether", "TestSupport"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["bellwether", "bellwether-exec", "bellwether-testworker"]
+            dependencies: ["bellwether", "bellwether-exec", "bellwether-testworker", "TestSupport", "CBellwether"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Bellwether
+import TestSupport
 #if canImport(Glibc)
 import Glibc
 #endif

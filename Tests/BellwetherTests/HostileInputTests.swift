@@ -216,12 +216,6 @@ enum HostileOutcome {
     case error(BellwetherError)
 }
 
-extension SplitMix {
-    mutating func pick<T>(_ items: [T]) -> T { items[below(items.count)] }
-    /// True `percent` times in a hundred.
-    mutating func percent(_ percent: Int) -> Bool { below(100) < percent }
-}
-
 /// Counts for the report and for the assertions.
 struct HostileTally {
     var cases: [HostileCase.Category: Int] = [:]

@@ -1,5 +1,6 @@
 import Testing
 @testable import Bellwether
+import TestSupport
 
 /// The Redis lease algorithm without Redis: replies, failures and time are
 /// fed by hand (and at random), and the grant is checked against the rules.

@@ -1,5 +1,6 @@
 import Testing
 @testable import Bellwether
+import TestSupport
 
 /// The RESP2 parser, ahead of the Redis lease: whole replies, replies split
 /// at every byte boundary, and malformed input that must be an error.

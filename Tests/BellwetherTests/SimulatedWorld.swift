@@ -1,4 +1,5 @@
 @testable import Bellwether
+import TestSupport
 
 /// A fake operating system for the core: processes that live in simulated
 /// time, a token that only one holder can take, and a queue of events. It
@@ -262,19 +263,4 @@ extension SimulatedWorld {
         }
         return pid
     }
-}
-
-/// A small deterministic random generator, so a failing seed can be replayed.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
-    mutating func chance(_ probability: Double) -> Bool { Double(next() % 1_000_000) / 1_000_000 < probability }
 }

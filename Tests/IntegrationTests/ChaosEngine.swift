@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -24,7 +25,7 @@ final class ChaosEngine {
     let directory: String
     private let configPath: String
     let oraclePath: String
-    private var random: ChaosRandom
+    private var random: SplitMix
     var report: ChaosReport
     let table: WorkerTable
     private(set) var masters: [ChaosMaster] = []
@@ -44,7 +45,7 @@ final class ChaosEngine {
         directory = Harness.scratch("chaos")
         configPath = directory + "/bellwether.conf"
         oraclePath = directory + "/oracle"
-        random = ChaosRandom(seed: plan.seed)
+        random = SplitMix(seed: plan.seed)
         report = ChaosReport(seed: plan.seed, plannedSeconds: plan.chaosSeconds)
         table = WorkerTable(directory: directory + "/records")
         configured = plan.workers

@@ -51,8 +51,7 @@ extension ChaosEngine {
         var reaped = 0
         for process in ChaosOS.processes() where process.stat.isDead && process.stat.parent == getpid()
             && sessions.contains(process.stat.session) && !unreaped.contains(process.pid) {
-            var status: Int32 = 0
-            if waitpid(process.pid, &status, WNOHANG) == process.pid { reaped += 1 }
+            if Harness.reap(process.pid) != nil { reaped += 1 }
         }
         return reaped
     }

@@ -100,12 +100,8 @@ enum ChaosOS {
     /// another master's. stdout and stderr go to `log`; the test process's
     /// BELLWETHER_* variables (the chaos settings among them) are not passed on.
     static func spawnSessionLeader(_ arguments: [String], log: String) -> Int32 {
-        let environment = Harness.childEnvironment([:]).map { Array("\($0.key)=\($0.value)".utf8) }
         // Nothing of the test runner's (its sockets and pipes) is the master's business.
-        let pid = Harness.spawnBytes(arguments.map { Array($0.utf8) }, environment: environment, stdout: log,
-                                     stderr: log, appending: true, newSession: true, closeInherited: true)
-        precondition(pid > 0, "posix_spawn \(arguments[0]): \(-pid)")
-        return pid
+        Harness.spawn(arguments, stdout: log, stderr: log, appending: true, newSession: true, closeInherited: true)
     }
 
     private typealias Prctl = @convention(c) (CInt, CUnsignedLong, CUnsignedLong, CUnsignedLong, CUnsignedLong) -> CInt
@@ -158,27 +154,3 @@ enum ChaosOS {
 
 /// A process seen in /proc, with its command line (NULs as spaces).
 typealias ProcessEntry = (pid: Int32, stat: ProcStat, commandLine: String)
-
-/// The fields of /proc/PID/stat the engine uses.
-struct ProcStat {
-    var state: Character
-    var parent: Int32
-    var session: Int32
-    /// Clock ticks after boot: with the pid, it names one process even after
-    /// the pid is reused.
-    var startTime: UInt64
-
-    init?(pid: Int32) {
-        guard let text = ChaosOS.readText("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
-        let fields = text[text.index(close, offsetBy: 2)...].split(separator: " ")
-        guard fields.count > 19, let state = fields[0].first, let parent = Int32(fields[1]),
-              let session = Int32(fields[3]), let startTime = UInt64(fields[19]) else { return nil }
-        self.state = state
-        self.parent = parent
-        self.session = session
-        self.startTime = startTime
-    }
-
-    /// A zombie has exited; PID 1 here may never reap it.
-    var isDead: Bool { state == "Z" || state == "X" }
-}

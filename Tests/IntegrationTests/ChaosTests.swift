@@ -57,22 +57,6 @@ struct ChaosPlan {
     static var timeLimitMinutes: Int { Int((fromEnvironment().chaosSeconds * 1.5 / 60).rounded(.up)) + 3 }
 }
 
-/// SplitMix64: small, seeded and the same everywhere, so that a seed
-/// replays a run's choices.
-struct ChaosRandom: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var mixed = state
-        mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
-        return mixed ^ (mixed >> 31)
-    }
-}
-
 /// The chaos test: half a minute of random SIGKILLs, SIGSTOP/SIGCONT,
 /// HUP, TTIN, TTOU, config edits and master SIGKILLs against a real master
 /// and real workers; `bench/chaos --minutes N` runs the same engine longer.

@@ -113,13 +113,9 @@ final class ChaosMaster {
 
     var isRunning: Bool {
         guard exitStatus == nil else { return false }
-        var status: Int32 = 0
-        if waitpid(pid, &status, WNOHANG) == pid {
-            exitStatus = Harness.decode(status)
-            endedAt = ChaosOS.monotonic()
-            return false
-        }
-        return true
+        exitStatus = Harness.reap(pid)
+        if exitStatus != nil { endedAt = ChaosOS.monotonic() }
+        return exitStatus == nil
     }
 
     /// Waits (bounded) for the exit and returns the status.

@@ -283,7 +283,7 @@ struct ControlTests {
             open(sys.argv[1] + "/full", "w").close()
             time.sleep(60)
             """, directory], environment: [:], stdout: "/dev/null", stderr: "/dev/null")
-        defer { kill(listener, SIGKILL); waitpid(listener, nil, 0) }
+        defer { Harness.signalAndReap(listener, SIGKILL) }
         #expect(Harness.wait { access(directory + "/full", F_OK) == 0 })
         let environment = ["XDG_RUNTIME_DIR": runtime]
         let supervisor = Supervisor(["-w", "1"], environment: environment, name: "ctlfull")

@@ -53,10 +53,9 @@ final class RedisServer {
                          "--appendonly", "no", "--dir", directory, "--daemonize", "no"]
         if let password { arguments += ["--requirepass", password] }
         pid = Harness.spawn(arguments, environment: [:], stdout: directory + "/redis.log", stderr: directory + "/redis.log")
-        var status: Int32 = 0
         var exited = false
         let up = Harness.wait(10) {
-            exited = waitpid(self.pid, &status, WNOHANG) == self.pid
+            exited = Harness.reap(self.pid) != nil
             return exited || self.command(["INFO", "server"]).split(whereSeparator: \.isNewline)
                 .contains { $0 == "process_id:\(self.pid)" }
         }
@@ -71,9 +70,7 @@ final class RedisServer {
     /// SIGKILL: an outage, and (no persistence) an empty store when restarted.
     func stop() {
         guard pid > 0 else { return }
-        kill(pid, SIGKILL)
-        var status: Int32 = 0
-        waitpid(pid, &status, 0)
+        Harness.signalAndReap(pid, SIGKILL)
         pid = 0
     }
 

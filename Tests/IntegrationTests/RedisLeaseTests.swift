@@ -46,11 +46,29 @@ struct RedisLeaseTests {
 
     static func holder(_ cluster: [Supervisor]) -> Supervisor? { cluster.first { !$0.liveSchedulers().isEmpty } }
 
+    /// The master holding the lease, and its scheduler.
+    static func holderAndScheduler(_ cluster: [Supervisor],
+                                   sourceLocation: SourceLocation = #_sourceLocation) throws -> (Supervisor, WorkerRecord) {
+        let master = try #require(holder(cluster), sourceLocation: sourceLocation)
+        return (master, try #require(master.liveSchedulers().first, sourceLocation: sourceLocation))
+    }
+
     static func checkOracle(_ cluster: [Supervisor], minimumStarts: Int = 1) {
         let log = OracleLog(cluster[0].oracle)
         #expect(cluster[0].overlaps().isEmpty, "overlap: \(cluster[0].overlaps())")
         #expect(log.fenceProblem == nil, "\(log.fenceProblem ?? "")")
         #expect(log.starts.count >= minimumStarts)
+    }
+
+    /// The end of a handover: `seconds` later there is still one scheduler
+    /// among `remaining`, the oracle holds, and each of them stops with 0.
+    static func checkOneSchedulerStays(_ cluster: [Supervisor], remaining: [Supervisor]? = nil, seconds: Double = 1,
+                                       minimumStarts: Int, sourceLocation: SourceLocation = #_sourceLocation) {
+        let remaining = remaining ?? cluster
+        usleep(useconds_t(seconds * 1e6))
+        #expect(schedulers(remaining).count == 1, sourceLocation: sourceLocation)
+        checkOracle(cluster, minimumStarts: minimumStarts)
+        for supervisor in remaining { #expect(supervisor.stop() == 0, sourceLocation: sourceLocation) }
     }
 
     @Test func threeSupervisorsKeepExactlyOneSchedulerFor20Seconds() {
@@ -79,8 +97,7 @@ struct RedisLeaseTests {
     @Test func killingTheHoldersMasterHandsTheLeaseOn() throws {
         let (redis, all) = Self.settledCluster()
         defer { withExtendedLifetime(redis) {} }  // the server lives as long as the test
-        let holder = try #require(Self.holder(all))
-        let old = try #require(holder.liveSchedulers().first)
+        let (holder, old) = try Self.holderAndScheduler(all)
         holder.signal(SIGKILL)
         _ = holder.waitForExit()
         let killedAt = Date()
@@ -90,17 +107,13 @@ struct RedisLeaseTests {
         #expect(Harness.wait(bound) { Self.schedulers(others).count == 1 }, "\(others.map { $0.logText() })")
         let took = Date().timeIntervalSince(killedAt)
         #expect(took <= bound, "takeover in \(took) s, bound L + R + H + spawn")
-        usleep(1_000_000)
-        #expect(Self.schedulers(others).count == 1)
-        Self.checkOracle(all, minimumStarts: 2)
-        for supervisor in others { #expect(supervisor.stop() == 0) }
+        Self.checkOneSchedulerStays(all, remaining: others, minimumStarts: 2)
     }
 
     @Test func aStoppedMastersGuardStopsItsScheduler() throws {
         let (redis, all) = Self.settledCluster()
         defer { withExtendedLifetime(redis) {} }  // the server lives as long as the test
-        let holder = try #require(Self.holder(all))
-        let old = try #require(holder.liveSchedulers().first)
+        let (holder, old) = try Self.holderAndScheduler(all)
         holder.signal(SIGSTOP)
         let stoppedAt = Date()
         #expect(Harness.wait(Self.deadline + Self.grace + 1) { !Harness.isAlive(old.pid) },
@@ -115,10 +128,7 @@ struct RedisLeaseTests {
         #expect(Harness.wait(3) { holder.logText().contains("stepping down") }, "\(holder.logText())")
         #expect(Harness.wait(5) { holder.live().count == 2 && holder.liveSchedulers().isEmpty },
                 "the old holder runs all-worker")
-        usleep(1_000_000)
-        #expect(Self.schedulers(all).count == 1)
-        Self.checkOracle(all, minimumStarts: 2)
-        for supervisor in all { #expect(supervisor.stop() == 0) }
+        Self.checkOneSchedulerStays(all, minimumStarts: 2)
     }
 
     @Test func anOutageLongerThanDStepsDownAndOneSchedulerReturns() throws {
@@ -133,10 +143,7 @@ struct RedisLeaseTests {
         #expect(Self.schedulers(all).isEmpty, "no scheduler while Redis is away")
         redis.start()
         #expect(Harness.wait(Self.renew + Self.takeover + 3) { Self.schedulers(all).count == 1 })
-        usleep(2_000_000)
-        #expect(Self.schedulers(all).count == 1)
-        Self.checkOracle(all, minimumStarts: 2)
-        for supervisor in all { #expect(supervisor.stop() == 0) }
+        Self.checkOneSchedulerStays(all, seconds: 2, minimumStarts: 2)
     }
 
     @Test func aRestartWithoutPersistenceAndFlushallKeepFencesRising() throws {

@@ -251,25 +251,12 @@ struct SocketTests {
         let log = directory + "/master.log"
         let command = "LISTEN_FDS=1 LISTEN_FDNAMES=web LISTEN_PID=$$ exec \(Harness.bellwether) -w 2 -b fd://3 "
             + "--lease file:\(directory)/token -- \(Harness.testWorker) --serve --record \(directory)"
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        posix_spawn_file_actions_adddup2(&actions, fd, 3)
-        posix_spawn_file_actions_addopen(&actions, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        let argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sh"), strdup("-c"), strdup(command), nil]
-        defer { argv.forEach { free($0) } }
-        var master: pid_t = 0
-        try #require(posix_spawn(&master, "/bin/sh", &actions, nil, argv, environ) == 0)
-        posix_spawn_file_actions_destroy(&actions)
+        let master = Harness.spawn(["/bin/sh", "-c", command], stdout: log, stderr: log, passing: fd)
         close(fd)
-        defer {
-            kill(master, SIGTERM)
-            var status: Int32 = 0
-            waitpid(master, &status, 0)
-        }
+        defer { Harness.signalAndReap(master, SIGTERM) }
         let report = LoadClient.run("127.0.0.1:\(port)", seconds: 1)
         #expect(report.failures == 0 && report.requests > 100, "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
-        let records = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".rec") }
-            .compactMap { WorkerRecord(path: directory + "/" + $0) }
+        let records = WorkerRecord.all(in: directory)
         #expect(records.count == 2)
         #expect(records.allSatisfy { $0.env["LISTEN_FDS"] == "1" && $0.env["LISTEN_FDNAMES"] == "web" })
     }

@@ -14,7 +14,7 @@ struct TreeTests {
     @Test func everyProcessOfEveryTreeDiesWithTheMasterAndANewMasterStartsCleanly() throws {
         let first = Supervisor(["-w", "3", "-b", "127.0.0.1:0", "--graceful-timeout", "1"],
                                worker: ["--tree", "--ignore-term"], name: "tree-first")
-        #expect(Harness.wait { first.settled(workers: 3) && first.trees().count == 3 }, "\(first.logText())")
+        #expect(Harness.wait { first.settledWithTrees(workers: 3) }, "\(first.logText())")
         let address = try #require(first.listening())
         let everything = first.live().flatMap { [$0.pid, $0.guardPID] } + first.trees().flatMap(\.value)
         #expect(everything.count == 12)
@@ -42,7 +42,7 @@ struct TreeTests {
 
     @Test func aWorkersTreeGoesWithItAndItsSlotIsFilledAgain() throws {
         let supervisor = Supervisor(["-w", "2"], worker: ["--tree"], name: "tree-worker")
-        #expect(Harness.wait { supervisor.settled(workers: 2) && supervisor.trees().count == 2 })
+        #expect(Harness.wait { supervisor.settledWithTrees(workers: 2) })
         let worker = try #require(supervisor.live().first { !$0.isScheduler })
         let tree = try #require(supervisor.trees()[worker.pid])
         kill(worker.pid, SIGKILL)
@@ -53,11 +53,8 @@ struct TreeTests {
     }
 
     @Test func theSchedulersDescendantsNeverKeepTheTokenAndNoSchedulerOverlapsThem() throws {
-        let supervisor = Supervisor(["-w", "2", "--graceful-timeout", "1.5"], worker: ["--tree", "--ignore-term"],
-                                    name: "tree-scheduler")
-        #expect(Harness.wait { supervisor.settled(workers: 2) && supervisor.trees().count == 2 })
-        let scheduler = try #require(supervisor.liveSchedulers().first)
-        let tree = try #require(supervisor.trees()[scheduler.pid])
+        let (supervisor, scheduler, tree) = try Self.schedulerWithTree(["--graceful-timeout", "1.5"], ignoringTerm: true,
+                                                                       name: "tree-scheduler")
         // The token stays with the guard: no process of the app's tree has it.
         for pid in [scheduler.pid] + tree {
             #expect(!Harness.openFiles(pid).contains(supervisor.token), "pid \(pid) holds the token")
@@ -74,11 +71,8 @@ struct TreeTests {
     }
 
     @Test func aStandInServesTheSchedulersSlotWhileItsTreeIsEnded() throws {
-        let supervisor = Supervisor(["-w", "2", "--graceful-timeout", "3"], worker: ["--tree", "--ignore-term"],
-                                    name: "tree-drain")
-        #expect(Harness.wait { supervisor.settled(workers: 2) && supervisor.trees().count == 2 })
-        let scheduler = try #require(supervisor.liveSchedulers().first)
-        let tree = try #require(supervisor.trees()[scheduler.pid])
+        let (supervisor, scheduler, tree) = try Self.schedulerWithTree(["--graceful-timeout", "3"], ignoringTerm: true,
+                                                                       name: "tree-drain")
         kill(scheduler.pid, SIGKILL)
         // Its child and daemon ignore TERM: its guard keeps the slot and the
         // token for 3 s. Meanwhile slot 0 is served by a stand-in.
@@ -97,7 +91,7 @@ struct TreeTests {
 
     @Test func aReloadRetiresTheOldGenerationsTrees() throws {
         let supervisor = Supervisor(["-w", "2", "--graceful-timeout", "1"], worker: ["--tree"], name: "tree-reload")
-        #expect(Harness.wait { supervisor.settled(workers: 2) && supervisor.trees().count == 2 })
+        #expect(Harness.wait { supervisor.settledWithTrees(workers: 2) })
         let old = supervisor.trees().flatMap(\.value)
         supervisor.signal(SIGHUP)
         #expect(Harness.wait { supervisor.settled(workers: 2, generation: 1) }, "\(supervisor.logText())")
@@ -111,7 +105,7 @@ struct TreeTests {
         // must not be lost behind the pending TERM.
         let supervisor = Supervisor(["-w", "6", "--graceful-timeout", "0"], worker: ["--tree", "--ignore-term"],
                                     name: "tree-zero-grace")
-        #expect(Harness.wait { supervisor.settled(workers: 6) && supervisor.trees().count == 6 })
+        #expect(Harness.wait { supervisor.settledWithTrees(workers: 6) })
         let everything = supervisor.live().flatMap { [$0.pid, $0.guardPID] } + supervisor.trees().flatMap(\.value)
         supervisor.signal(SIGTERM)
         #expect(supervisor.waitForExit(5) == 0, "\(supervisor.logText())")
@@ -119,10 +113,7 @@ struct TreeTests {
     }
 
     @Test func aGuardKilledOutrightLeavesNothingBehind() throws {
-        let supervisor = Supervisor(["-w", "2"], worker: ["--tree"], name: "tree-guard")
-        #expect(Harness.wait { supervisor.settled(workers: 2) && supervisor.trees().count == 2 })
-        let scheduler = try #require(supervisor.liveSchedulers().first)
-        let tree = try #require(supervisor.trees()[scheduler.pid])
+        let (supervisor, scheduler, tree) = try Self.schedulerWithTree([], name: "tree-guard")
         kill(scheduler.guardPID, SIGKILL)
         // The app dies of its death signal; what it started comes to the
         // master, which kills it; the next scheduler waits for all of it.
@@ -134,14 +125,24 @@ struct TreeTests {
         #expect(supervisor.overlaps().isEmpty)
         #expect(supervisor.stop() == 0)
     }
-}
 
-extension WorkerRecord {
-    /// The worker's guard: the app's parent, which leads its process group.
-    var guardPID: Int32 { Int32(values["ppid"] ?? "") ?? -1 }
+    /// A settled master of two `--tree` workers, its scheduler, and the
+    /// scheduler's child and daemon.
+    static func schedulerWithTree(_ options: [String], ignoringTerm: Bool = false, name: String,
+                                  sourceLocation: SourceLocation = #_sourceLocation) throws
+        -> (Supervisor, WorkerRecord, [Int32]) {
+        let supervisor = Supervisor(["-w", "2"] + options, worker: ["--tree"] + (ignoringTerm ? ["--ignore-term"] : []),
+                                    name: name)
+        #expect(Harness.wait { supervisor.settledWithTrees(workers: 2) }, sourceLocation: sourceLocation)
+        let scheduler = try #require(supervisor.liveSchedulers().first, sourceLocation: sourceLocation)
+        return (supervisor, scheduler, try #require(supervisor.trees()[scheduler.pid], sourceLocation: sourceLocation))
+    }
 }
 
 extension Supervisor {
+    /// `settled(workers:)`, and every worker has started its tree.
+    func settledWithTrees(workers: Int) -> Bool { settled(workers: workers) && trees().count == workers }
+
     /// The descendants each `--tree` worker started: app pid -> [child, daemon].
     func trees() -> [Int32: [Int32]] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
@@ -153,15 +154,5 @@ extension Supervisor {
             if pids.count == 2 { result[app] = pids }
         }
         return result
-    }
-}
-
-extension Harness {
-    /// The paths of the files a process has open.
-    static func openFiles(_ pid: Int32) -> [String] {
-        let directory = "/proc/\(pid)/fd"
-        return ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).compactMap {
-            try? FileManager.default.destinationOfSymbolicLink(atPath: directory + "/" + $0)
-        }
     }
 }

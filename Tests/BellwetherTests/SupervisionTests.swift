@@ -121,4 +121,17 @@ import Testing
         #expect(!outputs.contains { if case .send = $0 { true } else { false } })
         #expect(supervision.handle(.lease(.tick), at: Instant(nanoseconds: 1)).isEmpty)
     }
+
+    /// The shell keeps a generation's launch (command, environment) exactly
+    /// while the core says it may still be needed: a worker of it is not yet
+    /// reaped, it is current, or it is the stable one a failed reload falls back to.
+    @Test func theGenerationsInUseAreTheCurrentTheStableAndThoseStillRunning() {
+        var world = SimulatedWorld.started(Plan(workers: 2), seed: 7)
+        #expect(world.core.generationsInUse == [0])
+        world.send(.reload(Plan(workers: 2)))
+        #expect(world.core.generationsInUse == [0, 1], "the old generation serves, the new one boots")
+        world.quiesce()
+        #expect(world.core.stableGeneration == 1)
+        #expect(world.core.generationsInUse == [1], "generation 0 is reaped and no longer a fallback")
+    }
 }

@@ -285,7 +285,7 @@ final class Master {
                 + "sent SIGKILL to it and its process group", [.init("pid", .int(Int(pid)))]))
             Sys.send(.kill, to: pid)
             let group = Sys.calls.processGroup(of: pid)
-            if group > 0 && group != own { Sys.send(.kill, to: -group) }
+            if group > 0 && group != own { Sys.send(.kill, toGroup: group) }
         }
     }
 

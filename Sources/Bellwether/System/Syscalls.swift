@@ -54,9 +54,16 @@ enum Sys {
         }
     }
 
-    /// Sends a signal; a process that is already gone is not an error.
+    /// Sends a signal to one process; one that is already gone is not an error.
     static func send(_ signal: Signal, to pid: Int32) {
+        precondition(pid > 0, "a process id, not a group: \(pid)")
         _ = calls.kill(pid, signal.rawValue)
+    }
+
+    /// Sends a signal to every process of a group; a group that is already gone is not an error.
+    static func send(_ signal: Signal, toGroup group: Int32) {
+        precondition(group > 0, "a process group id: \(group)")
+        _ = calls.kill(-group, signal.rawValue)
     }
 
     /// flock(LOCK_EX|LOCK_NB): true when taken, false when someone else holds it.

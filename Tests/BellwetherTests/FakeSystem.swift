@@ -77,6 +77,13 @@ final class FakeSystem: SystemCalls, @unchecked Sendable {
 
     func notify(from pid: Int32, _ text: String) { notifications.append((pid, text)) }
 
+    /// `pid` becomes the master's child without a spawn: an orphan
+    /// reparented to it (a subreaper, or PID 1).
+    func adopt(_ pid: Int32) {
+        living[pid] = Child(request: SpawnRequest(path: "", arguments: [], environment: [], descriptors: []),
+                            spawnedAt: now)
+    }
+
     /// The child exits with `status` (a raw wait status).
     func exit(_ pid: Int32, status: Int32) {
         guard living.removeValue(forKey: pid) != nil else { return }

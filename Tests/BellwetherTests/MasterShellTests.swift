@@ -123,4 +123,68 @@ import Testing
         #expect(worker.environment.contains("WORKER_ROLE=worker"))
         #expect(worker.descriptors.count == 1)
     }
+
+    /// The guards (spawned) still alive.
+    static func guards(_ fake: FakeSystem) -> [Int32] {
+        fake.living.filter { !$0.value.request.path.isEmpty }.keys.sorted()
+    }
+
+    /// As PID 1 of a container the master adopts what a `docker exec` left
+    /// running: it is no worker's, and is left alone, and it does not hold up
+    /// the scheduler that follows.
+    @Test func anOrphanTheMasterAdoptsIsLeftAloneAndHoldsUpNoScheduler() throws {
+        let fake = FakeSystem()
+        Self.readyWorkers(fake)
+        fake.after(.seconds(1)) { fake in
+            fake.adopt(5000)
+            fake.adopt(5001)
+        }
+        fake.after(.milliseconds(1100)) { $0.exit(5001, status: FakeSystem.exited(0)) }
+        // The scheduler's app crashes; its guard, its tree empty, exits like it.
+        fake.after(.milliseconds(1500)) { fake in
+            if let pid = Self.guards(fake).first { fake.exit(pid, status: FakeSystem.exited(1)) }
+        }
+        fake.after(.seconds(3)) { $0.deliver(.terminate) }
+        let status = try Self.run(["--workers", "1", "--ready", "notify", "--", "/bin/true"], on: fake)
+
+        #expect(status == 0)
+        #expect(!fake.kills.contains { $0.pid == 5000 }, "the adopted orphan was signalled")
+        #expect(fake.lines("left behind").isEmpty)
+        let schedulers = fake.spawns.filter { $0.request.environment.contains("WORKER_ROLE=scheduler") }
+        #expect(schedulers.count == 2, "the crashed scheduler is replaced at once")
+    }
+
+    /// A guard killed outright: its app comes to the master (and dies of its
+    /// death signal), and so does the rest of its tree. Those are SIGKILLed,
+    /// and the next scheduler waits for them; an orphan adopted before is not.
+    @Test func theTreeOfAGuardKilledOutrightIsKilledButNotAnAdoptedOrphan() throws {
+        let fake = FakeSystem()
+        fake.onSpawn = { fake, pid, _ in
+            fake.after(.milliseconds(5)) { $0.notify(from: pid, "MAINPID=\(pid + 500)") }
+            fake.after(.milliseconds(20)) { $0.notify(from: pid, "READY=1") }
+        }
+        fake.after(.milliseconds(500)) { fake in
+            fake.adopt(7000)
+            fake.adopt(7001)
+        }
+        fake.after(.milliseconds(600)) { $0.exit(7001, status: FakeSystem.exited(0)) }
+        var killedAt: Instant?
+        fake.after(.seconds(1)) { fake in
+            guard let guardPID = Self.guards(fake).first else { return }
+            killedAt = fake.now
+            fake.exit(guardPID, status: FakeSystem.signaled(SIGKILL))
+            fake.adopt(guardPID + 500)  // the app, until its death signal lands
+            fake.adopt(6000)  // a helper of the app
+        }
+        fake.after(.seconds(3)) { $0.deliver(.terminate) }
+        let status = try Self.run(["--workers", "1", "--ready", "notify", "--", "/bin/true"], on: fake)
+
+        #expect(status == 0)
+        let killed = Set(fake.kills.filter { $0.signal == SIGKILL }.map(\.pid))
+        #expect(killed.contains(6000) && killed.contains(1001 + 500))
+        #expect(!killed.contains(7000))
+        #expect(fake.lines("left behind").count == 2)
+        let respawned = fake.spawns.last { $0.request.environment.contains("WORKER_ROLE=scheduler") }
+        #expect(respawned.map { $0.at >= killedAt! } == true)
+    }
 }

@@ -30,6 +30,10 @@ final class Master {
     private let environment: [String]
     private let directory: String
     private var refs: [Int32: WorkerRef] = [:]
+    /// Each guard's app, as it reported it (MAINPID).
+    private var appOf: [Int32: Int32] = [:]
+    /// Children that are no guard's: strays of a dead tree, and foreign orphans.
+    private var orphans = Orphans()
     private var bootPriority = BootPriority()
     private var addressLayout = AddressLayout()
     private var queue: [Supervision.Input] = []
@@ -210,7 +214,10 @@ final class Master {
         for (key, value) in fields {
             switch key {
             case "MAINPID" where refs[pid] != nil:  // from the guard itself only
-                if let app = Int32(value), app > 0 { queue.append(.supervisor(.appStarted(ref, pid: app))) }
+                if let app = Int32(value), app > 0 {
+                    appOf[pid] = app
+                    queue.append(.supervisor(.appStarted(ref, pid: app)))
+                }
             case "X_BELLWETHER_APP_EXITED" where refs[pid] != nil && value == "1":
                 queue.append(.supervisor(.appExited(ref)))
             case "READY" where value == "1": queue.append(.supervisor(.ready(ref)))
@@ -258,29 +265,39 @@ final class Master {
         queue.append(.supervisor(.reload(configuration.plan)))
     }
 
+    /// Reaps every child that changed state, then sorts out the children
+    /// that are no guard's (`Orphans`) and kills the strays.
     private func reap() {
-        var reaped = false
+        var reaped: Set<Int32> = []
+        var apps: Set<Int32> = []
+        var treeLost = false
         while let (pid, status) = Sys.reapOne() {
-            reaped = true
+            reaped.insert(pid)
             if let ref = refs.removeValue(forKey: pid) {
                 bootPriority.forget(pid)
                 lease?.closeGuardPipe(for: ref)
                 queue.append(.supervisor(.exited(ref, status)))
+                // Without a reported app, a guard that died of a signal may have been killed.
+                if let app = appOf.removeValue(forKey: pid) { apps.insert(app) } else if case .signaled = status {
+                    treeLost = true
+                }
+            } else if orphans.reaped(pid) {
+                treeLost = true
             }
         }
-        if reaped { killStrays() }
+        guard !reaped.isEmpty else { return }
+        let children = Sys.children()
+        // A guard reaps its app before it exits: an app that came to the
+        // master lost its guard.
+        if !apps.isDisjoint(with: reaped) || children.contains(where: apps.contains) { treeLost = true }
+        killStrays(orphans.sort(children: children, guards: Set(refs.keys), treeLost: treeLost))
     }
 
-    /// The master's children that are no worker's guard: what is left of a
-    /// tree whose guard was itself killed outright, reparented to the master
-    /// (a child subreaper). Each guard keeps its own tree, so normally none.
-    private func strays() -> [Int32] { Sys.children().filter { refs[$0] == nil } }
-
-    /// SIGKILL to every stray and its process group. Its own children come
-    /// to the master when it dies, and go the same way at that reap.
-    private func killStrays() {
+    /// SIGKILL to every new stray and its process group. Its own children
+    /// come to the master when it dies, and go the same way at that reap.
+    private func killStrays(_ strays: [Int32]) {
         let own = Sys.calls.ownProcessGroup()
-        for pid in strays() {
+        for pid in strays {
             logger.write(LogRecord(.warning, "stray", "pid \(pid) was left behind by a worker whose guard died; "
                 + "sent SIGKILL to it and its process group", [.init("pid", .int(Int(pid)))]))
             Sys.send(.kill, to: pid)
@@ -324,8 +341,8 @@ final class Master {
             }
         case .acquireToken:
             // A stray of a dead tree may hold what the scheduler's tree held.
-            let left = strays()
-            queue.append(.supervisor(.token(left.first.map { .stray($0) } ?? token.acquire(logger: logger))))
+            let left = orphans.strays.first
+            queue.append(.supervisor(.token(left.map { .stray($0) } ?? token.acquire(logger: logger))))
         case .releaseToken:
             token.release()
         case .announce(let announcement):

@@ -33,7 +33,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ import time
 import apps
 from apps import ROOT, check, free_port, get, wait_for
 from namespaces import Container, alive
+from trees import refused
 
 EXAMPLE = os.path.join(ROOT, "examples", "container")
 APP = os.path.join(ROOT, "examples", "flask-apscheduler")
@@ -136,23 +136,10 @@ class App:
         return [int(at) for job, _, at, _ in apps.executions(self.jobs, 0, float("inf")) if job == "tick"]
 
 
-def refused(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2):
-            return False
-    except ConnectionRefusedError:
-        return True
-    except OSError:
-        return False
-
-
-def main():
-    bellwether_dir, venv = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
-    scratch = tempfile.mkdtemp(prefix="bw-containers-compose-")
-
-    copied, run, _ = dockerfile_scripts()
+def run(bellwether_dir, venv, scratch):
+    copied, used, _ = dockerfile_scripts()
     check("Dockerfile: runs the scripts this test runs, copied from examples/container",
-          run == {"install.sh", "entrypoint", "healthcheck"} and copied == run, f"copied {copied}, runs {run}")
+          used == {"install.sh", "entrypoint", "healthcheck"} and copied == used, f"copied {copied}, runs {used}")
     workers, key, services = compose_settings()
     check("compose.yaml: two apps sharing one Redis lease", workers is not None and key and len(services) == 2,
           f"workers {workers}, key {key}, services {services}")
@@ -225,10 +212,15 @@ def main():
             app.container.destroy()
         server.kill()
         server.wait()
-    if apps.failures:
-        print(f"{apps.failures} failed; logs in {scratch}")
-        sys.exit(1)
-    print("all passed")
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    bellwether_dir, venv = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+    with tempfile.TemporaryDirectory(prefix="bw-containers-compose-") as scratch:
+        run(bellwether_dir, venv, scratch)
+        apps.finish(scratch)
 
 
 if __name__ == "__main__":

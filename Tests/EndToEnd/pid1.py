@@ -69,7 +69,8 @@ def write_app(scratch, name, text):
 
 
 def start(bellwether, scratch, name, options, command, env=None):
-    return Container([bellwether] + options + ["--"] + command, os.path.join(scratch, name + ".log"),
+    log = os.path.join(scratch, name.lower().replace(" ", "-") + ".log")
+    return Container([bellwether] + options + ["--"] + command, log,
                      env=dict(os.environ, **(env or {})), cwd=scratch)
 
 
@@ -105,7 +106,7 @@ def exit_status_case(bellwether, scratch):
 def stop_case(bellwether, scratch, name, how, number, quick):
     marks = tempfile.mkdtemp(prefix="marks-", dir=scratch)
     app = write_app(scratch, "polite", POLITE)
-    container = start(bellwether, scratch, f"stop-{name}", ["-w", "2", "--graceful-timeout", "5"], [app],
+    container = start(bellwether, scratch, name, ["-w", "2", "--graceful-timeout", "5"], [app],
                       env={"MARKS": marks})
     try:
         check(f"{name}: 2 workers ready under PID 1", wait_for(20, lambda: ready(container)), container.text())
@@ -150,11 +151,17 @@ def reload_case(bellwether, scratch):
         container.destroy()
 
 
+def forkers(bellwether, scratch, name):
+    """PID 1 with two FORKER workers, once they are ready."""
+    container = start(bellwether, scratch, name, ["-w", "2", "--graceful-timeout", "1"],
+                      [write_app(scratch, "forker", FORKER)])
+    check(f"{name}: 2 workers ready", wait_for(20, lambda: ready(container)), container.text())
+    return container
+
+
 def zombie_case(bellwether, scratch):
-    app = write_app(scratch, "forker", FORKER)
-    container = start(bellwether, scratch, "zombies", ["-w", "2", "--graceful-timeout", "1"], [app])
+    container = forkers(bellwether, scratch, "zombies")
     try:
-        check("zombies: 2 workers ready", wait_for(20, lambda: ready(container)), container.text())
         workers = apps_named(container, "sleep 1000")
         check("zombies: two apps", len(workers) == 2, str(container.processes()))
         # The daemons that exit by themselves are gone, reaped by the guards;
@@ -199,10 +206,8 @@ def zombie_case(bellwether, scratch):
 
 
 def exec_orphan_case(bellwether, scratch):
-    app = write_app(scratch, "forker", FORKER)
-    container = start(bellwether, scratch, "exec-orphan", ["-w", "2", "--graceful-timeout", "1"], [app])
+    container = forkers(bellwether, scratch, "exec orphan")
     try:
-        check("exec orphan: 2 workers ready", wait_for(20, lambda: ready(container)), container.text())
         # `docker exec app sh -c 'long-job & sleep 0.5 &'`: both orphans come to
         # PID 1. The short one exits: PID 1 reaps it (a reap, as when a worker exits).
         result = container.run_inside(["sh", "-c", f"sleep 60 {QUIET} & sleep 0.5 {QUIET} &"])
@@ -238,21 +243,20 @@ def exec_orphan_case(bellwether, scratch):
 
 
 def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
     bellwether = os.path.abspath(sys.argv[1])
-    scratch = tempfile.mkdtemp(prefix="bw-containers-pid1-")
-    exit_status_case(bellwether, scratch)
-    stop_case(bellwether, scratch, "TERM from outside", "outside", signal.SIGTERM, quick=False)
-    stop_case(bellwether, scratch, "INT from outside", "outside", signal.SIGINT, quick=True)
-    stop_case(bellwether, scratch, "TERM from inside", "inside", signal.SIGTERM, quick=False)
-    stop_case(bellwether, scratch, "INT from inside", "inside", signal.SIGINT, quick=True)
-    stop_case(bellwether, scratch, "QUIT from inside", "inside", signal.SIGQUIT, quick=True)
-    reload_case(bellwether, scratch)
-    zombie_case(bellwether, scratch)
-    exec_orphan_case(bellwether, scratch)
-    if apps.failures:
-        print(f"{apps.failures} failed; logs in {scratch}")
-        sys.exit(1)
-    print("all passed")
+    with tempfile.TemporaryDirectory(prefix="bw-containers-pid1-") as scratch:
+        exit_status_case(bellwether, scratch)
+        stop_case(bellwether, scratch, "TERM from outside", "outside", signal.SIGTERM, quick=False)
+        stop_case(bellwether, scratch, "INT from outside", "outside", signal.SIGINT, quick=True)
+        stop_case(bellwether, scratch, "TERM from inside", "inside", signal.SIGTERM, quick=False)
+        stop_case(bellwether, scratch, "INT from inside", "inside", signal.SIGINT, quick=True)
+        stop_case(bellwether, scratch, "QUIT from inside", "inside", signal.SIGQUIT, quick=True)
+        reload_case(bellwether, scratch)
+        zombie_case(bellwether, scratch)
+        exec_orphan_case(bellwether, scratch)
+        apps.finish(scratch)
 
 
 if __name__ == "__main__":

@@ -219,11 +219,9 @@ def exec_orphan_case(bellwether, scratch):
               str(container.processes()))
         check("exec orphan: the short one is reaped", wait_for(3, lambda: not apps_named(container, "sleep 0.5")))
         time.sleep(0.5)
-        # KNOWN BUG (Master.killStrays): PID 1 takes every child that is not a
-        # guard for what is left of a worker whose guard died, and SIGKILLs it
-        # at the next reap, logging "pid N was left behind by a worker whose
-        # guard died". A process started with docker exec is not a worker's.
-        check("exec orphan: [known bug: Master.killStrays] still running after PID 1 reaped another child, "
+        # A process started with docker exec is not a worker's: PID 1 must not
+        # take it for what is left of a worker whose guard died.
+        check("exec orphan: still running after PID 1 reaped another child, "
               "and not logged as left behind by a worker",
               orphan is not None and alive(orphan) and "left behind" not in container.text(),
               container.text()[-1500:])

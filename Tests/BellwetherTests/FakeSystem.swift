@@ -310,6 +310,8 @@ final class FakeSystem: SystemCalls, @unchecked Sendable {
     func status(of fd: Int32) -> Result<FileStatus, SystemCallError> { .success(Self.aFile) }
     func isAccessible(_ path: String, _ mode: Int32) -> Bool { true }
     func resolvedPath(_ path: String) -> String? { path }
-    func linkTarget(_ path: String) -> String? { path == "/proc/self/exe" ? "/fake/bin/bellwether" : nil }
+    func linkTarget(_ path: String) -> String? {
+        ["/proc/self/exe": "/fake/bin/bellwether", "/proc/self": "4242"][path]
+    }
     func entries(_ directory: String) -> [String] { [] }
 }

@@ -115,6 +115,13 @@ final class Master {
              .init("command", .string(configuration.launch.executable))]))
         systemd.send("MAINPID=\(Sys.calls.processID())")
         nextWatchdogPing = systemd.watchdogInterval.map { Sys.monotonicNow() + $0 }
+        #if os(Linux)
+        if !Sys.procIsOurs() {
+            logger.write(LogRecord(.warning, "foreign_proc", "/proc shows another PID namespace than this "
+                + "process's; what a worker whose guard is killed leaves behind cannot be found (give the "
+                + "namespace a /proc of its own: unshare --mount-proc, as container runtimes do)"))
+        }
+        #endif
         if let lease {
             logger.write(LogRecord(.info, "lease", "lease \(lease.address) as \(lease.holder); no scheduler "
                 + "until it is acquired", [.init("holder", .string(lease.holder))]))

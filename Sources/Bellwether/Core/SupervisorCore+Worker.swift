@@ -108,7 +108,12 @@ extension SupervisorCore {
             return false
         }
         /// TERM or SIGKILL was sent: it is on its way out.
-        public var isRetiring: Bool { retireDeadline != nil || isKilled }
+        public var isRetiring: Bool {
+            switch phase {
+            case .ordered, .running: false
+            case .retiring, .killed: true
+            }
+        }
         /// Killed for failing: its death counts for back-off.
         var failed: Bool {
             if case .killed(_, let failing) = phase { return failing }

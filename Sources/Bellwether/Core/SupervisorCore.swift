@@ -10,6 +10,10 @@
 /// - the scheduler lives in slot 0, so resizing never retires it;
 /// - once events stop, every slot 0..<N holds one worker of the current
 ///   generation and nothing else is left.
+///
+/// Each worker's life is a `Worker.Phase` and the supervisor's own a
+/// `Lifecycle`; what the core tells the log is a `Happening`, worded in
+/// `LogWords.swift`.
 public struct SupervisorCore: Sendable {
     enum TokenState: Hashable, Sendable {
         case notHeld

@@ -76,7 +76,7 @@ public struct StatusReport: Sendable {
             row(slot: worker.slot, pid: worker.shownPID, guardPID: worker.pid, role: worker.role,
                 generation: worker.generation,
                 state: worker.isRetiring || worker.appGone ? "stopping" : worker.ready ? "ready" : "starting",
-                uptime: worker.pid == nil ? .zero : now - worker.startedAt)
+                uptime: worker.process.map { now - $0.since } ?? .zero)
         }
         let backoffRows = (0..<core.plan.workers).compactMap { slot in
             core.nextAttempt(of: slot, at: now).map { next in

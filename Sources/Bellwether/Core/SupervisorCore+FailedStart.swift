@@ -10,24 +10,12 @@ extension SupervisorCore {
     public var hasFailedToStart: Bool { exitStatus == .failedStart }
 
     /// Says why in one line and begins a graceful stop whose exit status is
-    /// `ExitCode.failedStart`. `failedBoots`: when the slot's failed boots
-    /// are the cause (rather than the ready timeout).
-    mutating func failStart(because reason: String, slot: Int, failedBoots: Int?, at now: Instant,
-                            into actions: inout [Action]) {
+    /// `ExitCode.failedStart`.
+    mutating func failStart(because cause: FailedStart, slot: Int, at now: Instant, into actions: inout [Action]) {
         guard stableGeneration == nil, !isStopping else { return }
         exitStatus = .failedStart
-        var fields: [LogRecord.Field] = [.init("slot", .int(slot)), .init("reason", .string(reason)),
-                                         .init("status", .int(Int(ExitCode.failedStart.rawValue)))]
-        if let failedBoots { fields.append(.init("failed_boots", .int(failedBoots))) }
-        actions.append(.log(LogRecord(.error, "failed_start",
-            "failed start: \(reason); stopping, exit status \(ExitCode.failedStart.rawValue)", fields)))
+        actions.log(.failedStart(slot: slot, because: cause))
         beginStop(quick: false, at: now, into: &actions)
-    }
-
-    /// What a ready timeout under `--ready notify` suggests when no worker
-    /// has ever sent READY=1: logged once per master.
-    static func neverNotifiedHint(pid: Int32) -> String {
-        "pid \(pid) never sent READY=1; does the app support sd_notify? use --ready exec"
     }
 
     /// When a slot that is backing off (no worker of the current generation,

@@ -41,18 +41,8 @@ extension SupervisorCore {
         enforceDeadlines(at: now, into: &actions)
         if !isStopping { watchReadiness(at: now, into: &actions) }  // a failed start begins a stop
         defer { updateSchedulerSocket(at: now) }
-        if isStopping {
-            for index in workers.indices where workers[index].pid != nil && !workers[index].isRetiring {
-                retire(at: index, deadline: stopDeadline!, reason: "stopping", into: &actions)
-            }
-            foregroundReplacements(into: &actions)  // retiring: exit at full priority
-            if workers.isEmpty {
-                finished = true
-                let status = exitStatus.rawValue
-                actions.append(.log(LogRecord(.info, "stopped", "all workers are gone; exiting"
-                    + (status == 0 ? "" : " with status \(status)"), [.init("status", .int(Int(status)))])))
-                actions.append(.exit(status))
-            }
+        if let deadline = stopDeadline {
+            reconcileStop(deadline: deadline, into: &actions)
             return
         }
         retireObsolete(at: now, into: &actions)
@@ -63,85 +53,69 @@ extension SupervisorCore {
         enforceDeadlines(at: now, into: &actions)  // a zero graceful timeout is due at once
     }
 
-    /// The scheduler socket is wanted from taking the token until this
-    /// master gives the role up, across scheduler replacements (a handover
-    /// refuses no connection), and through a moment's wait for a straggler of
-    /// its own; not once another holder is established (the token busy past
-    /// `tokenWaitGrace`), nor when stopping, without a scheduler or without
-    /// the lease — so a balancer's retry finds the master that designates.
-    mutating func updateSchedulerSocket(at now: Instant) {
-        if !wantsScheduler {
-            schedulerSocketWanted = false
-        } else if token == .held || hasScheduler {
-            schedulerSocketWanted = true
-        } else if let wait = tokenWait, now >= wait.since + timings.tokenWaitGrace {
-            schedulerSocketWanted = false
-        }
-    }
-
     /// Boot grace (exec readiness), ready timeout and watchdog. A ready
     /// timeout of the current generation abandons a reload; before any worker
     /// was ever ready, it is a failed start.
     mutating func watchReadiness(at now: Instant, into actions: inout [Action]) {
-        var abandon: String?
-        var failedStart: (reason: String, slot: Int)?
+        var abandon: Setback?
+        var failedStart: (cause: FailedStart, slot: Int)?
         for index in workers.indices {
+            // What the worker was at the start of the turn: a watchdog due
+            // in the same turn as a ready timeout still acts on it.
             let worker = workers[index]
-            guard let pid = worker.pid, !worker.killed else { continue }
-            if !worker.ready && !plan.notifyReadiness && now >= worker.startedAt + timings.bootGrace {
-                workers[index].ready = true
+            guard let process = worker.process, !worker.isKilled else { continue }
+            if !process.ready && !plan.notifyReadiness && now >= process.since + timings.bootGrace {
+                workers[index].process?.ready = true
                 someWorkerWasReady = true
             }
-            if !workers[index].ready && !worker.isRetiring && now >= worker.startedAt + plan.readyTimeout {
-                workers[index].killed = true
-                workers[index].failed = true
-                actions.append(.killGroup(pid: pid))
-                let reason = "\(worker.role.rawValue) \(worker.slot) (pid \(worker.shownPID ?? pid)) not ready after "
-                    + plan.readyTimeout.shortDescription
-                actions.append(.log(LogRecord(.warning, "ready_timeout", reason + "; killed", Self.fields(worker))))
-                let hint = plan.notifyReadiness && !heardReadyNotification ? Self.neverNotifiedHint(pid: worker.shownPID ?? pid) : nil
+            if !workers[index].ready && !worker.isRetiring && now >= process.since + plan.readyTimeout {
+                workers[index].kill(failing: true)
+                actions.append(.killGroup(pid: process.pid))
+                actions.log(.readyTimeout(worker, after: plan.readyTimeout))
+                let silent = plan.notifyReadiness && !heardReadyNotification ? worker : nil
                 if worker.generation == generation {
-                    abandon = reason
+                    abandon = .notReady(worker, after: plan.readyTimeout)
                     if failedStart == nil && stableGeneration == nil && !someWorkerWasReady && plan.bootAttempts > 0 {
-                        failedStart = ("no worker was ready within " + plan.readyTimeout.shortDescription
-                            + " (--ready-timeout)" + (hint.map { ": " + $0 } ?? ""), worker.slot)
-                        if hint != nil { notifyHintGiven = true }
+                        failedStart = (.noneReady(within: plan.readyTimeout, silent: silent), worker.slot)
+                        if silent != nil { notifyHintGiven = true }
                     }
                 }
-                if let hint, failedStart == nil, !notifyHintGiven {
+                if silent != nil, failedStart == nil, !notifyHintGiven {
                     notifyHintGiven = true
-                    actions.append(.log(LogRecord(.warning, "never_notified", hint, Self.fields(worker))))
+                    actions.log(.neverNotified(worker))
                 }
             }
-            guard plan.watchdog > .zero, let ping = worker.lastPing else { continue }
-            if let aborted = worker.abortedAt {
-                if now >= aborted + timings.abortGrace {
-                    workers[index].killed = true
-                    workers[index].failed = true
-                    actions.append(.killGroup(pid: pid))
+            guard plan.watchdog > .zero else { continue }
+            switch process.watchdog {
+            case .silent:
+                break
+            case .pinged(let ping):
+                if now >= ping + plan.watchdog {
+                    workers[index].process?.watchdog = .aborted(at: now)
+                    actions.append(.signal(pid: process.pid, .abort))
+                    actions.log(.watchdogAbort(worker, silence: plan.watchdog))
                 }
-            } else if now >= ping + plan.watchdog {
-                workers[index].abortedAt = now
-                actions.append(.signal(pid: pid, .abort))
-                actions.append(.log(LogRecord(.warning, "watchdog", "\(worker.role.rawValue) \(worker.slot) (pid \(worker.shownPID ?? pid)) "
-                    + "sent no WATCHDOG=1 for \(plan.watchdog.shortDescription); sent SIGABRT", Self.fields(worker))))
+            case .aborted(let at):
+                if now >= at + timings.abortGrace {
+                    workers[index].kill(failing: true)
+                    actions.append(.killGroup(pid: process.pid))
+                }
             }
         }
         if let failedStart {
-            failStart(because: failedStart.reason, slot: failedStart.slot, failedBoots: nil, at: now, into: &actions)
+            failStart(because: failedStart.cause, slot: failedStart.slot, at: now, into: &actions)
         } else if let abandon {
-            abandonReload(at: now, reason: abandon, into: &actions)
+            abandonReload(at: now, because: abandon, into: &actions)
         }
     }
 
+    /// SIGKILL to the tree of every worker that outlived its retire deadline.
     mutating func enforceDeadlines(at now: Instant, into actions: inout [Action]) {
         for index in workers.indices {
-            guard let deadline = workers[index].retireDeadline, deadline <= now, !workers[index].killed,
-                  let pid = workers[index].pid else { continue }
-            workers[index].killed = true
-            actions.append(.killGroup(pid: pid))
-            actions.append(.log(LogRecord(.warning, "kill", "\(workers[index].role.rawValue) \(workers[index].slot) (pid \(workers[index].shownPID ?? pid)) "
-                + "did not exit in time; sent SIGKILL to its process tree", Self.fields(workers[index]))))
+            guard case .retiring(let process, let deadline) = workers[index].phase, deadline <= now else { continue }
+            workers[index].kill(failing: false)
+            actions.append(.killGroup(pid: process.pid))
+            actions.log(.kill(workers[index]))
         }
     }
 
@@ -156,51 +130,35 @@ extension SupervisorCore {
         let schedulerReady = wantsScheduler && scheduler?.role == .scheduler && scheduler?.ready == true
         for index in workers.indices {
             let worker = workers[index]
-            guard worker.pid != nil, !worker.isRetiring else { continue }
+            guard case .running = worker.phase else { continue }
             let removedSlot = worker.slot >= plan.workers
             let oldGeneration = worker.generation != generation
-            var reason: String?
+            var reason: Retirement?
             var retireBy = deadline
             if worker.role == .scheduler {
                 if !leasePermits {
-                    reason = "the lease was withdrawn"
+                    reason = .leaseWithdrawn
                     retireBy = min(deadline, now + timings.leaseGrace)
                 } else if removedSlot || oldGeneration || !plan.scheduler {
                     let serves = worker.ready && oldGeneration && !removedSlot
-                    if !serves || isServed(worker.slot) { reason = "scheduler handover" }
+                    if !serves || isServed(worker.slot) { reason = .schedulerHandover }
                 }
             } else if removedSlot {
-                reason = "slot removed"
+                reason = .slotRemoved
             } else if oldGeneration {
-                if isServed(worker.slot) { reason = "replaced by generation \(generation)" }
+                if isServed(worker.slot) { reason = .replaced(byGeneration: generation) }
             } else if schedulerReady && worker.slot == Self.schedulerSlot {
-                reason = "replaced by the scheduler"
+                reason = .replacedByScheduler
             }
-            if let reason { retire(at: index, deadline: retireBy, reason: reason, into: &actions) }
+            if let reason { retire(at: index, deadline: retireBy, because: reason, into: &actions) }
         }
     }
 
-    mutating func retire(at index: Int, deadline: Instant, reason: String, into actions: inout [Action]) {
-        guard let pid = workers[index].pid else { return }
-        workers[index].retireDeadline = deadline
+    /// TERM to a running worker, SIGKILL to its tree at `deadline`.
+    mutating func retire(at index: Int, deadline: Instant, because reason: Retirement, into actions: inout [Action]) {
+        let pid = workers[index].retire(by: deadline)
         actions.append(.signal(pid: pid, .terminate))
-        actions.append(.log(LogRecord(.info, "retiring", "retiring \(workers[index].role.rawValue) \(workers[index].slot) (pid \(workers[index].shownPID ?? pid)): \(reason)",
-                                      Self.fields(workers[index]) + [.init("reason", .string(reason))])))
-    }
-
-    mutating func manageToken(at now: Instant, into actions: inout [Action]) {
-        if !wantsScheduler {
-            if token == .held {
-                token = .notHeld
-                actions.append(.releaseToken)
-            }
-            tokenWait = nil
-            return
-        }
-        guard token == .notHeld, !schedulerExists else { return }
-        if let wait = tokenWait, wait.retryAt > now { return }
-        token = .acquiring
-        actions.append(.acquireToken)
+        actions.log(.retiring(workers[index], reason))
     }
 
     /// Orders the processes the slots lack. The scheduler's slot is never
@@ -248,11 +206,10 @@ extension SupervisorCore {
                                     && role != .scheduler)
             nextSerial += 1
             workers.append(Worker(ref: order.ref, slot: slot, generation: generation, role: role,
-                                  pid: nil, startedAt: now, background: order.background))
+                                  orderedAt: now, background: order.background))
             actions.append(.spawn(order))
             if slot == handover && role == .worker && schedulerExists {
-                actions.append(.log(LogRecord(.info, "stand_in", "worker \(slot) stands in for the scheduler while "
-                    + "it is handed over", [.init("slot", .int(slot)), .init("generation", .int(generation))])))
+                actions.log(.standIn(slot: slot, generation: generation))
             }
             if slot != handover { booting += 1 }
         }
@@ -295,12 +252,9 @@ extension SupervisorCore {
         stablePlan = plan
         let status = "\(plan.workers) workers ready, generation \(generation)"
         if first {
-            actions.append(.log(LogRecord(.info, "ready", "generation \(generation) is ready: \(plan.workers) workers",
-                                          [.init("generation", .int(generation)), .init("workers", .int(plan.workers))])))
+            actions.log(.generationReady(generation: generation, workers: plan.workers))
         } else if let startedAt = reloadStartedAt {
-            actions.append(.log(LogRecord(.info, "reload_finished",
-                "reload finished: generation \(generation) in \((now - startedAt).shortDescription)",
-                [.init("generation", .int(generation)), .init("seconds", .double((now - startedAt).seconds))])))
+            actions.log(.reloadFinished(generation: generation, took: now - startedAt))
         }
         reloadStartedAt = nil
         actions.append(.announce(.ready(status: status)))
@@ -315,9 +269,9 @@ extension SupervisorCore {
     /// if it is already behind `now`: the shell then ticks at once.
     public func nextDeadline(after now: Instant) -> Instant? {
         var candidates: [Instant] = []
-        // A pending SIGKILL is always acted on when due (it sets `killed`), so
-        // it is reported even if it was already due at the last event.
-        let kills = workers.filter { !$0.killed && $0.pid != nil }.compactMap(\.retireDeadline)
+        // A pending SIGKILL is always acted on when due (the worker becomes
+        // `killed`), so it is reported even if it was already due at the last event.
+        let kills = workers.compactMap(\.retireDeadline)
         if !isStopping {
             for slot in 0..<plan.workers where lacksWorker(slot) {
                 if let notBefore = slots[slot]?.notBefore { candidates.append(notBefore) }
@@ -326,57 +280,20 @@ extension SupervisorCore {
                 candidates.append(wait.retryAt)
                 candidates.append(wait.since + timings.tokenWaitGrace)
             }
-            for worker in workers where worker.pid != nil && !worker.killed {
-                if !worker.ready {
-                    if !plan.notifyReadiness { candidates.append(worker.startedAt + timings.bootGrace) }
-                    if !worker.isRetiring { candidates.append(worker.startedAt + plan.readyTimeout) }
+            for worker in workers where !worker.isKilled {
+                guard let process = worker.process else { continue }
+                if !process.ready {
+                    if !plan.notifyReadiness { candidates.append(process.since + timings.bootGrace) }
+                    if !worker.isRetiring { candidates.append(process.since + plan.readyTimeout) }
                 }
-                if plan.watchdog > .zero, let ping = worker.lastPing {
-                    candidates.append(worker.abortedAt.map { $0 + timings.abortGrace } ?? ping + plan.watchdog)
+                guard plan.watchdog > .zero else { continue }
+                switch process.watchdog {
+                case .silent: break
+                case .pinged(let ping): candidates.append(ping + plan.watchdog)
+                case .aborted(let at): candidates.append(at + timings.abortGrace)
                 }
             }
         }
         return (candidates.filter { $0 > min(now, lastHandledAt) } + kills).min()
-    }
-}
-
-extension SupervisorCore {
-    static func fields(_ worker: Worker) -> [LogRecord.Field] {
-        var fields: [LogRecord.Field] = [
-            .init("slot", .int(worker.slot)), .init("role", .string(worker.role.rawValue)),
-            .init("generation", .int(worker.generation)),
-        ]
-        if let pid = worker.shownPID { fields.insert(.init("pid", .int(Int(pid))), at: 0) }
-        if let guardPID = worker.pid, worker.appPID != nil { fields.append(.init("guard", .int(Int(guardPID)))) }
-        return fields
-    }
-
-    static func spawnedRecord(_ worker: Worker, pid: Int32) -> LogRecord {
-        LogRecord(.info, "spawned",
-                  "spawned \(worker.role.rawValue) \(worker.slot) (guard pid \(pid), generation \(worker.generation))",
-                  fields(worker))
-    }
-
-    static func exitedRecord(_ worker: Worker, status: ExitStatus, at now: Instant) -> LogRecord {
-        let who = worker.shownPID.map { "pid \($0)" } ?? "no pid"
-        let uptime = now - worker.startedAt
-        var fields = fields(worker) + [.init("uptime", .double(uptime.seconds))]
-        let level: LogRecord.Level
-        switch status {
-        case .exited(let code):
-            fields.append(.init("status", .int(Int(code))))
-            level = code == 0 || worker.isRetiring ? .info : .warning
-        case .signaled(let signal, let core):
-            fields.append(.init("signal", .string(signal.description)))
-            if core { fields.append(.init("core_dumped", .bool(true))) }
-            level = worker.isRetiring ? .info : .warning
-        }
-        return LogRecord(level, "exited",
-                         "\(worker.role.rawValue) \(worker.slot) (\(who)) exited with \(status) "
-                             + "after \(uptime.shortDescription)", fields)
-    }
-
-    static func resizedRecord(_ workers: Int) -> LogRecord {
-        LogRecord(.info, "resized", "worker count is now \(workers)", [.init("workers", .int(workers))])
     }
 }

@@ -10,43 +10,11 @@
 /// - the scheduler lives in slot 0, so resizing never retires it;
 /// - once events stop, every slot 0..<N holds one worker of the current
 ///   generation and nothing else is left.
+///
+/// Each worker's life is a `Worker.Phase` and the supervisor's own a
+/// `Lifecycle`; what the core tells the log is a `Happening`, worded in
+/// `LogWords.swift`.
 public struct SupervisorCore: Sendable {
-    public struct Worker: Hashable, Sendable {
-        public let ref: WorkerRef
-        public let slot: Int
-        public let generation: Int
-        public let role: Role
-        /// The worker's guard, which the master spawned, signals and reaps;
-        /// known once the spawn has been confirmed.
-        public var pid: Int32?
-        /// The app's own pid, as its guard reported it: what operators see.
-        public var appPID: Int32?
-        /// The app has exited while its guard ends what it left behind: the
-        /// worker serves nothing, but keeps its slot (and the token) until reaped.
-        public var appGone = false
-        public var startedAt: Instant
-        /// Set when TERM was sent: SIGKILL to the group at this instant.
-        public var retireDeadline: Instant?
-        /// SIGKILL was sent to the group; only the reap is left.
-        public var killed = false
-        /// Ready to serve: READY=1 received, or up for the boot grace.
-        public var ready = false
-        /// The last WATCHDOG=1; the watchdog applies only once it has pinged.
-        public var lastPing: Instant?
-        /// When the watchdog sent SIGABRT.
-        public var abortedAt: Instant?
-        /// Killed for failing (ready timeout, watchdog): its death counts for back-off.
-        public var failed = false
-        /// Spawned in the background (a reload's replacement), not yet foregrounded.
-        public var background = false
-
-        public var isRetiring: Bool { retireDeadline != nil || killed }
-        /// The pid logs and `bellwether status` name: the app's once known.
-        public var shownPID: Int32? { appPID ?? pid }
-        /// Its death was not asked for: it died on its own or was killed for failing.
-        var diedUnasked: Bool { !isRetiring || failed }
-    }
-
     enum TokenState: Hashable, Sendable {
         case notHeld
         case acquiring
@@ -91,7 +59,8 @@ public struct SupervisorCore: Sendable {
     public internal(set) var history: [Int: SlotHistory] = [:]
     var token: TokenState = .notHeld
     var tokenWait: TokenWait?
-    var stopDeadline: Instant?
+    /// Not started, running, stopping or finished.
+    var lifecycle = Lifecycle.notStarted
     var reloadStartedAt: Instant?
     /// The last generation whose every slot became ready: the one a failed
     /// reload falls back to. nil until the first generation is ready.
@@ -99,8 +68,6 @@ public struct SupervisorCore: Sendable {
     /// The plan of the stable generation, restored when a reload is abandoned.
     var stablePlan: Plan?
     var nextGeneration = 1
-    var started = false
-    var finished = false
     /// The instant of the last event handled: deadlines up to it were acted on.
     var lastHandledAt = Instant(nanoseconds: .min)
     var nextSerial: UInt64 = 1
@@ -130,9 +97,6 @@ public struct SupervisorCore: Sendable {
         self.leasePermits = !leased
     }
 
-    public var isStopping: Bool { stopDeadline != nil }
-    public var isFinished: Bool { finished }
-
     /// Since when the scheduler token has been found busy, if it is.
     public var tokenWaitingSince: Instant? { tokenWait?.since }
 
@@ -149,108 +113,96 @@ public struct SupervisorCore: Sendable {
     /// A scheduler is being spawned, runs, or retires and is not yet reaped.
     public var hasScheduler: Bool { workers.contains { $0.role == .scheduler } }
 
+    /// Handles one event and returns what to do about it.
+    ///
+    /// An event the shell can deliver at any time (a signal, a datagram on
+    /// the notify socket, a lease's answer) is tolerated where it changes
+    /// nothing, and ignored without a reconcile, as it always was. One the
+    /// shell cannot deliver is a bug in the shell, and traps with the reason.
     public mutating func handle(_ event: Event, at now: Instant) -> [Action] {
-        guard !finished else { return [] }
+        switch lifecycle {
+        case .finished:
+            // The shell lives on after `.exit` while a lease is released;
+            // signals and ticks still come, and nothing is left to decide.
+            return []
+        case .notStarted:
+            guard case .start = event else {
+                preconditionFailure("\(event) before .start: the shell sends .start before it reads a signal, "
+                    + "a socket or a child")
+            }
+        case .running, .stopping:
+            if case .start = event { preconditionFailure("a second .start: the shell sends it once") }
+        }
         lastHandledAt = max(lastHandledAt, now)
         var actions: [Action] = []
         switch event {
         case .start:
-            guard !started else { return [] }
-            started = true
+            lifecycle = .running
         case .spawned(let ref, let pid):
-            guard let index = index(of: ref) else { return [] }
-            workers[index].pid = pid
-            workers[index].startedAt = now
+            let index = awaitingSpawn(ref, "spawned")
+            workers[index].spawned(pid: pid, at: now)
             if workers[index].role == .scheduler { token = .passed(ref) }  // ordered only while .held
-            actions.append(.log(Self.spawnedRecord(workers[index], pid: pid)))
+            actions.log(.spawned(workers[index], pid: pid))
             if workers[index].role == .scheduler {
                 actions.append(.announce(.status("\(plan.workers) workers, generation \(generation)")))
             }
         case .spawnFailed(let ref, let reason):
-            guard let index = index(of: ref) else { return [] }
-            let worker = workers.remove(at: index)
-            actions.append(.log(LogRecord(.error, "spawn_failed", "could not spawn worker \(worker.slot): \(reason)",
-                                          Self.fields(worker) + [.init("reason", .string(reason))])))
+            let worker = workers.remove(at: awaitingSpawn(ref, "spawnFailed"))
+            actions.log(.spawnFailed(worker, reason: reason))
             noteDeath(of: worker, at: now, into: &actions)
         case .exited(let ref, let status):
-            guard let index = index(of: ref) else { return [] }
-            let worker = workers.remove(at: index)
+            let worker = workers.remove(at: spawned(ref, "exited"))
             if token == .passed(ref) { token = .notHeld }
-            actions.append(.log(Self.exitedRecord(worker, status: status, at: now)))
+            actions.log(.exited(worker, status, uptime: now - worker.startedAt))
             var record = history[worker.slot] ?? SlotHistory()
             record.lastExit = status
             record.lastExitAt = now
             if worker.diedUnasked && !isStopping && worker.slot < plan.workers { record.restarts += 1 }
             history[worker.slot] = record
             if !worker.ready && !worker.isRetiring && worker.generation == generation {
-                abandonReload(at: now, reason: "\(worker.role.rawValue) \(worker.slot) exited with \(status) "
-                    + "before it was ready", into: &actions)
+                abandonReload(at: now, because: .exitedBeforeReady(worker, status), into: &actions)
             }
-            noteDeath(of: worker, ending: status.description, at: now, into: &actions)
+            noteDeath(of: worker, ending: status, at: now, into: &actions)
         case .appStarted(let ref, let pid):
-            guard let index = index(of: ref) else { return [] }
-            workers[index].appPID = pid
+            // MAINPID= again (a guard is ours and sends it once) only says the same.
+            workers[spawned(ref, "appStarted")].process?.appPID = pid
         case .appExited(let ref):
-            guard let index = index(of: ref), !workers[index].appGone else { return [] }
-            workers[index].appGone = true
-            let worker = workers[index]
-            actions.append(.log(LogRecord(.info, "app_exited", "\(worker.role.rawValue) \(worker.slot) "
-                + "(pid \(worker.shownPID ?? 0)) exited; its guard ends what it left behind", Self.fields(worker))))
+            let index = spawned(ref, "appExited")
+            // A second datagram (the guard sends one) changes nothing.
+            guard !workers[index].appGone else { return [] }
+            workers[index].process?.appGone = true
+            actions.log(.appExited(workers[index]))
         case .ready(let ref):
-            guard let index = index(of: ref) else { return [] }
+            let index = spawned(ref, "ready")
             heardReadyNotification = true
+            // An app may say READY=1 again, or after the boot grace made it ready.
             guard !workers[index].ready else { return [] }
-            workers[index].ready = true
+            workers[index].process?.ready = true
             someWorkerWasReady = true
-            actions.append(.log(LogRecord(.info, "ready", "\(workers[index].role.rawValue) \(workers[index].slot) "
-                + "(pid \(workers[index].shownPID ?? 0)) is ready", Self.fields(workers[index]))))
+            actions.log(.ready(workers[index]))
         case .watchdog(let ref):
-            guard plan.watchdog > .zero, let index = index(of: ref) else { return [] }
-            workers[index].lastPing = now
+            let index = spawned(ref, "watchdog")
+            // An app may send WATCHDOG=1 though no watchdog was asked for.
+            guard plan.watchdog > .zero else { return [] }
+            workers[index].process?.pinged(at: now)
         case .token(let answer):
-            guard token == .acquiring else { return [] }
+            guard token == .acquiring else {
+                preconditionFailure("a token answer while the token is \(token): the shell answers each "
+                    + ".acquireToken once, and one is ordered only while the token is not held")
+            }
             acceptToken(answer, at: now, into: &actions)
         case .lease(let permitted):
+            // The lease says it again: a withdrawal before the grant, say.
             guard permitted != leasePermits else { return [] }
             leasePermits = permitted
             // A scheduler already on its way out must also be gone within G.
-            for index in workers.indices where workers[index].role == .scheduler {
-                if let pending = workers[index].retireDeadline, !permitted {
-                    workers[index].retireDeadline = min(pending, now + timings.leaseGrace)
-                }
+            for index in workers.indices where workers[index].role == .scheduler && !permitted {
+                workers[index].hasten(to: now + timings.leaseGrace)
             }
-        case .reload(let newPlan):
-            guard started, !isStopping else { return [] }
-            plan = newPlan
-            generation = nextGeneration
-            nextGeneration += 1
-            slots = [:]
-            reloadStartedAt = now
-            actions.append(.announce(.reloading))
-            actions.append(.log(LogRecord(.info, "reload_started",
-                "reload started: generation \(generation), \(plan.workers) workers",
-                [.init("generation", .int(generation)), .init("workers", .int(plan.workers))])))
-        case .addWorker:
-            guard started, !isStopping else { return [] }
-            if plan.workers < Plan.maximumWorkers {
-                plan.workers += 1
-                actions.append(.log(Self.resizedRecord(plan.workers)))
-            }
-        case .removeWorker:
-            guard started, !isStopping else { return [] }
-            if plan.workers > 1 {
-                plan.workers -= 1
-                actions.append(.log(Self.resizedRecord(plan.workers)))
-            } else {
-                actions.append(.log(LogRecord(.warning, "resize_refused", "TTOU ignored: already at 1 worker")))
-            }
-        case .resize(let count):
-            guard started, !isStopping else { return [] }
-            let target = min(max(count, 1), Plan.maximumWorkers)
-            if target != plan.workers {
-                plan.workers = target
-                actions.append(.log(Self.resizedRecord(plan.workers)))
-            }
+        case .reload, .addWorker, .removeWorker, .resize:
+            // A signal or a control request may come after a stop began.
+            guard !isStopping else { return [] }
+            resize(for: event, at: now, into: &actions)
         case .stop(let quick):
             beginStop(quick: quick, at: now, into: &actions)
         case .forward(let signal):
@@ -258,113 +210,63 @@ public struct SupervisorCore: Sendable {
         case .tick:
             break
         }
-        if started { reconcile(at: now, into: &actions) }
+        reconcile(at: now, into: &actions)
         return actions
+    }
+
+    /// A reload or a change of the worker count.
+    mutating func resize(for event: Event, at now: Instant, into actions: inout [Action]) {
+        switch event {
+        case .reload(let newPlan):
+            plan = newPlan
+            generation = nextGeneration
+            nextGeneration += 1
+            slots = [:]
+            reloadStartedAt = now
+            actions.append(.announce(.reloading))
+            actions.log(.reloadStarted(generation: generation, workers: plan.workers))
+        case .addWorker:
+            if plan.workers < Plan.maximumWorkers {
+                plan.workers += 1
+                actions.log(.resized(workers: plan.workers))
+            }
+        case .removeWorker:
+            if plan.workers > 1 {
+                plan.workers -= 1
+                actions.log(.resized(workers: plan.workers))
+            } else {
+                actions.log(.resizeRefused)
+            }
+        case .resize(let count):
+            let target = min(max(count, 1), Plan.maximumWorkers)
+            if target != plan.workers {
+                plan.workers = target
+                actions.log(.resized(workers: plan.workers))
+            }
+        default:
+            preconditionFailure("\(event) is no reload or resize")
+        }
     }
 
     func index(of ref: WorkerRef) -> Int? { workers.firstIndex { $0.ref == ref } }
 
-    /// Book-keeping after a worker is gone: back-off for a current worker that
-    /// died on its own, nothing for one that was retired or stopped.
-    ///
-    /// A worker that ran and died before it was ready is a failed boot of its
-    /// slot; a spawn that failed is not (running out of processes passes, an
-    /// app that cannot import stays). Before any generation was ready,
-    /// `plan.bootAttempts` of them in a row are a failed start. `ending`: how
-    /// it ended, for the log.
-    mutating func noteDeath(of worker: Worker, ending: String? = nil, at now: Instant,
-                            into actions: inout [Action]) {
-        guard !isStopping, worker.diedUnasked, worker.generation == generation,
-              worker.slot < plan.workers else { return }
-        var health = slots[worker.slot] ?? SlotHealth()
-        let failedBoots = worker.ready ? 0 : health.failedBoots + (worker.pid == nil ? 0 : 1)
-        if stableGeneration == nil, worker.pid != nil, plan.bootAttempts > 0, failedBoots >= plan.bootAttempts {
-            let reason = "\(worker.role.rawValue) \(worker.slot) failed to boot \(failedBoots) times in a row "
-                + "(last: \(ending ?? "unknown"))"
-            failStart(because: reason, slot: worker.slot, failedBoots: failedBoots, at: now, into: &actions)
-            return
+    /// The worker whose spawn the shell answers: the shell answers each
+    /// `.spawn` exactly once, so it is still `ordered`.
+    func awaitingSpawn(_ ref: WorkerRef, _ answer: String) -> Int {
+        guard let index = index(of: ref), case .ordered = workers[index].phase else {
+            preconditionFailure("\(answer) for \(ref), which awaits no spawn: the shell answers each .spawn once")
         }
-        if now - worker.startedAt >= timings.stableUptime {
-            health = SlotHealth()
-        } else {
-            health.quickDeaths += 1
-            let delay = Backoff.delay(afterQuickDeaths: health.quickDeaths, timings: timings)
-            health.notBefore = now + delay
-            if delay > .zero {
-                actions.append(.log(LogRecord(.warning, "backoff",
-                    "worker \(worker.slot) died \(health.quickDeaths) times in a row within "
-                        + "\(timings.stableUptime.shortDescription) of starting; next start in \(delay.shortDescription)",
-                    [.init("slot", .int(worker.slot)), .init("failures", .int(health.quickDeaths)),
-                     .init("delay", .double(delay.seconds))])))
-            }
-        }
-        health.failedBoots = failedBoots  // kept past a long boot, which resets the back-off
-        slots[worker.slot] = health
+        return index
     }
 
-    /// A reload whose new generation cannot become ready is abandoned: the
-    /// last stable generation becomes current again and keeps serving (its
-    /// workers were retired only as their replacements became ready).
-    mutating func abandonReload(at now: Instant, reason: String, into actions: inout [Action]) {
-        guard let stable = stableGeneration, generation != stable, !isStopping else { return }
-        let failed = generation
-        generation = stable
-        if let stablePlan { plan = stablePlan }
-        slots = [:]
-        reloadStartedAt = nil
-        let message = "reload to generation \(failed) failed: \(reason); generation \(stable) keeps serving"
-        actions.append(.log(LogRecord(.error, "reload_failed", message,
-            [.init("generation", .int(failed)), .init("serving", .int(stable)), .init("reason", .string(reason))])))
-        actions.append(.announce(.ready(status: message)))
-    }
-
-    mutating func acceptToken(_ answer: TokenAnswer, at now: Instant, into actions: inout [Action]) {
-        switch answer {
-        case .acquired:
-            token = .held
-            if let wait = tokenWait {
-                actions.append(.log(LogRecord(.info, "token_acquired",
-                    "scheduler token acquired after waiting \((now - wait.since).shortDescription)",
-                    [.init("waited", .double((now - wait.since).seconds))])))
-            }
-            tokenWait = nil
-        case .busy, .stray:
-            token = .notHeld
-            var wait = tokenWait ?? TokenWait(since: now, retryAt: now, attempts: 0)
-            if tokenWait == nil, case .busy(let holder) = answer {
-                let who = holder.map { "pid \($0)" } ?? "another process"
-                actions.append(.log(LogRecord(.warning, "token_busy",
-                    "scheduler token is held by \(who); no scheduler until it is released",
-                    holder.map { [.init("holder", .int(Int($0)))] } ?? [])))
-            } else if tokenWait == nil, case .stray(let pid) = answer {
-                actions.append(.log(LogRecord(.warning, "token_busy",
-                    "pid \(pid), left of a worker whose guard died, is still being killed; no scheduler until it is gone",
-                    [.init("stray", .int(Int(pid)))])))
-            }
-            wait.attempts += 1
-            wait.retryAt = now + Backoff.tokenRetry(attempt: wait.attempts, timings: timings)
-            tokenWait = wait
+    /// The worker an event about a process is for: the shell maps only the
+    /// pids of the workers it spawned and has not reaped to refs, and hears
+    /// of a spawn before anything of its process.
+    func spawned(_ ref: WorkerRef, _ event: String) -> Int {
+        guard let index = index(of: ref), workers[index].pid != nil else {
+            preconditionFailure("\(event) for \(ref), which is no spawned worker left to reap: the shell maps "
+                + "only live workers' pids to refs")
         }
-    }
-
-    mutating func beginStop(quick: Bool, at now: Instant, into actions: inout [Action]) {
-        let grace = quick ? min(timings.quickStopGrace, plan.gracefulTimeout) : plan.gracefulTimeout
-        let deadline = now + grace
-        if let current = stopDeadline, current <= deadline { return }
-        stopDeadline = deadline
-        actions.append(.announce(.stopping))
-        actions.append(.log(LogRecord(.info, "stopping",
-            (quick ? "quick stop" : "graceful stop") + ": \(workers.count) workers, SIGKILL after \(grace.shortDescription)",
-            [.init("quick", .bool(quick)), .init("grace", .double(grace.seconds))])))
-        for index in workers.indices where !workers[index].killed {
-            if let pending = workers[index].retireDeadline {
-                workers[index].retireDeadline = min(pending, deadline)
-            }
-        }
-        if token == .held {
-            token = .notHeld
-            actions.append(.releaseToken)
-        }
-        tokenWait = nil
+        return index
     }
 }

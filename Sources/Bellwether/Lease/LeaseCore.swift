@@ -112,13 +112,13 @@ public struct LeaseCore: Sendable {
             schedulerAlive = alive
             schedulerWanted = wanted
             if !wanted, case .holding(let holding) = phase {
-                stepDown(holding, reason: "no scheduler is wanted here (no-scheduler)", into: &actions)
+                stepDown(holding, because: .notWanted, into: &actions)
             }
         case .stop:
             stopping = true
             switch phase {
             case .seeking: if inFlight == nil { phase = .stopped }
-            case .holding(let holding): stepDown(holding, reason: "stopping", into: &actions)
+            case .holding(let holding): stepDown(holding, because: .stopping, into: &actions)
             case .steppingDown, .releasing, .stopped: break
             }
         case .failed(let reason):
@@ -130,8 +130,7 @@ public struct LeaseCore: Sendable {
             inFlight = nil
             if let since = failingSince {
                 failingSince = nil
-                actions.append(.log(LogRecord(.info, "lease_reachable",
-                    "lease: redis answers again after \((now - since).shortDescription)")))
+                actions.log(.reachable(after: now - since))
             }
             accept(reply, to: flight.command, sentAt: flight.sentAt, at: now, into: &actions)
         }
@@ -172,16 +171,12 @@ public struct LeaseCore: Sendable {
                                   designateAt: clean ? now : now + timings.takeoverDelay, granted: false)
             phase = .holding(holding)
             lastSeenValue = value
-            let wait = clean ? "the previous holder released cleanly: designating a scheduler now"
-                : "waiting \(timings.takeoverDelay.shortDescription) (takeover delay) before designating a scheduler"
-            actions.append(.log(LogRecord(.info, "lease_acquired", "lease acquired with fence \(fence); \(wait)",
-                [.init("fence", .int(Int(fence))), .init("clean", .bool(clean))])))
+            actions.log(.acquired(fence: fence, clean: clean, takeoverDelay: timings.takeoverDelay))
         case (.acquire, .heldBy(let value)):
             notice(value)
             if value != lastSeenValue {
                 lastSeenValue = value
-                actions.append(.log(LogRecord(.info, "lease_held", "lease held by \(value); no scheduler here",
-                                              [.init("holder", .string(value))])))
+                actions.log(.heldBy(value))
             }
         case (.renew(let value), .renewed):
             guard case .holding(var holding) = phase, holding.value == value else { return }
@@ -189,10 +184,7 @@ public struct LeaseCore: Sendable {
             guard now < sentAt + timings.renewDeadline, sentAt > holding.lastCounted else { return }
             let gap = sentAt - holding.lastCounted
             if gap > timings.renewInterval * 2 {
-                actions.append(.log(LogRecord(.warning, "lease_renewed_late",
-                    "lease renewed late: \(gap.shortDescription) since the last renewal that counted "
-                        + "(step-down after \(timings.renewDeadline.shortDescription))",
-                    [.init("gap", .double(gap.seconds)), .init("fence", .int(Int(holding.fence)))])))
+                actions.log(.renewedLate(gap: gap, stepDownAfter: timings.renewDeadline, fence: holding.fence))
             }
             holding.lastCounted = sentAt
             phase = .holding(holding)
@@ -200,14 +192,11 @@ public struct LeaseCore: Sendable {
         case (.renew(let value), .notOurs(let current)):
             guard case .holding(let holding) = phase, holding.value == value else { return }
             if let current { notice(current) }
-            let now = current.map { "the key now holds \($0)" } ?? "the key is gone"
-            stepDown(holding, reason: "lease lost: \(now)", releasing: false, into: &actions)
+            stepDown(holding, because: .lost(current: current), releasing: false, into: &actions)
         case (.release, let answer):
             phase = stopping ? .stopped : .seeking
             nextAttemptAt = now + timings.renewInterval
-            let what = answer == .released ? "lease released (the next holder starts at once)"
-                : "lease was no longer ours at release"
-            actions.append(.log(LogRecord(.info, "lease_released", what)))
+            actions.log(.released(clean: answer == .released))
         default:
             break
         }
@@ -217,16 +206,10 @@ public struct LeaseCore: Sendable {
                               into actions: inout [LeaseAction]) {
         if failingSince == nil {
             failingSince = now
-            let consequence: String
-            switch phase {
-            case .holding(let holding):
-                consequence = "stepping down at \(timings.renewDeadline.shortDescription) without a renewal "
-                    + "(fence \(holding.fence))"
-            default: consequence = "no scheduler here until the lease is acquired"
-            }
-            actions.append(.log(LogRecord(.warning, "lease_unreachable",
-                "lease: \(reason); retrying every \(timings.renewInterval.shortDescription); \(consequence)",
-                [.init("reason", .string(reason))])))
+            var holdingFence: Int64?
+            if case .holding(let holding) = phase { holdingFence = holding.fence }
+            actions.log(.unreachable(reason: reason, retryEvery: timings.renewInterval,
+                                     stepDownAfter: timings.renewDeadline, holdingFence: holdingFence))
         }
         if case .release = command, case .releasing(_, let since) = phase,
            stopping || now - since >= timings.ttl {
@@ -234,13 +217,11 @@ public struct LeaseCore: Sendable {
         }
     }
 
-    mutating func stepDown(_ holding: Holding, reason: String, releasing: Bool = true,
+    mutating func stepDown(_ holding: Holding, because reason: StepDown, releasing: Bool = true,
                            into actions: inout [LeaseAction]) {
         phase = .steppingDown(value: releasing ? holding.value : nil)
         actions.append(.permit(nil))
-        actions.append(.log(LogRecord(stopping ? .info : .error, "lease_step_down",
-            "\(reason): stepping down, no scheduler here (fence \(holding.fence))",
-            [.init("fence", .int(Int(holding.fence))), .init("reason", .string(reason))])))
+        actions.log(.stepDown(reason, fence: holding.fence, stopping: stopping))
     }
 
     /// Deadlines, the grant, the release after a step-down, and the next command.
@@ -248,14 +229,11 @@ public struct LeaseCore: Sendable {
         if stopping, inFlight == nil, case .seeking = phase { phase = .stopped }
         if case .holding(var holding) = phase {
             if now >= holding.lastCounted + timings.renewDeadline {
-                let since = (now - holding.lastCounted).shortDescription
-                stepDown(holding, reason: "no renewal counted for \(since)", into: &actions)
+                stepDown(holding, because: .noRenewal(for: now - holding.lastCounted), into: &actions)
             } else if !holding.granted && now >= holding.designateAt {
                 holding.granted = true
                 phase = .holding(holding)
-                actions.append(.log(LogRecord(.info, "lease_granted",
-                    "lease held with fence \(holding.fence): designating a scheduler",
-                    [.init("fence", .int(Int(holding.fence)))])))
+                actions.log(.granted(fence: holding.fence))
                 actions.append(.permit(LeaseGrant(fence: holding.fence, holder: holder)))
                 actions.append(.guardDeadline(holding.lastCounted + timings.renewDeadline))
             }

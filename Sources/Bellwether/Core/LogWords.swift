@@ -1,0 +1,219 @@
+/// Every word the supervisor and its lease say in the log: each lifecycle
+/// event (`SupervisorCore.Happening`, `LeaseCore.Happening`) becomes one
+/// `LogRecord` here — its level, event name, sentence and JSON fields — and
+/// nowhere else. The reasons that other sentences quote (why a worker
+/// retires, why a reload or a start failed) are worded here too.
+///
+/// Users and tests read these words: change them only on purpose.
+extension SupervisorCore.Happening {
+    typealias Worker = SupervisorCore.Worker
+
+    var record: LogRecord {
+        switch self {
+        case .spawned(let worker, let pid):
+            LogRecord(.info, "spawned",
+                      "spawned \(worker.role.rawValue) \(worker.slot) (guard pid \(pid), generation \(worker.generation))",
+                      Self.fields(worker))
+        case .spawnFailed(let worker, let reason):
+            LogRecord(.error, "spawn_failed", "could not spawn worker \(worker.slot): \(reason)",
+                      Self.fields(worker) + [.init("reason", .string(reason))])
+        case .exited(let worker, let status, let uptime):
+            Self.exited(worker, status, uptime: uptime)
+        case .appExited(let worker):
+            LogRecord(.info, "app_exited", "\(Self.named(worker)) exited; its guard ends what it left behind",
+                      Self.fields(worker))
+        case .ready(let worker):
+            LogRecord(.info, "ready", "\(Self.named(worker)) is ready", Self.fields(worker))
+        case .readyTimeout(let worker, let timeout):
+            LogRecord(.warning, "ready_timeout", Self.notReady(worker, after: timeout) + "; killed", Self.fields(worker))
+        case .neverNotified(let worker):
+            LogRecord(.warning, "never_notified", Self.neverNotified(worker), Self.fields(worker))
+        case .watchdogAbort(let worker, let silence):
+            LogRecord(.warning, "watchdog", "\(Self.named(worker)) sent no WATCHDOG=1 for \(silence.shortDescription); "
+                + "sent SIGABRT", Self.fields(worker))
+        case .kill(let worker):
+            LogRecord(.warning, "kill", "\(Self.named(worker)) did not exit in time; sent SIGKILL to its process tree",
+                      Self.fields(worker))
+        case .retiring(let worker, let why):
+            LogRecord(.info, "retiring", "retiring \(Self.named(worker)): \(why.words)",
+                      Self.fields(worker) + [.init("reason", .string(why.words))])
+        case .standIn(let slot, let generation):
+            LogRecord(.info, "stand_in", "worker \(slot) stands in for the scheduler while it is handed over",
+                      [.init("slot", .int(slot)), .init("generation", .int(generation))])
+        case .backoff(let slot, let failures, let within, let delay):
+            LogRecord(.warning, "backoff", "worker \(slot) died \(failures) times in a row within "
+                + "\(within.shortDescription) of starting; next start in \(delay.shortDescription)",
+                [.init("slot", .int(slot)), .init("failures", .int(failures)), .init("delay", .double(delay.seconds))])
+        case .generationReady(let generation, let workers):
+            LogRecord(.info, "ready", "generation \(generation) is ready: \(workers) workers",
+                      [.init("generation", .int(generation)), .init("workers", .int(workers))])
+        case .reloadStarted(let generation, let workers):
+            LogRecord(.info, "reload_started", "reload started: generation \(generation), \(workers) workers",
+                      [.init("generation", .int(generation)), .init("workers", .int(workers))])
+        case .reloadFinished(let generation, let took):
+            LogRecord(.info, "reload_finished", "reload finished: generation \(generation) in \(took.shortDescription)",
+                      [.init("generation", .int(generation)), .init("seconds", .double(took.seconds))])
+        case .reloadFailed(let generation, let serving, let setback):
+            LogRecord(.error, "reload_failed",
+                      "reload to generation \(generation) failed: \(setback.words); generation \(serving) keeps serving",
+                      [.init("generation", .int(generation)), .init("serving", .int(serving)),
+                       .init("reason", .string(setback.words))])
+        case .failedStart(let slot, let cause):
+            Self.failedStart(slot: slot, cause)
+        case .resized(let workers):
+            LogRecord(.info, "resized", "worker count is now \(workers)", [.init("workers", .int(workers))])
+        case .resizeRefused:
+            LogRecord(.warning, "resize_refused", "TTOU ignored: already at 1 worker")
+        case .stopping(let quick, let workers, let grace):
+            LogRecord(.info, "stopping",
+                      (quick ? "quick stop" : "graceful stop") + ": \(workers) workers, SIGKILL after \(grace.shortDescription)",
+                      [.init("quick", .bool(quick)), .init("grace", .double(grace.seconds))])
+        case .stopped(let status):
+            LogRecord(.info, "stopped", "all workers are gone; exiting" + (status == 0 ? "" : " with status \(status)"),
+                      [.init("status", .int(Int(status)))])
+        case .tokenAcquired(let waited):
+            LogRecord(.info, "token_acquired", "scheduler token acquired after waiting \(waited.shortDescription)",
+                      [.init("waited", .double(waited.seconds))])
+        case .tokenBusy(let holder):
+            LogRecord(.warning, "token_busy", "scheduler token is held by "
+                + (holder.map { "pid \($0)" } ?? "another process") + "; no scheduler until it is released",
+                holder.map { [.init("holder", .int(Int($0)))] } ?? [])
+        case .tokenStray(let pid):
+            LogRecord(.warning, "token_busy", "pid \(pid), left of a worker whose guard died, is still being killed; "
+                + "no scheduler until it is gone", [.init("stray", .int(Int(pid)))])
+        }
+    }
+
+    /// "scheduler 0 (pid 4242)": a worker with a process, as sentences name it.
+    static func named(_ worker: Worker) -> String {
+        "\(worker.role.rawValue) \(worker.slot) (pid \(worker.shownPID ?? 0))"
+    }
+
+    static func notReady(_ worker: Worker, after timeout: Duration) -> String {
+        "\(named(worker)) not ready after \(timeout.shortDescription)"
+    }
+
+    static func neverNotified(_ worker: Worker) -> String {
+        "pid \(worker.shownPID ?? 0) never sent READY=1; does the app support sd_notify? use --ready exec"
+    }
+
+    /// What every record about one worker carries.
+    static func fields(_ worker: Worker) -> [LogRecord.Field] {
+        var fields: [LogRecord.Field] = [
+            .init("slot", .int(worker.slot)), .init("role", .string(worker.role.rawValue)),
+            .init("generation", .int(worker.generation)),
+        ]
+        if let pid = worker.shownPID { fields.insert(.init("pid", .int(Int(pid))), at: 0) }
+        if let guardPID = worker.pid, worker.appPID != nil { fields.append(.init("guard", .int(Int(guardPID)))) }
+        return fields
+    }
+
+    /// A death nobody asked for is a warning; one asked for, or a clean exit, is not.
+    static func exited(_ worker: Worker, _ status: ExitStatus, uptime: Duration) -> LogRecord {
+        var fields = fields(worker) + [.init("uptime", .double(uptime.seconds))]
+        let level: LogRecord.Level
+        switch status {
+        case .exited(let code):
+            fields.append(.init("status", .int(Int(code))))
+            level = code == 0 || worker.isRetiring ? .info : .warning
+        case .signaled(let signal, let core):
+            fields.append(.init("signal", .string(signal.description)))
+            if core { fields.append(.init("core_dumped", .bool(true))) }
+            level = worker.isRetiring ? .info : .warning
+        }
+        let who = worker.shownPID.map { "pid \($0)" } ?? "no pid"
+        return LogRecord(level, "exited", "\(worker.role.rawValue) \(worker.slot) (\(who)) exited with \(status) "
+            + "after \(uptime.shortDescription)", fields)
+    }
+
+    static func failedStart(slot: Int, _ cause: SupervisorCore.FailedStart) -> LogRecord {
+        let status = ExitCode.failedStart.rawValue
+        var fields: [LogRecord.Field] = [.init("slot", .int(slot)), .init("reason", .string(cause.words)),
+                                         .init("status", .int(Int(status)))]
+        if case .failedBoots(_, let count, _) = cause { fields.append(.init("failed_boots", .int(count))) }
+        return LogRecord(.error, "failed_start", "failed start: \(cause.words); stopping, exit status \(status)", fields)
+    }
+}
+
+extension SupervisorCore.Retirement {
+    var words: String {
+        switch self {
+        case .stopping: "stopping"
+        case .leaseWithdrawn: "the lease was withdrawn"
+        case .schedulerHandover: "scheduler handover"
+        case .slotRemoved: "slot removed"
+        case .replaced(let generation): "replaced by generation \(generation)"
+        case .replacedByScheduler: "replaced by the scheduler"
+        }
+    }
+}
+
+extension SupervisorCore.Setback {
+    var words: String {
+        switch self {
+        case .exitedBeforeReady(let worker, let status):
+            "\(worker.role.rawValue) \(worker.slot) exited with \(status) before it was ready"
+        case .notReady(let worker, let timeout):
+            SupervisorCore.Happening.notReady(worker, after: timeout)
+        }
+    }
+}
+
+extension SupervisorCore.FailedStart {
+    var words: String {
+        switch self {
+        case .failedBoots(let worker, let count, let last):
+            "\(worker.role.rawValue) \(worker.slot) failed to boot \(count) times in a row "
+                + "(last: \(last?.description ?? "unknown"))"
+        case .noneReady(let timeout, let silent):
+            "no worker was ready within \(timeout.shortDescription) (--ready-timeout)"
+                + (silent.map { ": " + SupervisorCore.Happening.neverNotified($0) } ?? "")
+        }
+    }
+}
+
+extension LeaseCore.Happening {
+    var record: LogRecord {
+        switch self {
+        case .reachable(let silence):
+            LogRecord(.info, "lease_reachable", "lease: redis answers again after \(silence.shortDescription)")
+        case .acquired(let fence, let clean, let delay):
+            LogRecord(.info, "lease_acquired", "lease acquired with fence \(fence); "
+                + (clean ? "the previous holder released cleanly: designating a scheduler now"
+                    : "waiting \(delay.shortDescription) (takeover delay) before designating a scheduler"),
+                [.init("fence", .int(Int(fence))), .init("clean", .bool(clean))])
+        case .heldBy(let value):
+            LogRecord(.info, "lease_held", "lease held by \(value); no scheduler here", [.init("holder", .string(value))])
+        case .renewedLate(let gap, let stepDownAfter, let fence):
+            LogRecord(.warning, "lease_renewed_late", "lease renewed late: \(gap.shortDescription) since the last "
+                + "renewal that counted (step-down after \(stepDownAfter.shortDescription))",
+                [.init("gap", .double(gap.seconds)), .init("fence", .int(Int(fence)))])
+        case .released(let clean):
+            LogRecord(.info, "lease_released", clean ? "lease released (the next holder starts at once)"
+                : "lease was no longer ours at release")
+        case .unreachable(let reason, let retryEvery, let stepDownAfter, let fence):
+            LogRecord(.warning, "lease_unreachable", "lease: \(reason); retrying every \(retryEvery.shortDescription); "
+                + (fence.map { "stepping down at \(stepDownAfter.shortDescription) without a renewal (fence \($0))" }
+                    ?? "no scheduler here until the lease is acquired"),
+                [.init("reason", .string(reason))])
+        case .stepDown(let why, let fence, let stopping):
+            LogRecord(stopping ? .info : .error, "lease_step_down",
+                      "\(why.words): stepping down, no scheduler here (fence \(fence))",
+                      [.init("fence", .int(Int(fence))), .init("reason", .string(why.words))])
+        case .granted(let fence):
+            LogRecord(.info, "lease_granted", "lease held with fence \(fence): designating a scheduler",
+                      [.init("fence", .int(Int(fence)))])
+        }
+    }
+}
+
+extension LeaseCore.StepDown {
+    var words: String {
+        switch self {
+        case .notWanted: "no scheduler is wanted here (no-scheduler)"
+        case .stopping: "stopping"
+        case .lost(let current): "lease lost: " + (current.map { "the key now holds \($0)" } ?? "the key is gone")
+        case .noRenewal(let silence): "no renewal counted for \(silence.shortDescription)"
+        }
+    }
+}

@@ -86,3 +86,23 @@ extension [Action] {
     /// Logs `happening` in the words of `LogWords.swift`.
     mutating func log(_ happening: SupervisorCore.Happening) { append(.log(happening.record)) }
 }
+
+/// What the master's shell itself has to say: its start, what its workers
+/// say on the notify socket, what the system refused. Worded in `LogWords`.
+enum MasterHappening: Hashable, Sendable {
+    case starting(workers: Int, token: String?, tokenPath: String, command: String)
+    case lease(address: String, holder: String)
+    /// /proc is another PID namespace's.
+    case foreignProc
+    case workerStatus(pid: Int32, status: String)
+    case workerStopping(pid: Int32)
+    case stray(pid: Int32)
+    case controlAcceptFailed(errno: Int32, error: String, pause: Duration)
+    case reloadConfigRejected(reason: String)
+    case reloadNiceOff(pid: Int32, error: String)
+    case noASLR(error: String)
+    case schedulerBindFailed(reason: String)
+    case schedulerUnbound(address: String)
+    case listening(address: String, name: String, scheduler: Bool)
+    case tokenError(path: String, reason: String)
+}

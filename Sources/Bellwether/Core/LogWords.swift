@@ -217,3 +217,50 @@ extension LeaseCore.StepDown {
         }
     }
 }
+
+extension MasterHappening {
+    var record: LogRecord {
+        switch self {
+        case .starting(let workers, let token, let tokenPath, let command):
+            LogRecord(.info, "starting", "bellwether \(Version.current) starting: \(workers) workers, "
+                + (token.map { "scheduler token \($0)" } ?? "no scheduler") + ", command \(command)",
+                [.init("workers", .int(workers)), .init("token", .string(tokenPath)), .init("command", .string(command))])
+        case .lease(let address, let holder):
+            LogRecord(.info, "lease", "lease \(address) as \(holder); no scheduler until it is acquired",
+                      [.init("holder", .string(holder))])
+        case .foreignProc:
+            LogRecord(.warning, "foreign_proc", "/proc shows another PID namespace than this process's; what a "
+                + "worker whose guard is killed leaves behind cannot be found (give the namespace a /proc of its "
+                + "own: unshare --mount-proc, as container runtimes do)")
+        case .workerStatus(let pid, let status):
+            LogRecord(.info, "worker_status", "pid \(pid): \(status)",
+                      [.init("pid", .int(Int(pid))), .init("status", .string(status))])
+        case .workerStopping(let pid):
+            LogRecord(.info, "worker_stopping", "pid \(pid) is stopping", [.init("pid", .int(Int(pid)))])
+        case .stray(let pid):
+            LogRecord(.warning, "stray", "pid \(pid) was left behind by a worker whose guard died; "
+                + "sent SIGKILL to it and its process group", [.init("pid", .int(Int(pid)))])
+        case .controlAcceptFailed(let code, let error, let pause):
+            LogRecord(.error, "control_accept_failed", "control socket: cannot accept a connection: "
+                + "\(error); pausing \(pause.shortDescription)", [.init("errno", .int(Int(code)))])
+        case .reloadConfigRejected(let reason):
+            LogRecord(.error, "reload_config_rejected", "reload: \(reason); keeping the current configuration",
+                      [.init("error", .string(reason))])
+        case .reloadNiceOff(let pid, let error):
+            LogRecord(.warning, "reload_nice", "cannot give worker pid \(pid) its priority back "
+                + "(\(error)); --reload-nice is off from now on")
+        case .noASLR(let error):
+            LogRecord(.warning, "no_aslr", "cannot change the personality for --no-aslr "
+                + "(\(error)); workers start with the inherited one")
+        case .schedulerBindFailed(let reason):
+            LogRecord(.error, "scheduler_bind", reason)
+        case .schedulerUnbound(let address):
+            LogRecord(.info, "scheduler_unbound", "closed the scheduler socket \(address)")
+        case .listening(let address, let name, let scheduler):
+            LogRecord(.info, "listening", "listening on \(address)" + (scheduler ? " (scheduler)" : ""),
+                      [.init("address", .string(address)), .init("name", .string(name))])
+        case .tokenError(let path, let reason):
+            LogRecord(.error, "token_error", "scheduler token \(path): \(reason)")
+        }
+    }
+}

@@ -70,14 +70,14 @@ final class Listeners {
     func openScheduler() {
         guard scheduler == nil, let address = schedulerAddress else { return }
         do { scheduler = try open(address, name: "scheduler") } catch {
-            logger.write(LogRecord(.error, "scheduler_bind", error.message))
+            logger.write(.schedulerBindFailed(reason: error.message))
         }
     }
 
     func closeScheduler() {
         if let scheduler {
             close(scheduler)
-            logger.write(LogRecord(.info, "scheduler_unbound", "closed the scheduler socket \(scheduler.shown)"))
+            logger.write(.schedulerUnbound(address: scheduler.shown))
         }
         scheduler = nil
     }
@@ -122,8 +122,7 @@ final class Listeners {
             if name != "scheduler" && !inheritedName.isEmpty { socketName = inheritedName }
         }
         guard fd >= 0 else { throw .cannotBind(address: address.description, errno: -fd) }
-        logger.write(LogRecord(.info, "listening", "listening on \(shown)" + (name == "scheduler" ? " (scheduler)" : ""),
-                               [.init("address", .string(shown)), .init("name", .string(socketName))]))
+        logger.write(.listening(address: shown, name: socketName, scheduler: name == "scheduler"))
         return Socket(address: address, fd: fd, createdPath: created, name: socketName, shown: shown)
     }
 

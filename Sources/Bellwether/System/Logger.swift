@@ -15,6 +15,8 @@ public final class Logger: @unchecked Sendable {
         self.masterPID = Sys.calls.processID()
     }
 
+    func write(_ happening: MasterHappening) { write(happening.record) }
+
     public func write(_ record: LogRecord) {
         let line = format == .json ? json(record) : text(record)
         try? Sys.writeAll(2, Array((line + "\n").utf8))

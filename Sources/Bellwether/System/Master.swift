@@ -103,28 +103,17 @@ final class Master {
     func run() -> Int32 {
         let plan = configuration.plan
         control.onAcceptFailure = { [logger] code in
-            logger.write(LogRecord(.error, "control_accept_failed",
-                "control socket: cannot accept a connection: \(describe(code)); pausing \(ControlSocket.acceptPause.shortDescription)",
-                [.init("errno", .int(Int(code)))]))
+            logger.write(.controlAcceptFailed(errno: code, error: describe(code), pause: ControlSocket.acceptPause))
         }
-        logger.write(LogRecord(.info, "starting",
-            "bellwether \(Version.current) starting: \(plan.workers) workers, "
-                + (plan.scheduler ? "scheduler token \(token.path)" : "no scheduler")
-                + ", command \(configuration.launch.executable)",
-            [.init("workers", .int(plan.workers)), .init("token", .string(token.path)),
-             .init("command", .string(configuration.launch.executable))]))
+        logger.write(.starting(workers: plan.workers, token: plan.scheduler ? token.path : nil, tokenPath: token.path,
+                               command: configuration.launch.executable))
         systemd.send("MAINPID=\(Sys.calls.processID())")
         nextWatchdogPing = systemd.watchdogInterval.map { Sys.monotonicNow() + $0 }
         #if os(Linux)
-        if !Sys.procIsOurs() {
-            logger.write(LogRecord(.warning, "foreign_proc", "/proc shows another PID namespace than this "
-                + "process's; what a worker whose guard is killed leaves behind cannot be found (give the "
-                + "namespace a /proc of its own: unshare --mount-proc, as container runtimes do)"))
-        }
+        if !Sys.procIsOurs() { logger.write(.foreignProc) }
         #endif
         if let lease {
-            logger.write(LogRecord(.info, "lease", "lease \(lease.address) as \(lease.holder); no scheduler "
-                + "until it is acquired", [.init("holder", .string(lease.holder))]))
+            logger.write(.lease(address: "\(lease.address)", holder: lease.holder))
         }
         queue.append(.supervisor(.start))
         process()
@@ -230,10 +219,9 @@ final class Master {
             case "READY" where value == "1": queue.append(.supervisor(.ready(ref)))
             case "WATCHDOG" where value == "1": queue.append(.supervisor(.watchdog(ref)))
             case "STATUS":
-                logger.write(LogRecord(.info, "worker_status", "pid \(pid): \(value)",
-                                       [.init("pid", .int(Int(pid))), .init("status", .string(value))]))
+                logger.write(.workerStatus(pid: pid, status: value))
             case "STOPPING" where value == "1":
-                logger.write(LogRecord(.info, "worker_stopping", "pid \(pid) is stopping", [.init("pid", .int(Int(pid)))]))
+                logger.write(.workerStopping(pid: pid))
             default: break
             }
         }
@@ -263,9 +251,7 @@ final class Master {
             configuration = candidate
             logger.format = settings.logFormat
         } catch {
-            logger.write(LogRecord(.error, "reload_config_rejected",
-                "reload: \(error.message); keeping the current configuration",
-                [.init("error", .string(error.message))]))
+            logger.write(.reloadConfigRejected(reason: error.message))
         }
         let inUse = core.generationsInUse
         launches = launches.filter { inUse.contains($0.key) }
@@ -305,8 +291,7 @@ final class Master {
     private func killStrays(_ strays: [Int32]) {
         let own = Sys.calls.ownProcessGroup()
         for pid in strays {
-            logger.write(LogRecord(.warning, "stray", "pid \(pid) was left behind by a worker whose guard died; "
-                + "sent SIGKILL to it and its process group", [.init("pid", .int(Int(pid)))]))
+            logger.write(.stray(pid: pid))
             Sys.send(.kill, to: pid)
             let group = Sys.calls.processGroup(of: pid)
             if group > 0 && group != own { Sys.send(.kill, toGroup: group) }
@@ -343,8 +328,7 @@ final class Master {
             if refs[pid] != nil { _ = Sys.calls.killTree(guardPID: pid) }
         case .foreground(let pid):
             if let error = bootPriority.restore(pid) {
-                logger.write(LogRecord(.warning, "reload_nice", "cannot give worker pid \(pid) its priority back "
-                    + "(\(describe(error))); --reload-nice is off from now on"))
+                logger.write(.reloadNiceOff(pid: pid, error: describe(error)))
             }
         case .acquireToken:
             // A stray of a dead tree may hold what the scheduler's tree held.
@@ -394,8 +378,7 @@ final class Master {
             grant = granted
         }
         if let error = addressLayout.prepare(randomize: launch.randomizeLayout) {
-            logger.write(LogRecord(.warning, "no_aslr", "cannot change the personality for --no-aslr "
-                + "(\(describe(error))); workers start with the inherited one"))
+            logger.write(.noASLR(error: describe(error)))
         }
         let environment = WorkerEnvironment.variables(for: order, launch: launch, sockets: sockets.map(\.name),
                                                       notifySocket: notifySocket.address,

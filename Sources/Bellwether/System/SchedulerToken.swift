@@ -51,7 +51,7 @@ final class SchedulerToken {
             }
         } catch {
             if !lastWasBusy {
-                logger.write(LogRecord(.error, "token_error", "scheduler token \(path): \(error)"))
+                logger.write(.tokenError(path: path, reason: "\(error)"))
             }
         }
         if candidate >= 0 { Sys.closeFile(candidate) }

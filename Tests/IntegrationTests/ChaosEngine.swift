@@ -209,8 +209,12 @@ final class ChaosEngine {
         let arguments = [Harness.bellwether, "-c", configPath, "--control-socket", directory + "/master-\(number).ctl",
                          "--", Harness.testWorker,
                          "--record", table.directory, "--oracle", oraclePath]
-        masters.append(ChaosMaster(number: number, arguments: arguments, log: directory + "/master-\(number).log",
-                                   killAt: now + life, events: report.events))
+        let log = directory + "/master-\(number).log"
+        masters.append(ChaosMaster(number: number, arguments: arguments, log: log, killAt: now + life,
+                                   events: report.events))
+        // Its first line comes once it reads its signals from a signalfd: a
+        // HUP before that would end it, as it ends any process just started.
+        _ = Harness.wait(10) { ChaosOS.readText(log)?.contains(" starting: ") == true }
     }
 
     private func writeConfig(workers: Int, bad: Bool = false) {

@@ -48,6 +48,9 @@
 #
 #     exec(open("/usr/local/share/bellwether/gunicorn.conf.py").read())
 #
+# (/usr/share/bellwether/ from the Debian package, VENV/share/bellwether/ from
+# the wheel, /usr/local/share/bellwether/ by the README's steps).
+#
 # If the app's file defines one of these four hooks itself, its own replaces
 # this one; call this one from it:
 #

@@ -72,12 +72,14 @@ def http_servers(venv):
 
 
 class Master:
-    """bellwether running one recipe, its log, its control socket."""
+    """bellwether running one recipe, its log, its control socket; {port} in
+    the command is the port it binds."""
 
     def __init__(self, bellwether, scratch, name, workers, command, ready, directory, env, extra=()):
         self.bellwether, self.workers = bellwether, workers
         self.control = os.path.join(scratch, f"{name}.ctl")
         self.port = free_port()
+        command = [part.replace("{port}", str(self.port)) for part in command]
         with open(os.path.join(scratch, f"{name}.log"), "w") as log:
             self.process = subprocess.Popen(
                 [bellwether, "-w", str(workers), "-b", f"127.0.0.1:{self.port}", "--ready", ready,
@@ -186,7 +188,7 @@ def baseline_http(bellwether, venv, scratch, name, command, ready, directory):
     env = dict(os.environ, JOB_LOG=job_log, TICK_CRON_SECOND="*", XDG_RUNTIME_DIR=scratch, WORKER_ROLE="scheduler")
     env.pop("NOTIFY_SOCKET", None)
     master = Master(bellwether, scratch, f"{name}-baseline", 2, command, ready, directory, env,
-                    ("--role-env", "BELLWETHER_TEST_ROLE"))
+                    ("--role-env", "BASELINE_ROLE"))
     try:
         wait_for(60, lambda: get(master.port) is not None)
         time.sleep(2)
@@ -201,6 +203,23 @@ def baseline_http(bellwether, venv, scratch, name, command, ready, directory):
     check(f"{name} baseline, every worker a scheduler: the checks find seconds run twice and schedulers "
           f"alternating ({len(ticks)} ticks in {len(set(seconds))} seconds, {len(set(order))} pids, "
           f"{len(order)} turns)", len(ticks) > len(set(seconds)) and len(order) > len(set(order)))
+
+
+def uvicorn_binding_itself(bellwether, venv, scratch):
+    """uvicorn told only --host and --port binds the port bellwether holds: a failed start."""
+    name = "uvicorn-without-fd"
+    env = dict(os.environ, XDG_RUNTIME_DIR=scratch)
+    env.pop("NOTIFY_SOCKET", None)
+    master = Master(bellwether, scratch, name, 2, [os.path.join(venv, "bin", "uvicorn"), "--host", "127.0.0.1",
+                                                   "--port", "{port}", "app:asgi"], "exec", SERVERS_DIR, env)
+    try:
+        code = master.process.wait(90)
+    except subprocess.TimeoutExpired:
+        code = master.stop()
+    with open(os.path.join(scratch, f"{name}.log")) as log:
+        in_use = "address already in use" in log.read()
+    check(f"uvicorn without --fd: every worker binds the port itself, finds it in use, a failed start "
+          f"(status {code})", code == 3 and in_use)
 
 
 def redis_server(scratch):
@@ -274,7 +293,7 @@ def baseline_celery(bellwether, venv, scratch, broker_port):
     # sharing one shelve file would be a failure of another kind).
     line = CELERY_LINE.replace('"$BEAT_SCHEDULE"', '"$BEAT_SCHEDULE.$WORKER_ID"')
     master = Master(bellwether, scratch, name, 2, ["sh", "-c", line], "exec", SERVERS_DIR, env,
-                    ("--role-env", "BELLWETHER_TEST_ROLE"))
+                    ("--role-env", "BASELINE_ROLE"))
     try:
         wait_for(90, lambda: len({l["pid"] for l in job_lines(env["JOB_LOG"]) if l["job"] == "sent"}) >= 2)
         start = time.time()
@@ -302,6 +321,8 @@ def main():
                 run_http(bellwether, venv, scratch, name, *servers[name])
         if "gunicorn" in only:
             baseline_http(bellwether, venv, scratch, "gunicorn", *servers["gunicorn"])
+        if "uvicorn" in only:
+            uvicorn_binding_itself(bellwether, venv, scratch)
         if "celery" in only:
             if not shutil.which("redis-server"):
                 check("celery: redis-server is installed", False)

@@ -32,8 +32,8 @@ def recipes(venv):
     python = os.path.join(bin_, "python")
     return {
         "gunicorn (sync)": ([f"{bin_}/gunicorn", "-c", CONFIG, "-w", "1", "app:wsgi"], True, "notify"),
-        "gunicorn + UvicornWorker": ([f"{bin_}/gunicorn", "-c", CONFIG, "-w", "1", "-k",
-                                      "uvicorn_worker.UvicornWorker", "app:asgi"], True, "notify"),
+        "gunicorn + UvicornWorker (uvicorn_drain)": ([f"{bin_}/gunicorn", "-c", CONFIG, "-w", "1", "-k",
+                                                      "uvicorn_drain.UvicornWorker", "app:asgi"], True, "notify"),
         "hypercorn --bind fd://3": ([f"{bin_}/hypercorn", "--bind", "fd://3", "app:asgi"], True, "exec"),
         "uvicorn --fd 3 --no-access-log": ([f"{bin_}/uvicorn", "--fd", "3", "--no-access-log", "app:asgi"], True,
                                             "exec"),

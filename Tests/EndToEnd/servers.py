@@ -45,29 +45,40 @@ CONFIG = os.path.join(ROOT, "etc", "gunicorn.conf.py")
 # Python interpreter importing the server, the app and APScheduler, and the
 # next second, on a loaded 2-core machine.
 GAP_BOUND = 10.0
-UVICORN_WORKER = "uvicorn_worker.UvicornWorker"
 # The beat's interval, and the Celery test's size: the beat, and two Celery
 # workers so that one still executes while the other is killed.
 TICK_SECONDS = 1.0
+# Workers the two HUPs retire (slot 1's, the scheduler, the stand-in, twice),
+# and how a connection closed unread looks to the client.
+RETIRED_WORKERS = 6
+RESET_ERRORS = ("ConnectionResetError", "RemoteDisconnected")
 CELERY_WORKERS = 3
 CELERY_LINE = ('if [ "$WORKER_ROLE" = scheduler ]; then exec celery -A celery_app beat -s "$BEAT_SCHEDULE"; '
                'else exec celery -A celery_app worker --concurrency 1; fi')
 
 
 def http_servers(venv):
-    """name → (command, --ready, directory): the README's recipes."""
+    """name → (command, --ready, directory, resets): the README's recipes.
+    resets: uvicorn without uvicorn_drain may reset a request it accepted
+    just before its TERM, at most one per retired worker (see
+    examples/servers/uvicorn_drain.py)."""
     bin_ = os.path.join(venv, "bin")
     python = os.path.join(bin_, "python")
     gunicorn = [os.path.join(bin_, "gunicorn"), "-c", CONFIG, "-w", "1"]
+    hypercorn = [os.path.join(bin_, "hypercorn"), "--bind", "fd://3"]
     return {
-        "gunicorn": (gunicorn + ["app:wsgi"], "notify", SERVERS_DIR),
-        "gunicorn-uvicorn": (gunicorn + ["-k", UVICORN_WORKER, "app:asgi"], "notify", SERVERS_DIR),
-        "hypercorn": ([os.path.join(bin_, "hypercorn"), "--bind", "fd://3", "app:asgi"], "exec", SERVERS_DIR),
-        "uvicorn": ([os.path.join(bin_, "uvicorn"), "--fd", "3", "--no-access-log", "app:asgi"], "exec", SERVERS_DIR),
-        "uvicorn-tcp": ([python, "uvicorn_fd3.py", "app:asgi"], "exec", SERVERS_DIR),
-        "waitress": ([python, "waitress_fd3.py", "app:wsgi"], "exec", SERVERS_DIR),
-        "django-wsgi": (gunicorn + ["mysite.wsgi:application"], "notify", DJANGO_DIR),
-        "django-asgi": (gunicorn + ["-k", UVICORN_WORKER, "mysite.asgi:application"], "notify", DJANGO_DIR),
+        "gunicorn": (gunicorn + ["app:wsgi"], "notify", SERVERS_DIR, False),
+        "gunicorn-uvicorn": (gunicorn + ["-k", "uvicorn_drain.UvicornWorker", "app:asgi"], "notify", SERVERS_DIR,
+                             False),
+        "gunicorn-uvicorn-stock": (gunicorn + ["-k", "uvicorn_worker.UvicornWorker", "app:asgi"], "notify",
+                                   SERVERS_DIR, True),
+        "hypercorn": (hypercorn + ["app:asgi"], "exec", SERVERS_DIR, False),
+        "uvicorn": ([os.path.join(bin_, "uvicorn"), "--fd", "3", "--no-access-log", "app:asgi"], "exec", SERVERS_DIR,
+                    True),
+        "uvicorn-tcp": ([python, "uvicorn_fd3.py", "app:asgi"], "exec", SERVERS_DIR, False),
+        "waitress": ([python, "waitress_fd3.py", "app:wsgi"], "exec", SERVERS_DIR, False),
+        "django-wsgi": (gunicorn + ["mysite.wsgi:application"], "notify", DJANGO_DIR, False),
+        "django-asgi": (hypercorn + ["mysite.asgi:application"], "exec", DJANGO_DIR, False),
     }
 
 
@@ -108,32 +119,37 @@ class Master:
             return None
 
 
-def kills_and_reloads(name, master, loop=None):
+def kills_and_reloads(name, master, ran_since, loop=None):
     """A SIGKILL of slot 1's worker, of the scheduler, then two HUPs (under the
-    request loop, if given). Returns the generation settled at the end."""
+    request loop, if given). Each scheduler in turn is seen to run its job
+    (ran_since(t): a job logged at t or later) before it is replaced. Returns
+    whether every step happened."""
+    def ran():
+        since = time.time()
+        return wait_for(30, lambda: ran_since(since))
+
     scheduler, worker = master.status().get("scheduler"), master.slot_pid(1)
     check(f"{name}: bellwether status names the scheduler and worker 1", scheduler and worker)
     if not (scheduler and worker):
-        return None
+        return False
     os.kill(worker, signal.SIGKILL)
     check(f"{name}: worker 1 SIGKILLed: replaced, the scheduler kept",
           wait_for(60, lambda: master.settled() and master.slot_pid(1) not in (None, worker)
                    and master.status().get("scheduler") == scheduler))
+    check(f"{name}: the scheduler runs its job", ran())
     os.kill(scheduler, signal.SIGKILL)
-    check(f"{name}: the scheduler SIGKILLed: a new scheduler",
-          wait_for(60, lambda: master.settled() and master.status().get("scheduler") not in (None, scheduler)))
-    time.sleep(2)
+    check(f"{name}: the scheduler SIGKILLed: a new scheduler runs the job",
+          wait_for(60, lambda: master.settled() and master.status().get("scheduler") not in (None, scheduler))
+          and ran())
     if loop:
         loop.start()
-        time.sleep(0.5)
     for generation in (1, 2):
         master.process.send_signal(signal.SIGHUP)
-        check(f"{name}: HUP {generation}: generation {generation} ready, one scheduler",
-              wait_for(90, lambda: master.settled(generation)))
-        time.sleep(2)
+        check(f"{name}: HUP {generation}: generation {generation} ready, its scheduler runs the job",
+              wait_for(90, lambda: master.settled(generation)) and ran())
     if loop:
         loop.stop()
-    return generation
+    return True
 
 
 def one_at_a_time(name, ticks, start, end, schedulers):
@@ -150,7 +166,7 @@ def one_at_a_time(name, ticks, start, end, schedulers):
     check(f"{name}: the job paused at most {GAP_BOUND:.0f} s (longest {longest:.2f} s)", longest <= GAP_BOUND)
 
 
-def run_http(bellwether, venv, scratch, name, command, ready, directory):
+def run_http(bellwether, venv, scratch, name, command, ready, directory, resets):
     started = time.monotonic()
     job_log = os.path.join(scratch, f"{name}.jobs")
     env = dict(os.environ, JOB_LOG=job_log, TICK_CRON_SECOND="*", REPORT_SECONDS="3600", XDG_RUNTIME_DIR=scratch,
@@ -167,12 +183,16 @@ def run_http(bellwether, venv, scratch, name, command, ready, directory):
         check(f"{name}: serves on the port bellwether bound", answer, str(answer))
         start = time.time()
         loop = RequestLoop(master.port)
-        generation = kills_and_reloads(name, master, loop)
+        done = kills_and_reloads(name, master, lambda t: any(line["at"] >= t for line in job_lines(job_log)), loop)
         end = time.time()
-        if generation:
-            check(f"{name}: {len(loop.latencies)} requests across 2 HUPs, {len(loop.errors)} failed, "
+        if done:
+            allowed = RETIRED_WORKERS if resets else 0
+            unexpected = [error for error in loop.errors if not resets or not error.startswith(RESET_ERRORS)]
+            check(f"{name}: {len(loop.latencies)} requests across 2 HUPs, {len(loop.errors)} failed "
+                  f"(at most {allowed}{', resets only' if resets else ''}), "
                   f"slowest {max(loop.latencies, default=0):.2f} s",
-                  not loop.errors and len(loop.latencies) >= 20 and "2" in loop.generations,
+                  len(loop.errors) <= allowed and not unexpected and len(loop.latencies) >= 20
+                  and "2" in loop.generations,
                   "; ".join(loop.errors[:3]) + f" generations served: {sorted(loop.generations)}")
     finally:
         code = master.stop()
@@ -182,7 +202,7 @@ def run_http(bellwether, venv, scratch, name, command, ready, directory):
     print(f"     {name}: {time.monotonic() - started:.0f} s", flush=True)
 
 
-def baseline_http(bellwether, venv, scratch, name, command, ready, directory):
+def baseline_http(bellwether, venv, scratch, name, command, ready, directory, _resets):
     """The same recipe with every worker a scheduler: the checks must fail."""
     job_log = os.path.join(scratch, f"{name}-baseline.jobs")
     env = dict(os.environ, JOB_LOG=job_log, TICK_CRON_SECOND="*", XDG_RUNTIME_DIR=scratch, WORKER_ROLE="scheduler")
@@ -246,13 +266,19 @@ def celery_env(venv, scratch, name, broker_port):
 
 
 def sends_once(name, sends, beats):
-    """Checks that one beat sends at a time, each tick once."""
+    """Checks that one beat sends at a time, each tick once. The second beat
+    is the one that replaced the SIGKILLed first: Celery's beat saves when it
+    last sent each task every 3 minutes and when it exits, so a killed beat's
+    successor finds the tick due and may send it at once; a HUP's TERM lets
+    the old beat save first."""
     order = in_turn(pid for pid, _ in sends)
     check(f"{name}: one beat at a time ({len(order)} in turn, {beats} expected)",
           len(order) == len(set(order)) == beats, f"beat pids in order: {order}")
-    close = [(round(a, 3), round(b, 3)) for (_, a), (_, b) in zip(sends, sends[1:]) if b - a < TICK_SECONDS / 2]
-    check(f"{name}: each tick sent once ({len(sends)} sends, none within {TICK_SECONDS / 2} s of another)",
-          sends and not close, f"sends too close: {close[:5]}")
+    after_kill = order[1] if len(order) > 1 else None
+    close = [(round(a, 3), round(b, 3)) for (before, a), (pid, b) in zip(sends, sends[1:])
+             if b - a < TICK_SECONDS / 2 and not (pid != before and pid == after_kill)]
+    check(f"{name}: each tick sent once ({len(sends)} sends, none within {TICK_SECONDS / 2} s of another "
+          f"but the first of the beat after the SIGKILL)", sends and not close, f"sends too close: {close[:5]}")
 
 
 def run_celery(bellwether, venv, scratch, broker_port):
@@ -265,8 +291,7 @@ def run_celery(bellwether, venv, scratch, broker_port):
         check(f"{name}: {CELERY_WORKERS} workers ready, the beat sending, the workers executing",
               wait_for(90, lambda: master.settled() and {"sent", "run"} <= {line["job"] for line in jobs()}))
         start = time.time()
-        kills_and_reloads(name, master)
-        time.sleep(3)
+        kills_and_reloads(name, master, lambda t: any(line["job"] == "sent" and line["at"] >= t for line in jobs()))
         end = time.time()
     finally:
         code = master.stop()

@@ -45,13 +45,13 @@ CONFIG = os.path.join(ROOT, "etc", "gunicorn.conf.py")
 # Python interpreter importing the server, the app and APScheduler, and the
 # next second, on a loaded 2-core machine.
 GAP_BOUND = 10.0
-# The beat's interval, and the Celery test's size: the beat, and two Celery
-# workers so that one still executes while the other is killed.
-TICK_SECONDS = 1.0
 # Workers the two HUPs retire (slot 1's, the scheduler, the stand-in, twice),
 # and how a connection closed unread looks to the client.
 RETIRED_WORKERS = 6
 RESET_ERRORS = ("ConnectionResetError", "RemoteDisconnected")
+# The beat's interval, and the Celery test's size: the beat, and two Celery
+# workers so that one still executes while the other is killed.
+TICK_SECONDS = 1.0
 CELERY_WORKERS = 3
 CELERY_LINE = ('if [ "$WORKER_ROLE" = scheduler ]; then exec celery -A celery_app beat -s "$BEAT_SCHEDULE"; '
                'else exec celery -A celery_app worker --concurrency 1; fi')

@@ -7,15 +7,14 @@ Every answer is a small JSON object naming the worker's pid, role and
 generation. The worker whose WORKER_ROLE is "scheduler" starts a
 BackgroundScheduler at import, whatever the server (gunicorn's worker,
 uvicorn, hypercorn's child, waitress), whose every-second job appends one line
-to JOB_LOG (default: jobs.log):
+to JOB_LOG (default: jobs.log, see joblog.py):
 
     job=tick pid=PID at=UNIX_TIME tz=ZONE
 """
 import json
 import os
-import time
 
-JOB_LOG = os.environ.get("JOB_LOG", "jobs.log")
+from joblog import record
 
 
 def answer():
@@ -46,13 +45,7 @@ async def asgi(scope, receive, send):
 
 
 def tick():
-    line = f"job=tick pid={os.getpid()} at={time.time():.3f} tz={os.environ.get('TZ', '-')}\n"
-    # One write with O_APPEND: lines from several processes never interleave.
-    fd = os.open(JOB_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line.encode())
-    finally:
-        os.close(fd)
+    record("tick", tz=os.environ.get("TZ", "-"))
 
 
 if os.environ.get("WORKER_ROLE") == "scheduler":

@@ -6,17 +6,16 @@
 Exactly one worker runs `celery beat`, so each tick is sent once; the others
 run Celery workers that execute the tasks. The broker is CELERY_BROKER_URL
 (default: redis://127.0.0.1:6379/0); the beat sends `tick` every TICK_SECONDS
-(default: 1). Both ends append to JOB_LOG (default: jobs.log): the beat one
+(default: 1). Both ends append to JOB_LOG (default: jobs.log, see joblog.py): the beat one
 `job=sent` line per task it sends, the workers one `job=run` line per task
 they execute, each with the task's id.
 """
 import os
-import time
 
 from celery import Celery
 from celery.signals import before_task_publish
 
-JOB_LOG = os.environ.get("JOB_LOG", "jobs.log")
+from joblog import record
 
 app = Celery("celery_app", broker=os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"))
 app.conf.beat_schedule = {"tick": {"task": "celery_app.tick", "schedule": float(os.environ.get("TICK_SECONDS", "1"))}}
@@ -25,21 +24,11 @@ app.conf.worker_prefetch_multiplier = 1
 app.conf.worker_hijack_root_logger = False
 
 
-def record(job, task_id):
-    line = f"job={job} pid={os.getpid()} at={time.time():.3f} id={task_id}\n"
-    # One write with O_APPEND: lines from several processes never interleave.
-    fd = os.open(JOB_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line.encode())
-    finally:
-        os.close(fd)
-
-
 @before_task_publish.connect
 def sent(sender=None, headers=None, **kwargs):
-    record("sent", headers["id"])
+    record("sent", id=headers["id"])
 
 
 @app.task(bind=True)
 def tick(self):
-    record("run", self.request.id)
+    record("run", id=self.request.id)

@@ -8,6 +8,7 @@ Runs every recipe RUNS times (default 3), in rotation so that a noisy moment
 of the machine spreads over all of them, and prints a Markdown table of the
 medians (min–max) on stdout.
 """
+import json
 import os
 import platform
 import re
@@ -53,12 +54,16 @@ def free_port():
         return s.getsockname()[1]
 
 
-def answers(port):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
+def answering_pids(port, tries=40):
+    """The pids that answered tries requests (each on a new connection)."""
+    pids = set()
+    for _ in range(tries):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as response:
+                pids.add(json.loads(response.read())["pid"])
+        except OSError:
+            pass
+    return pids
 
 
 def wait_for(seconds, condition):
@@ -86,9 +91,13 @@ def measure(bellwether, command, supervised, ready, scratch):
         server = subprocess.Popen(command, cwd=APP_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
                                   start_new_session=True)
     try:
-        if not wait_for(60, lambda: answers(port)):
-            raise RuntimeError(f"{command} never answered")
-        time.sleep(3)  # every worker booted, not only the first
+        # Every worker serves, not only the first booted (as far as 40
+        # requests show: the kernel may hand an idle pair's connections to one).
+        if not wait_for(60, lambda: answering_pids(port)):
+            raise RuntimeError(f"{command}: never answered")
+        if not wait_for(20, lambda: len(answering_pids(port)) == WORKERS):
+            print(f"{command[-1]}: fewer than {WORKERS} pids answered", file=sys.stderr)
+        time.sleep(1)
         out = subprocess.run(["wrk", "-t", str(THREADS), "-c", str(CONNECTIONS), "-d", f"{SECONDS}s", "--latency",
                               f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=True).stdout
     finally:

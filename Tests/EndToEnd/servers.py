@@ -59,8 +59,8 @@ CELERY_LINE = ('if [ "$WORKER_ROLE" = scheduler ]; then exec celery -A celery_ap
 
 def http_servers(venv):
     """name → (command, --ready, directory, resets): the README's recipes.
-    resets: uvicorn without uvicorn_drain may reset a request it accepted
-    just before its TERM, at most one per retired worker (see
+    resets: uvicorn without uvicorn_drain, and hypercorn, may reset a request
+    they accepted just before their TERM, at most one per retired worker (see
     examples/servers/uvicorn_drain.py)."""
     bin_ = os.path.join(venv, "bin")
     python = os.path.join(bin_, "python")
@@ -72,13 +72,15 @@ def http_servers(venv):
                              False),
         "gunicorn-uvicorn-stock": (gunicorn + ["-k", "uvicorn_worker.UvicornWorker", "app:asgi"], "notify",
                                    SERVERS_DIR, True),
-        "hypercorn": (hypercorn + ["app:asgi"], "exec", SERVERS_DIR, False),
+        "hypercorn": (hypercorn + ["app:asgi"], "exec", SERVERS_DIR, True),
         "uvicorn": ([os.path.join(bin_, "uvicorn"), "--fd", "3", "--no-access-log", "app:asgi"], "exec", SERVERS_DIR,
                     True),
         "uvicorn-tcp": ([python, "uvicorn_fd3.py", "app:asgi"], "exec", SERVERS_DIR, False),
         "waitress": ([python, "waitress_fd3.py", "app:wsgi"], "exec", SERVERS_DIR, False),
         "django-wsgi": (gunicorn + ["mysite.wsgi:application"], "notify", DJANGO_DIR, False),
-        "django-asgi": (hypercorn + ["mysite.asgi:application"], "exec", DJANGO_DIR, False),
+        # uvicorn_drain.py "copied beside the app": on the path.
+        "django-asgi": (gunicorn + ["--pythonpath", SERVERS_DIR, "-k", "uvicorn_drain.UvicornWorker",
+                                    "mysite.asgi:application"], "notify", DJANGO_DIR, False),
     }
 
 

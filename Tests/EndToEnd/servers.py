@@ -7,16 +7,20 @@ HTTP servers (examples/servers/app.py, or examples/django-apscheduler for
 Django), each under `bellwether -w 2`: the scheduler worker's every-second job
 logs its pid and time. Each goes through steady running, a SIGKILL of the
 other worker (the scheduler stays), a SIGKILL of the scheduler (a new one
-takes over), and two HUPs under a request loop (a new connection per request).
-Asserted: no second's job runs twice, schedulers follow one another (a pid
-that stopped never runs the job again), the job pauses at most GAP_BOUND, and
-no request fails across the HUPs.
+takes over), and two HUPs under a request loop (a new connection per request),
+each new scheduler seen running the job before the next step. Asserted: no
+second's job runs twice, schedulers follow one another (a pid that stopped
+never runs the job again), the job pauses at most GAP_BOUND, and no request
+fails across the HUPs — but for stock uvicorn and hypercorn, which may reset a
+request accepted just before a worker's TERM (at most one per retired worker).
+uvicorn told only --host/--port must be a failed start.
 
 Celery (examples/servers/celery_app.py, a redis-server of its own on a free
 port), under `bellwether -w 3` with the README's `sh -c` line: the scheduler
 runs `celery beat`, the others Celery workers. Through a worker's SIGKILL, the
 beat's SIGKILL and two HUPs: one beat sends at a time, each tick is sent once
-(no two sends within half the interval), no task runs twice.
+(no two sends within half the interval, but the first of the beat that
+replaced the SIGKILLed one), no task runs twice.
 
 Baselines, so that the checks are shown to bite: gunicorn and Celery again
 with bellwether's role moved to another variable (`--role-env`) and

@@ -4,7 +4,7 @@
 the same number of workers, under wrk.
 
 usage: servers.py BELLWETHER VENV [RUNS]
-Runs every recipe RUNS times (default 3), in rotation so that a noisy moment
+Runs every recipe RUNS times (default 5), in rotation so that a noisy moment
 of the machine spreads over all of them, and prints a Markdown table of the
 medians (min–max) on stdout.
 """
@@ -125,7 +125,7 @@ def main():
     if len(sys.argv) not in (3, 4):
         sys.exit(__doc__)
     bellwether, venv = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
-    runs = int(sys.argv[3]) if len(sys.argv) == 4 else 3
+    runs = int(sys.argv[3]) if len(sys.argv) == 4 else 5
     table = recipes(venv)
     results = {name: [] for name in table}
     scratch = subprocess.run(["mktemp", "-d"], capture_output=True, text=True, check=True).stdout.strip()

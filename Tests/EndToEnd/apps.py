@@ -19,17 +19,15 @@ baseline, which does not run bellwether: for a second run against another
 build of it, as Tests/EndToEnd/install.sh makes)
 Prints "ok"/"FAIL" lines and exits non-zero on any failure.
 """
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from harness import ROOT, check, finish, free_port, get, in_turn, job_lines, settled, status, wait_for
+
 # Longest allowed pause of the every-second job across a failover or a
 # handover: the old scheduler's exit, the new worker's boot (a Python
 # interpreter importing gunicorn, the framework and APScheduler) and the next
@@ -50,68 +48,11 @@ APPS = {
 # died, or the job store hit a lock it could not wait for.
 SCHEDULER_ERRORS = ("Exception in thread APScheduler", "database is locked")
 
-failures = 0
-
-
-def check(name, condition, detail=""):
-    global failures
-    if condition:
-        print(f"ok   {name}")
-    else:
-        failures += 1
-        print(f"FAIL {name}" + (f"\n    | {detail}" if detail else ""))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(seconds, condition):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
-
-
-def get(port):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
-            return json.loads(response.read())
-    except OSError:
-        return None
-
 
 def executions(path, since, until):
-    """(job, pid, at) for each logged execution between since and until."""
-    result = []
-    if not os.path.exists(path):
-        return result
-    with open(path) as log:
-        for line in log:
-            fields = dict(part.split("=", 1) for part in line.split())
-            at = float(fields["at"])
-            if since <= at <= until:
-                result.append((fields["job"], int(fields["pid"]), at, fields.get("tz")))
-    return result
-
-
-def status(bellwether, control):
-    out = subprocess.run([bellwether, "status", "--json", "--control-socket", control],
-                         capture_output=True, text=True)
-    return json.loads(out.stdout) if out.returncode == 0 else None
-
-
-def settled(bellwether, control, workers):
-    report = status(bellwether, control)
-    if not report or report["master"]["workers"] != workers or report["scheduler"] is None:
-        return False
-    slots = report["slots"]
-    return len(slots) == workers and all(s["state"] == "ready" for s in slots) \
-        and len({s["generation"] for s in slots}) == 1
+    """(job, pid, at, tz) for each logged execution between since and until."""
+    return [(line["job"], line["pid"], line["at"], line.get("tz")) for line in job_lines(path)
+            if since <= line["at"] <= until]
 
 
 def check_once_per_tick(name, runs, start, end):
@@ -133,10 +74,7 @@ def check_once_per_tick(name, runs, start, end):
           not close and len(reports) >= 5, f"runs too close: {close[:5]}")
     # Schedulers follow one another: once a pid stops running jobs, it never
     # runs one again, and no two pids alternate.
-    order = []
-    for _, pid, _, _ in sorted(runs, key=lambda run: run[2]):
-        if not order or order[-1] != pid:
-            order.append(pid)
+    order = in_turn(pid for _, pid, _, _ in sorted(runs, key=lambda run: run[2]))
     check(f"{name}: one scheduler at a time ({len(order)} in turn)", len(order) == len(set(order)),
           f"pids in order: {order}")
     return order
@@ -240,23 +178,6 @@ def run_app(bellwether, venv, app, scratch, baseline=True):
     check(f"{app}: baseline under gunicorn -w 4 runs each tick {per_tick:.1f} times on average, "
           f"up to {most} (expected {low}-{high})", low <= per_tick <= high and most >= 2,
           f"{len(runs)} executions in {len(set(seconds))} seconds")
-
-
-def finish(scratch):
-    """Ends a script: the logs when a check failed, the count, the exit status."""
-    if failures:
-        print_logs(scratch)
-    print(f"{failures} failed")
-    sys.exit(1 if failures else 0)
-
-
-def print_logs(scratch):
-    """The end of every log in scratch, to see why a check failed."""
-    for name in sorted(os.listdir(scratch)):
-        if name.endswith(".log"):
-            print(f"--- {name} (last 40 lines)")
-            with open(os.path.join(scratch, name)) as log:
-                print("".join(log.readlines()[-40:]), end="")
 
 
 def main():

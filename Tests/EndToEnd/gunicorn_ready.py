@@ -15,17 +15,14 @@ measure something.
 usage: gunicorn_ready.py BELLWETHER VENV   (VENV holds gunicorn)
 Prints "ok"/"FAIL" lines and exits non-zero on any failure.
 """
-import http.client
 import os
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
-import apps
-from apps import ROOT, check, free_port, settled, wait_for
+from harness import ROOT, RequestLoop, check, finish, free_port, settled, wait_for
 
 IMPORT_SECONDS = 3
 LATENCY_BOUND = 0.5
@@ -44,38 +41,6 @@ def app(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [str(os.getpid()).encode()]
 """
-
-
-class RequestLoop(threading.Thread):
-    """Sends GET / one request after another until stopped; keeps each
-    request's latency, and the errors."""
-
-    def __init__(self, port):
-        super().__init__(daemon=True)
-        self.port = port
-        self.latencies = []
-        self.errors = []
-        self.stopping = threading.Event()
-
-    def run(self):
-        while not self.stopping.is_set():
-            started = time.monotonic()
-            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-            try:
-                connection.request("GET", "/")
-                response = connection.getresponse()
-                response.read()
-                if response.status != 200:
-                    self.errors.append(f"status {response.status}")
-            except OSError as error:
-                self.errors.append(repr(error))
-            finally:
-                connection.close()
-            self.latencies.append(time.monotonic() - started)
-
-    def stop(self):
-        self.stopping.set()
-        self.join(15)
 
 
 def reloads_finished(log_path):
@@ -156,7 +121,7 @@ def main():
                   f"(slowest {slowest:.3f} s of {len(control.latencies)}, {len(control.errors)} failed)",
                   slowest >= CONTROL_LATENCY)
 
-        apps.finish(scratch)
+        finish(scratch)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,7 @@ import sys
 import tempfile
 import time
 
-import apps
-from apps import ROOT, check, free_port, settled, status, wait_for
+from harness import ROOT, check, finish, free_port, settled, status, wait_for
 
 GRACE = 2
 
@@ -188,7 +187,7 @@ def main():
                 if master and master.poll() is None:
                     master.kill()
                     master.wait()
-        apps.finish(scratch)
+        finish(scratch)
 
 
 if __name__ == "__main__":

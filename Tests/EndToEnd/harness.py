@@ -1,0 +1,142 @@
+"""What the end-to-end scripts share (apps.py, gunicorn_ready.py, trees.py,
+servers.py): ok/FAIL lines and the exit status, free ports, waiting on a
+condition, the master's status, a request loop, and the job logs the example
+apps write (one `key=value ...` line per job execution)."""
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+failures = 0
+
+
+def check(name, condition, detail=""):
+    global failures
+    if condition:
+        print(f"ok   {name}", flush=True)
+    else:
+        failures += 1
+        print(f"FAIL {name}" + (f"\n    | {detail}" if detail else ""), flush=True)
+
+
+def finish(scratch):
+    """Ends a script: the logs when a check failed, the count, the exit status."""
+    if failures:
+        print_logs(scratch)
+    print(f"{failures} failed")
+    sys.exit(1 if failures else 0)
+
+
+def print_logs(scratch):
+    """The end of every log in scratch, to see why a check failed."""
+    for name in sorted(os.listdir(scratch)):
+        if name.endswith(".log"):
+            print(f"--- {name} (last 40 lines)")
+            with open(os.path.join(scratch, name)) as log:
+                print("".join(log.readlines()[-40:]), end="")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(seconds, condition):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+def get(port):
+    """The JSON answer to GET /, or None."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+            return json.loads(response.read())
+    except OSError:
+        return None
+
+
+def status(bellwether, control):
+    out = subprocess.run([bellwether, "status", "--json", "--control-socket", control],
+                         capture_output=True, text=True)
+    return json.loads(out.stdout) if out.returncode == 0 else None
+
+
+def settled(bellwether, control, workers, generation=None):
+    """workers ready workers of one generation (that one, if given), one of them the scheduler."""
+    report = status(bellwether, control)
+    if not report or report["master"]["workers"] != workers or report["scheduler"] is None:
+        return False
+    slots = report["slots"]
+    generations = {s["generation"] for s in slots}
+    return len(slots) == workers and all(s["state"] == "ready" for s in slots) and len(generations) == 1 \
+        and generation in (None, *generations)
+
+
+def job_lines(path):
+    """One dict per line of a job log (`job=NAME pid=PID at=TIME ...`), pid and at as numbers."""
+    result = []
+    if not os.path.exists(path):
+        return result
+    with open(path) as log:
+        for line in log:
+            fields = dict(part.split("=", 1) for part in line.split())
+            fields["pid"], fields["at"] = int(fields["pid"]), float(fields["at"])
+            result.append(fields)
+    return result
+
+
+def in_turn(pids):
+    """The pids in the order they took over, each once if they followed one another."""
+    order = []
+    for pid in pids:
+        if not order or order[-1] != pid:
+            order.append(pid)
+    return order
+
+
+class RequestLoop(threading.Thread):
+    """Sends GET / one request after another, each on a new connection, until
+    stopped; keeps each request's latency, the errors, and the generations
+    named by JSON answers."""
+
+    def __init__(self, port):
+        super().__init__(daemon=True)
+        self.port = port
+        self.latencies = []
+        self.errors = []
+        self.generations = set()
+        self.stopping = threading.Event()
+
+    def run(self):
+        while not self.stopping.is_set():
+            started = time.monotonic()
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            try:
+                connection.request("GET", "/")
+                response = connection.getresponse()
+                body = response.read()
+                if response.status != 200:
+                    self.errors.append(f"status {response.status}")
+                elif body.startswith(b"{"):
+                    self.generations.add(json.loads(body).get("generation"))
+            except (OSError, http.client.HTTPException) as error:
+                self.errors.append(repr(error))
+            finally:
+                connection.close()
+            self.latencies.append(time.monotonic() - started)
+
+    def stop(self):
+        self.stopping.set()
+        self.join(15)

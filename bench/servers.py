@@ -36,6 +36,7 @@ def recipes(venv):
         "gunicorn + UvicornWorker (uvicorn_drain)": ([f"{bin_}/gunicorn", "-c", CONFIG, "-w", "1", "-k",
                                                       "uvicorn_drain.UvicornWorker", "app:asgi"], True, "notify"),
         "hypercorn --bind fd://3": ([f"{bin_}/hypercorn", "--bind", "fd://3", "app:asgi"], True, "exec"),
+        "hypercorn_fd3.py (hypercorn's Python API)": ([python, "hypercorn_fd3.py", "app:asgi"], True, "exec"),
         "uvicorn --fd 3 --no-access-log": ([f"{bin_}/uvicorn", "--fd", "3", "--no-access-log", "app:asgi"], True,
                                             "exec"),
         "uvicorn_fd3.py (uvicorn, socket as TCP)": ([python, "uvicorn_fd3.py", "app:asgi"], True, "exec"),

@@ -11,8 +11,9 @@ takes over), and two HUPs under a request loop (a new connection per request),
 each new scheduler seen running the job before the next step. Asserted: no
 second's job runs twice, schedulers follow one another (a pid that stopped
 never runs the job again), the job pauses at most GAP_BOUND, and no request
-fails across the HUPs — but for stock uvicorn and hypercorn, which may reset a
-request accepted just before a worker's TERM (at most one per retired worker).
+fails across the HUPs — but for stock uvicorn and stock hypercorn, which may
+reset a request accepted just before a worker's TERM (at most one per retired
+worker).
 uvicorn told only --host/--port must be a failed start.
 
 Celery (examples/servers/celery_app.py, a redis-server of its own on a free
@@ -63,20 +64,22 @@ CELERY_LINE = ('if [ "$WORKER_ROLE" = scheduler ]; then exec celery -A celery_ap
 
 def http_servers(venv):
     """name → (command, --ready, directory, resets): the README's recipes.
-    resets: uvicorn without uvicorn_drain, and hypercorn, may reset a request
-    they accepted just before their TERM, at most one per retired worker (see
-    examples/servers/uvicorn_drain.py)."""
+    resets: uvicorn without uvicorn_drain, and hypercorn without
+    hypercorn_fd3.py, may reset a request they accepted just before their
+    TERM, at most one per retired worker (see examples/servers/uvicorn_drain.py
+    and hypercorn_fd3.py)."""
     bin_ = os.path.join(venv, "bin")
     python = os.path.join(bin_, "python")
     gunicorn = [os.path.join(bin_, "gunicorn"), "-c", CONFIG, "-w", "1"]
-    hypercorn = [os.path.join(bin_, "hypercorn"), "--bind", "fd://3"]
     return {
         "gunicorn": (gunicorn + ["app:wsgi"], "notify", SERVERS_DIR, False),
         "gunicorn-uvicorn": (gunicorn + ["-k", "uvicorn_drain.UvicornWorker", "app:asgi"], "notify", SERVERS_DIR,
                              False),
         "gunicorn-uvicorn-stock": (gunicorn + ["-k", "uvicorn_worker.UvicornWorker", "app:asgi"], "notify",
                                    SERVERS_DIR, True),
-        "hypercorn": (hypercorn + ["app:asgi"], "exec", SERVERS_DIR, True),
+        "hypercorn": ([python, "hypercorn_fd3.py", "app:asgi"], "exec", SERVERS_DIR, False),
+        "hypercorn-stock": ([os.path.join(bin_, "hypercorn"), "--bind", "fd://3", "app:asgi"], "exec", SERVERS_DIR,
+                            True),
         "uvicorn": ([os.path.join(bin_, "uvicorn"), "--fd", "3", "--no-access-log", "app:asgi"], "exec", SERVERS_DIR,
                     True),
         "uvicorn-tcp": ([python, "uvicorn_fd3.py", "app:asgi"], "exec", SERVERS_DIR, False),

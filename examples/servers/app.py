@@ -1,7 +1,7 @@
 """One trivial app for every Python server, as WSGI (`app:wsgi`) and as ASGI
 (`app:asgi`), with an APScheduler job that only the scheduler worker runs.
 
-    bellwether -w 4 -b 127.0.0.1:8000 -- hypercorn --bind fd://3 app:asgi
+    bellwether -w 4 -b 127.0.0.1:8000 -- python3 hypercorn_fd3.py app:asgi
 
 Every answer is a small JSON object naming the worker's pid, role and
 generation. The worker whose WORKER_ROLE is "scheduler" starts a

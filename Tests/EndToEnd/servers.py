@@ -49,7 +49,7 @@ CONFIG = os.path.join(ROOT, "etc", "gunicorn.conf.py")
 # Longest allowed pause of the every-second job: the old scheduler's exit, a
 # Python interpreter importing the server, the app and APScheduler, and the
 # next second, on a loaded 2-core machine.
-GAP_BOUND = 10.0
+GAP_BOUND = 20.0
 # Workers the two HUPs retire (slot 1's, the scheduler, the stand-in, twice),
 # and how a connection closed unread looks to the client.
 RETIRED_WORKERS = 6

@@ -112,6 +112,8 @@ final class FakeSystem: SystemCalls, @unchecked Sendable {
     func closeOnExec(from lowest: Int32) {}
     func becomeChildSubreaper() {}
     func umask(_ mask: mode_t) -> mode_t { 0o022 }
+    func clockTicksPerSecond() -> Int { 100 }
+    func pageSize() -> Int { 4096 }
 
     // MARK: Other processes
 

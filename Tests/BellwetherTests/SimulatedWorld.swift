@@ -46,11 +46,13 @@ struct SimulatedWorld {
     /// leave no slot unserved.
     var servingFloor: Int?
 
-    /// A started world with no failed spawns and no ignored TERM, quiesced.
-    static func started(_ plan: Plan, seed: UInt64) -> SimulatedWorld {
+    /// A started world with no failed spawns and no ignored TERM (and, if
+    /// `alwaysReady`, no worker that never becomes ready), quiesced.
+    static func started(_ plan: Plan, seed: UInt64, alwaysReady: Bool = false) -> SimulatedWorld {
         var world = SimulatedWorld(plan: plan, seed: seed)
         world.spawnFailureRate = 0
         world.ignoreTermRate = 0
+        if alwaysReady { world.neverReadyRate = 0 }
         world.send(.start)
         world.quiesce()
         return world

@@ -359,13 +359,7 @@ struct SupervisorCoreTests {
     // MARK: readiness, failed reloads, watchdog, systemd
 
     func notifyWorld(_ plan: Plan) -> SimulatedWorld {
-        var world = SimulatedWorld(plan: plan, seed: 3)
-        world.spawnFailureRate = 0
-        world.ignoreTermRate = 0
-        world.neverReadyRate = 0
-        world.send(.start)
-        world.quiesce()
-        return world
+        SimulatedWorld.started(plan, seed: 3, alwaysReady: true)
     }
 
     @Test func oldWorkersRetireOnlyOnceTheirReplacementIsReady() throws {

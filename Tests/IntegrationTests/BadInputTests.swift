@@ -88,6 +88,8 @@ struct BadInputTests {
         Case(name: "bind without port", arguments: ["-b", "127.0.0.1", "true"], status: 64, mentions: "HOST:PORT"),
         Case(name: "bind bad host", arguments: ["--bind", "999.1.1.1:80", "true"], status: 64, mentions: "999.1.1.1:80"),
         Case(name: "bind bad port", arguments: ["--bind=:70000", "true"], status: 64, mentions: ":70000"),
+        Case(name: "metrics-bind from systemd", arguments: ["--metrics-bind", "fd://3", "true"], status: 64,
+             mentions: "unix:PATH, got \"fd://3\""),
         Case(name: "unix path too long", arguments: ["-b", "unix:/" + String(repeating: "x", count: 120), "true"],
              status: 64, mentions: "at most 107 bytes"),
         Case(name: "fd:// with nothing inherited", arguments: ["-b", "fd://3", "true"], status: 64,
@@ -142,8 +144,8 @@ struct BadInputTests {
         #expect(help.stdout.contains("usage: bellwether"))
         for option in ["--workers", "--role-env", "--no-scheduler", "--graceful-timeout", "--env", "--chdir",
                        "--pidfile", "--timezone", "--config", "--check-config", "--log-format", "--lease", "--bind",
-                       "--bind-mode", "--backlog", "--scheduler-bind", "--ready", "--ready-timeout", "--boot-attempts",
-                       "--timeout", "--lease-ttl", "--lease-renew-interval", "--lease-renew-deadline", "--lease-grace",
+                       "--bind-mode", "--backlog", "--scheduler-bind", "--metrics-bind", "--ready", "--ready-timeout",
+                       "--boot-attempts", "--timeout", "--lease-ttl", "--lease-renew-interval", "--lease-renew-deadline", "--lease-grace",
                        "--lease-takeover-delay"] {
             #expect(help.stdout.contains(option))
         }

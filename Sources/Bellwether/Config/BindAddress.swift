@@ -25,8 +25,12 @@ public enum BindAddress: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    static func parse(_ text: String, source: SettingSource) throws(BellwetherError) -> BindAddress {
-        let expected = "HOST:PORT, [IPV6]:PORT, :PORT, unix:PATH or fd://N"
+    /// `inherited`: whether `fd://N` is accepted (not for --metrics-bind).
+    static func parse(_ text: String, source: SettingSource, inherited: Bool = true) throws(BellwetherError)
+        -> BindAddress
+    {
+        let expected = inherited ? "HOST:PORT, [IPV6]:PORT, :PORT, unix:PATH or fd://N"
+            : "HOST:PORT, [IPV6]:PORT, :PORT or unix:PATH"
         func bad() -> BellwetherError { .invalidValue(source, value: text, expected: expected) }
         if text.hasPrefix("unix:") {
             let path = String(text.dropFirst(5))
@@ -37,7 +41,7 @@ public enum BindAddress: Hashable, Sendable, CustomStringConvertible {
             }
             return .unix(path: path)
         }
-        if text.hasPrefix("fd://") {
+        if text.hasPrefix("fd://") && inherited {
             guard let fd = Int32(text.dropFirst(5)), fd >= 3 else { throw bad() }
             return .inherited(fd: fd)
         }

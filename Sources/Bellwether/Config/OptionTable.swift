@@ -111,6 +111,11 @@ struct OptionSpec: Sendable {
             settings.schedulerBind = try BindAddress.parse(value, source: source)
             settings.sources["scheduler-bind"] = source
         },
+        OptionSpec("metrics-bind", value: "ADDRESS",
+                   help: "serve Prometheus metrics at GET /metrics on HOST:PORT, [IPV6]:PORT or unix:PATH") {
+            settings, value, source throws(BellwetherError) in
+            settings.metricsBind = try BindAddress.parse(value, source: source, inherited: false)
+        },
         OptionSpec("ready", value: "exec|notify",
                    help: "a worker is ready once up for 1 s (exec) or after READY=1 (notify)") {
             settings, value, source throws(BellwetherError) in

@@ -35,6 +35,8 @@ public struct Settings: Hashable, Sendable {
     public var bindMode: Int?
     public var backlog = 2048
     public var schedulerBind: BindAddress?
+    /// --metrics-bind: where `GET /metrics` is served; bound at start only.
+    public var metricsBind: BindAddress?
     public var ready = Readiness.exec
     public var readyTimeout: Duration = .seconds(60)
     /// --boot-attempts: failed boots of a slot in a row that end a first start; 0: never.

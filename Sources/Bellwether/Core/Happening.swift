@@ -97,12 +97,15 @@ enum MasterHappening: Hashable, Sendable {
     case workerStatus(pid: Int32, status: String)
     case workerStopping(pid: Int32)
     case stray(pid: Int32)
-    case controlAcceptFailed(errno: Int32, error: String, pause: Duration)
+    /// The control socket's or the metrics listener's accept failed.
+    case acceptFailed(socket: String, errno: Int32, error: String, pause: Duration)
     case reloadConfigRejected(reason: String)
     case reloadNiceOff(pid: Int32, error: String)
     case noASLR(error: String)
     case schedulerBindFailed(reason: String)
     case schedulerUnbound(address: String)
     case listening(address: String, name: String, scheduler: Bool)
+    /// `--metrics-bind`, as bound (the real port of a :0).
+    case metricsListening(address: String)
     case tokenError(path: String, reason: String)
 }

@@ -240,9 +240,10 @@ extension MasterHappening {
         case .stray(let pid):
             LogRecord(.warning, "stray", "pid \(pid) was left behind by a worker whose guard died; "
                 + "sent SIGKILL to it and its process group", [.init("pid", .int(Int(pid)))])
-        case .controlAcceptFailed(let code, let error, let pause):
-            LogRecord(.error, "control_accept_failed", "control socket: cannot accept a connection: "
-                + "\(error); pausing \(pause.shortDescription)", [.init("errno", .int(Int(code)))])
+        case .acceptFailed(let socket, let code, let error, let pause):
+            LogRecord(.error, socket == "control socket" ? "control_accept_failed" : "metrics_accept_failed",
+                      "\(socket): cannot accept a connection: \(error); pausing \(pause.shortDescription)",
+                      [.init("errno", .int(Int(code)))])
         case .reloadConfigRejected(let reason):
             LogRecord(.error, "reload_config_rejected", "reload: \(reason); keeping the current configuration",
                       [.init("error", .string(reason))])
@@ -259,6 +260,8 @@ extension MasterHappening {
         case .listening(let address, let name, let scheduler):
             LogRecord(.info, "listening", "listening on \(address)" + (scheduler ? " (scheduler)" : ""),
                       [.init("address", .string(address)), .init("name", .string(name))])
+        case .metricsListening(let address):
+            LogRecord(.info, "metrics_listening", "metrics on \(address)", [.init("address", .string(address))])
         case .tokenError(let path, let reason):
             LogRecord(.error, "token_error", "scheduler token \(path): \(reason)")
         }

@@ -255,6 +255,7 @@ extension SupervisorCore {
             actions.log(.generationReady(generation: generation, workers: plan.workers))
         } else if let startedAt = reloadStartedAt {
             actions.log(.reloadFinished(generation: generation, took: now - startedAt))
+            tallyReloadEnd(finished: true, at: now)
         }
         reloadStartedAt = nil
         actions.append(.announce(.ready(status: status)))

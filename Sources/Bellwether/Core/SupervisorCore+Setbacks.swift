@@ -45,6 +45,7 @@ extension SupervisorCore {
         generation = stable
         if let stablePlan { plan = stablePlan }
         slots = [:]
+        tallyReloadEnd(finished: false, at: now)
         reloadStartedAt = nil
         actions.append(.log(record))
         actions.append(.announce(.ready(status: record.message)))  // systemd hears the log's words

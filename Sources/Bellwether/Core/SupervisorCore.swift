@@ -45,6 +45,8 @@ public struct SupervisorCore: Sendable {
         /// How the slot's last worker to exit ended, and when.
         public var lastExit: ExitStatus?
         public var lastExitAt: Instant?
+        /// How many of the slot's workers exited, by how they ended.
+        public var exits: [ExitStatus: Int] = [:]
     }
 
     static let schedulerSlot = 0
@@ -57,6 +59,8 @@ public struct SupervisorCore: Sendable {
 
     var slots: [Int: SlotHealth] = [:]
     public internal(set) var history: [Int: SlotHistory] = [:]
+    /// Counters for `--metrics-bind` (`SupervisorCore+Tally.swift`).
+    public internal(set) var tally = Tally()
     var token: TokenState = .notHeld
     var tokenWait: TokenWait?
     /// Not started, running, stopping or finished.
@@ -141,7 +145,10 @@ public struct SupervisorCore: Sendable {
         case .spawned(let ref, let pid):
             let index = awaitingSpawn(ref, "spawned")
             workers[index].spawned(pid: pid, at: now)
-            if workers[index].role == .scheduler { token = .passed(ref) }  // ordered only while .held
+            if workers[index].role == .scheduler {
+                token = .passed(ref)  // ordered only while .held
+                tally.schedulersSpawned += 1
+            }
             actions.log(.spawned(workers[index], pid: pid))
             if workers[index].role == .scheduler {
                 actions.append(.announce(.status("\(plan.workers) workers, generation \(generation)")))
@@ -157,6 +164,7 @@ public struct SupervisorCore: Sendable {
             var record = history[worker.slot] ?? SlotHistory()
             record.lastExit = status
             record.lastExitAt = now
+            record.exits[status, default: 0] += 1
             if worker.diedUnasked && !isStopping && worker.slot < plan.workers { record.restarts += 1 }
             history[worker.slot] = record
             if !worker.ready && !worker.isRetiring && worker.generation == generation {
@@ -211,6 +219,7 @@ public struct SupervisorCore: Sendable {
             break
         }
         reconcile(at: now, into: &actions)
+        tallySchedulerPresence(at: now)
         return actions
     }
 
@@ -223,6 +232,7 @@ public struct SupervisorCore: Sendable {
             nextGeneration += 1
             slots = [:]
             reloadStartedAt = now
+            tally.reloadsStarted += 1
             actions.append(.announce(.reloading))
             actions.log(.reloadStarted(generation: generation, workers: plan.workers))
         case .addWorker:

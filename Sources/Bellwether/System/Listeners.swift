@@ -101,16 +101,9 @@ final class Listeners {
         var shown = address.description
         var socketName = name
         switch address {
-        case .ipv4(let host, let port), .ipv6(let host, let port):
-            let family: Int32 = if case .ipv6 = address { 6 } else { 4 }
-            fd = Sys.calls.listenInet(family: family, host: host, port: Int32(port), backlog: Int32(backlog))
-            if fd >= 0 && port == 0 {
-                let actual = Sys.calls.localPort(fd)
-                shown = family == 6 ? "[\(host)]:\(actual)" : "\(host):\(actual)"
-            }
-        case .unix(let path):
-            fd = Sys.calls.listenUnix(path, mode: Int32(mode ?? -1), backlog: Int32(backlog))
-            created = path
+        case .ipv4, .ipv6, .unix:
+            (fd, shown) = Self.bind(address, backlog: backlog, mode: mode)
+            if case .unix(let path) = address { created = path }
         case .inherited(let number):
             guard let inheritedName = inherited[number] else {
                 throw .notInherited(address: address.description, reason: "not among the sockets systemd passed")
@@ -124,6 +117,23 @@ final class Listeners {
         guard fd >= 0 else { throw .cannotBind(address: address.description, errno: -fd) }
         logger.write(.listening(address: shown, name: socketName, scheduler: name == "scheduler"))
         return Socket(address: address, fd: fd, createdPath: created, name: socketName, shown: shown)
+    }
+
+    /// Binds and listens on an address of the master's own (not fd://N):
+    /// the descriptor or -errno, and the address as bound (the real port of a :0).
+    static func bind(_ address: BindAddress, backlog: Int, mode: Int?) -> (fd: Int32, shown: String) {
+        switch address {
+        case .ipv4(let host, let port), .ipv6(let host, let port):
+            let family: Int32 = if case .ipv6 = address { 6 } else { 4 }
+            let fd = Sys.calls.listenInet(family: family, host: host, port: Int32(port), backlog: Int32(backlog))
+            guard fd >= 0 && port == 0 else { return (fd, address.description) }
+            let actual = Sys.calls.localPort(fd)
+            return (fd, family == 6 ? "[\(host)]:\(actual)" : "\(host):\(actual)")
+        case .unix(let path):
+            return (Sys.calls.listenUnix(path, mode: Int32(mode ?? -1), backlog: Int32(backlog)), address.description)
+        case .inherited:
+            preconditionFailure("\(address) is inherited, not bound: the callers handle fd://N themselves")
+        }
     }
 
     private func close(_ socket: Socket) {

@@ -55,6 +55,8 @@ struct LiveSystem: SystemCalls {
     func closeOnExec(from lowest: Int32) { _ = bw_cloexec_from(lowest) }
     func becomeChildSubreaper() { _ = bw_set_child_subreaper() }
     func umask(_ mask: mode_t) -> mode_t { cUmask(mask) }
+    func clockTicksPerSecond() -> Int { sysconf(Int32(_SC_CLK_TCK)) }
+    func pageSize() -> Int { sysconf(Int32(_SC_PAGESIZE)) }
 
     // MARK: Other processes
 

@@ -46,6 +46,8 @@ final class Master {
     private let lease: NetworkLease?
     /// `bellwether status|reload|stop|scale` reach the master here.
     private let control: ControlSocket
+    /// `--metrics-bind`: `GET /metrics`, answered from the cores' state.
+    private let metrics: MetricsListener?
     private let startedAt = Sys.monotonicNow()
 
     /// Sets up the process (signals, descriptors, token, pidfile) or throws.
@@ -86,14 +88,21 @@ final class Master {
         try pidfile?.write()
         listeners = Listeners(logger: logger, backlog: settings.backlog, mode: settings.bindMode)
         token = SchedulerToken(path: configuration.tokenPath, privateDirectory: settings.lease == nil)
+        var madeControl: ControlSocket?
         do {
             try lease?.checkCredentials()
             try token.prepare()
             try listeners.update(settings.binds, schedulerAddress: settings.schedulerBind, backlog: settings.backlog,
                                  mode: settings.bindMode, inherited: configuration.inherited)
-            control = try ControlSocket(path: configuration.controlSocket,
-                                        privateDirectory: settings.controlSocket == nil)
+            let control = try ControlSocket(path: configuration.controlSocket,
+                                            privateDirectory: settings.controlSocket == nil)
+            madeControl = control
+            metrics = try settings.metricsBind.map { address throws(BellwetherError) in
+                try MetricsListener(address: address, backlog: 64)
+            }
+            self.control = control
         } catch {
+            madeControl?.close()
             listeners.closeAll()
             pidfile?.remove()
             throw error
@@ -103,10 +112,16 @@ final class Master {
     func run() -> Int32 {
         let plan = configuration.plan
         control.onAcceptFailure = { [logger] code in
-            logger.write(.controlAcceptFailed(errno: code, error: describe(code), pause: ControlSocket.acceptPause))
+            logger.write(.acceptFailed(socket: "control socket", errno: code, error: describe(code),
+                                       pause: RequestServer.acceptPause))
+        }
+        metrics?.onAcceptFailure = { [logger] code in
+            logger.write(.acceptFailed(socket: "metrics listener", errno: code, error: describe(code),
+                                       pause: RequestServer.acceptPause))
         }
         logger.write(.starting(workers: plan.workers, token: plan.scheduler ? token.path : nil, tokenPath: token.path,
                                command: configuration.launch.executable))
+        if let metrics { logger.write(.metricsListening(address: metrics.shown)) }
         systemd.send("MAINPID=\(Sys.calls.processID())")
         nextWatchdogPing = systemd.watchdogInterval.map { Sys.monotonicNow() + $0 }
         #if os(Linux)
@@ -121,7 +136,8 @@ final class Master {
         while exitStatus == nil {
             let now = Sys.monotonicNow()
             let deadline = supervision.nextDeadline(after: now)
-            let wake = [deadline, nextWatchdogPing, lease?.nextDeadline, control.nextDeadline].compactMap { $0 }.min()
+            let wake = [deadline, nextWatchdogPing, lease?.nextDeadline, control.nextDeadline, metrics?.nextDeadline]
+                .compactMap { $0 }.min()
             var watched: [(fd: Int32, events: Int16)] = [(signals.fd, Int16(POLLIN)), (notifySocket.fd, Int16(POLLIN))]
             let leaseIndex = lease?.pollEntry.map { entry in
                 watched.append(entry)
@@ -129,6 +145,8 @@ final class Master {
             }
             let controlIndex = watched.count
             watched += control.pollEntries
+            let metricsIndex = watched.count
+            watched += metrics?.pollEntries ?? []
             let revents = Sys.wait(watched, timeout: wake.map { $0 - now })
             for signal in signals.drain() { receive(signal) }
             for message in notifySocket.drain() { receive(message.fields, from: message.pid) }
@@ -140,7 +158,11 @@ final class Master {
                 }
                 queue.append(.lease(lease.expire(at: after) ?? .tick))
             }
-            control.serve(Array(revents[controlIndex...]), at: after, answer: answer)
+            control.serve(Array(revents[controlIndex..<metricsIndex]), at: after, answer: answer)
+            metrics?.serve(Array(revents[metricsIndex...]), at: after) {
+                MetricsReport(core: core, lease: MetricsReport.lease(of: supervision), masterUptime: after - startedAt,
+                              usage: MetricsListener.ownUsage(), now: after).text
+            }
             if let deadline, after >= deadline { queue.append(.supervisor(.tick)) }
             if let ping = nextWatchdogPing, after >= ping, let interval = systemd.watchdogInterval {
                 systemd.send("WATCHDOG=1")
@@ -150,6 +172,7 @@ final class Master {
         }
         listeners.closeAll()
         control.close()
+        metrics?.close()
         pidfile?.remove()
         token.release()
         return exitStatus ?? 0

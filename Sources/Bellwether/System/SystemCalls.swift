@@ -31,6 +31,9 @@ protocol SystemCalls: Sendable {
     func closeOnExec(from lowest: Int32)
     func becomeChildSubreaper()
     func umask(_ mask: mode_t) -> mode_t
+    /// sysconf(_SC_CLK_TCK) and sysconf(_SC_PAGESIZE): the units of /proc/self/stat and statm.
+    func clockTicksPerSecond() -> Int
+    func pageSize() -> Int
 
     // MARK: Other processes
     /// 0 or errno.

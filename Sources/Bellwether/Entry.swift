@@ -53,6 +53,7 @@ public enum Bellwether {
             "reload-nice = \(configuration.launch.reloadNice)" + BootPriority.unavailableNote(configuration.launch.reloadNice),
             "token = \(configuration.tokenPath)",
             "log-format = \(settings.logFormat.rawValue)",
+            "worker-output = \(settings.workerOutput.rawValue)",
             "command = \(configuration.launch.executable)"
                 + configuration.launch.arguments.dropFirst().map { " " + $0 }.joined(),
         ]

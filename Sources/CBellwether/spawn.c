@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 int bw_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
-             const int *inherit, int ninherit, const char *directory) {
+             const int *inherit, int ninherit, const char *directory, int out_fd, int err_fd) {
     posix_spawnattr_t attr;
     posix_spawn_file_actions_t actions;
     int temps[ninherit > 0 ? ninherit : 1];
@@ -38,6 +38,10 @@ int bw_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[
 
     if ((err = posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)) != 0)
         goto destroy;
+    // The output pipes go in place before the inherited descriptors, whose
+    // temporary copies sit above every descriptor they could land on.
+    if (out_fd >= 0 && (err = posix_spawn_file_actions_adddup2(&actions, out_fd, 1)) != 0) goto destroy;
+    if (err_fd >= 0 && (err = posix_spawn_file_actions_adddup2(&actions, err_fd, 2)) != 0) goto destroy;
     for (int i = 0; i < ninherit; i++)
         if ((err = posix_spawn_file_actions_adddup2(&actions, temps[i], 3 + i)) != 0)
             goto destroy;

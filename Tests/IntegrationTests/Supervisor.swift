@@ -38,10 +38,12 @@ final class Supervisor {
     /// Starts `bellwether OPTIONS -- testworker WORKER_ARGS`.
     /// `lease`: a `--lease` value to use instead of `file:TOKEN`. `prefix`:
     /// commands that exec the master in turn (prlimit, setpriv), so that its
-    /// pid is the one started.
+    /// pid is the one started. `stdout`: a file of its own for the master's
+    /// stdout, which otherwise shares `log` with its stderr.
     init(_ options: [String], worker: [String] = [], environment: [String: String] = [:],
          timings: CoreTimings = .documented, directory: String? = nil, token: String? = nil,
-         oracle: String? = nil, lease: String? = nil, name: String = "sup", prefix: [String] = []) {
+         oracle: String? = nil, lease: String? = nil, name: String = "sup", prefix: [String] = [],
+         stdout: String? = nil) {
         let directory = directory ?? Harness.scratch(name)
         self.directory = directory
         self.oracle = oracle ?? directory + "/oracle"
@@ -50,7 +52,7 @@ final class Supervisor {
         let arguments = prefix + [Harness.bellwether] + options + ["--lease", lease ?? "file:" + self.token, "--"]
             + [Harness.testWorker, "--record", directory, "--oracle", self.oracle] + worker
         pid = Harness.spawn(arguments, environment: environment.merging(timings.environment) { $1 },
-                            stdout: log, stderr: log)
+                            stdout: stdout ?? log, stderr: log)
     }
 
     deinit {

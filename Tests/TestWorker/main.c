@@ -12,6 +12,7 @@
 //   bellwether-testworker [--record DIR] [--oracle FILE] [--role-env NAME]
 //                         [--ignore-term] [--straggler] [--tree] [--exit-after MS] [--stamp FILE]
 //                         [--serve] [--boot-ms MS] [--notify] [--watchdog-once] [--tick-ms MS]
+//                         [--say] [--flood N]
 //   bellwether-testworker --client HOST:PORT|unix:PATH --seconds S [--gap-us US]
 //
 // --tree starts what real servers start: a forked child (as multiprocessing
@@ -24,6 +25,12 @@
 // in hand and exits 0. --boot-ms delays serving; --notify sends READY=1 once
 // serving; --watchdog-once sends WATCHDOG=1 once and then hangs. With
 // TESTWORKER_FAIL_AT_BOOT=1 in its environment it exits 1 at once.
+// --say writes "hello out SLOT" to stdout, then "hello err SLOT" and a line
+// with invalid UTF-8 ("\xff\xfe bad SLOT") to stderr, and last "partial
+// SLOT" to stdout without a newline. --flood N: the worker in slot 0 waits
+// for DIR/flood.go, then writes "out I" to stdout and "err I" to stderr for I
+// from 1 to N as fast as it can, then "out end" without a newline; every
+// other slot writes "trickle I" to stdout every millisecond.
 // --client sends requests one after another (US microseconds apart) for S
 // seconds, or until TERM, and then prints
 // "requests=N failures=M refused=R slowest_ms=S generations=a,b,… pids=…"
@@ -66,6 +73,58 @@ static void oracle_event(const char *event) {
     snprintf(line, sizeof line, "%s pid=%d fence=%s holder=%s t=%lld\n", event, (int)getpid(),
              fence ? fence : "-", holder ? holder : "-", (long long)now.tv_sec * 1000000000LL + now.tv_nsec);
     append_line(oracle_log, line);
+}
+
+static void write_text(int fd, const char *text) {
+    size_t left = strlen(text);
+    while (left > 0) {
+        ssize_t n = write(fd, text, left);
+        if (n < 0) { if (errno == EINTR) continue; return; }
+        text += n;
+        left -= (size_t)n;
+    }
+}
+
+static void say(void) {
+    const char *slot = getenv("WORKER_ID") ? getenv("WORKER_ID") : "?";
+    char line[256];
+    snprintf(line, sizeof line, "hello out %s\n", slot);
+    write_text(1, line);
+    snprintf(line, sizeof line, "hello err %s\n", slot);
+    write_text(2, line);
+    snprintf(line, sizeof line, "\xff\xfe bad %s\n", slot);
+    write_text(2, line);
+    snprintf(line, sizeof line, "partial %s", slot);
+    write_text(1, line);
+}
+
+static void flood(long lines, const char *record_dir) {
+    const char *slot = getenv("WORKER_ID");
+    if (slot == NULL || strcmp(slot, "0") != 0) {
+        for (long i = 1;; i++) {
+            char line[64];
+            snprintf(line, sizeof line, "trickle %ld\n", i);
+            write_text(1, line);
+            struct timespec delay = {0, 1000000L};
+            nanosleep(&delay, NULL);
+        }
+    }
+    char go[4096];
+    snprintf(go, sizeof go, "%s/flood.go", record_dir ? record_dir : ".");
+    while (access(go, F_OK) != 0) {
+        struct timespec delay = {0, 1000000L};
+        nanosleep(&delay, NULL);
+    }
+    static char out_buffer[1 << 16], err_buffer[1 << 16];
+    setvbuf(stdout, out_buffer, _IOFBF, sizeof out_buffer);
+    setvbuf(stderr, err_buffer, _IOFBF, sizeof err_buffer);
+    for (long i = 1; i <= lines; i++) {
+        fprintf(stdout, "out %ld\n", i);
+        fprintf(stderr, "err %ld\n", i);
+    }
+    fputs("out end", stdout);
+    fflush(stdout);
+    fflush(stderr);
 }
 
 static void on_term_oracle(int sig) {
@@ -342,7 +401,8 @@ int main(int argc, char **argv) {
     long boot_ms = 0, tick_ms = 0;
     double client_seconds = 1;
     long client_gap_us = 0;
-    long exit_after = -1;
+    long exit_after = -1, flood_lines = 0;
+    int saying = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--record") == 0 && i + 1 < argc) record_dir = argv[++i];
         else if (strcmp(argv[i], "--oracle") == 0 && i + 1 < argc) oracle = argv[++i];
@@ -367,6 +427,8 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--gap-us") == 0 && i + 1 < argc) client_gap_us = atol(argv[++i]);
         else if (strcmp(argv[i], "--straggler") == 0) straggler = 1;
         else if (strcmp(argv[i], "--tree") == 0) tree = 1;
+        else if (strcmp(argv[i], "--say") == 0) saying = 1;
+        else if (strcmp(argv[i], "--flood") == 0 && i + 1 < argc) flood_lines = atol(argv[++i]);
         else { fprintf(stderr, "testworker: unknown argument %s\n", argv[i]); return 2; }
     }
     if (client_target != NULL) return client(client_target, client_seconds, client_gap_us);
@@ -447,6 +509,8 @@ int main(int argc, char **argv) {
         return serve(role);
     }
     if (ready_notify) notify("READY=1");
+    if (saying) say();
+    if (flood_lines > 0) flood(flood_lines, record_dir);
     if (tick_ms > 0 && oracle_log[0] != '\0') {
         for (;;) {
             struct timespec delay = {tick_ms / 1000, (tick_ms % 1000) * 1000000L};

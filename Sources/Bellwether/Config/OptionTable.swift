@@ -219,6 +219,15 @@ struct OptionSpec: Sendable {
             }
             settings.logFormat = format
         },
+        OptionSpec("worker-output", value: "inherit|prefix|json",
+                   help: "workers' stdout/stderr: inherited, or each line labelled SLOT/ROLE/PID, or as JSON "
+                       + "log lines (default: inherit)") {
+            settings, value, source throws(BellwetherError) in
+            guard let output = WorkerOutput(rawValue: value) else {
+                throw .invalidValue(source, value: value, expected: "inherit, prefix or json")
+            }
+            settings.workerOutput = output
+        },
         OptionSpec("help", short: "h", places: [], help: "print this help and exit") { _, _, _ throws(BellwetherError) in },
         OptionSpec("version", places: [], help: "print the version and exit") { _, _, _ throws(BellwetherError) in },
     ]

@@ -1,5 +1,10 @@
 public enum LogFormat: String, Hashable, Sendable { case text, json }
 
+/// Where the workers' stdout and stderr go: straight to the master's own
+/// (`inherit`), or through the master, each line labelled with the worker's
+/// slot, role and pid (`prefix`), or as one JSON log object (`json`).
+public enum WorkerOutput: String, Hashable, Sendable { case inherit, prefix, json }
+
 /// When a new worker counts as ready: once it has stayed up for a short
 /// boot grace (`exec`), or once it has sent READY=1 (`notify`).
 public enum Readiness: String, Hashable, Sendable { case exec, notify }
@@ -22,6 +27,7 @@ public struct Settings: Hashable, Sendable {
     public var config: String?
     public var checkConfig = false
     public var logFormat = LogFormat.text
+    public var workerOutput = WorkerOutput.inherit
     /// `--lease file:PATH`: the scheduler token's path.
     public var lease: String?
     /// `--lease redis://…`.

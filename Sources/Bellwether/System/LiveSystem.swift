@@ -94,10 +94,13 @@ struct LiveSystem: SystemCalls {
         let error = withCStrings(request.arguments) { argv in
             withCStrings(request.environment) { envp in
                 request.descriptors.withUnsafeBufferPointer { fds in
+                    let out = request.stdout ?? -1, err = request.stderr ?? -1
                     if let directory = request.directory {
-                        bw_spawn(&pid, request.path, argv, envp, fds.baseAddress, Int32(fds.count), directory)
+                        return bw_spawn(&pid, request.path, argv, envp, fds.baseAddress, Int32(fds.count), directory,
+                                        out, err)
                     } else {
-                        bw_spawn(&pid, request.path, argv, envp, fds.baseAddress, Int32(fds.count), nil)
+                        return bw_spawn(&pid, request.path, argv, envp, fds.baseAddress, Int32(fds.count), nil,
+                                        out, err)
                     }
                 }
             }

@@ -48,6 +48,8 @@ final class Master {
     private let control: ControlSocket
     /// `--metrics-bind`: `GET /metrics`, answered from the cores' state.
     private let metrics: MetricsListener?
+    /// `--worker-output prefix|json`: the workers' stdout and stderr pipes.
+    private let outputs: WorkerOutputs
     private let startedAt = Sys.monotonicNow()
 
     /// Sets up the process (signals, descriptors, token, pidfile) or throws.
@@ -59,6 +61,7 @@ final class Master {
         self.environment = environment
         self.directory = directory
         self.logger = Logger(format: configuration.settings.logFormat)
+        outputs = WorkerOutputs(logger: logger)
         let timings = TestTimings.applied(to: Timings(), environment: Bellwether.dictionary(environment))
         let lease = configuration.redisLease.map { NetworkLease(address: $0, timings: configuration.settings.leaseTimings) }
         self.lease = lease
@@ -147,6 +150,8 @@ final class Master {
             watched += control.pollEntries
             let metricsIndex = watched.count
             watched += metrics?.pollEntries ?? []
+            let outputIndex = watched.count
+            watched += outputs.pollEntries
             let revents = Sys.wait(watched, timeout: wake.map { $0 - now })
             for signal in signals.drain() { receive(signal) }
             for message in notifySocket.drain() { receive(message.fields, from: message.pid) }
@@ -159,10 +164,11 @@ final class Master {
                 queue.append(.lease(lease.expire(at: after) ?? .tick))
             }
             control.serve(Array(revents[controlIndex..<metricsIndex]), at: after, answer: answer)
-            metrics?.serve(Array(revents[metricsIndex...]), at: after) {
+            metrics?.serve(Array(revents[metricsIndex..<outputIndex]), at: after) {
                 MetricsReport(core: core, lease: MetricsReport.lease(of: supervision), masterUptime: after - startedAt,
                               usage: MetricsListener.ownUsage(), now: after).text
             }
+            outputs.serve(Array(revents[outputIndex...]))
             if let deadline, after >= deadline { queue.append(.supervisor(.tick)) }
             if let ping = nextWatchdogPing, after >= ping, let interval = systemd.watchdogInterval {
                 systemd.send("WATCHDOG=1")
@@ -170,6 +176,7 @@ final class Master {
             }
             process()
         }
+        outputs.finish()
         listeners.closeAll()
         control.close()
         metrics?.close()
@@ -291,6 +298,7 @@ final class Master {
             reaped.insert(pid)
             if let ref = refs.removeValue(forKey: pid) {
                 bootPriority.forget(pid)
+                outputs.drain(pid: pid)
                 lease?.closeGuardPipe(for: ref)
                 queue.append(.supervisor(.exited(ref, status)))
                 // Without a reported app, a guard that died of a signal may have been killed.
@@ -406,9 +414,26 @@ final class Master {
         let environment = WorkerEnvironment.variables(for: order, launch: launch, sockets: sockets.map(\.name),
                                                       notifySocket: notifySocket.address,
                                                       watchdog: core.plan.watchdog, grant: grant)
+        let outputMode = configuration.settings.workerOutput
+        var pipes: WorkerOutputs.Pipes?
+        if outputMode != .inherit {
+            switch outputs.openPipes() {
+            case .success(let opened): pipes = opened
+            case .failure(let error):
+                if guardLink != link.read { Sys.closeFile(guardLink) }
+                lease?.closeGuardPipe(for: order.ref)
+                queue.append(.supervisor(.spawnFailed(order.ref,
+                    reason: "cannot create the output pipes: \(describe(error.errno))")))
+                return
+            }
+        }
         let result = spawner.spawn(launch, sockets: sockets.map(\.fd), token: handsToken ? token.fd : nil,
-                                   link: guardLink, grace: grace, environment: environment)
+                                   link: guardLink, grace: grace, environment: environment, output: pipes)
         if guardLink != link.read { Sys.closeFile(guardLink) }
+        if let pipes {
+            let pid = try? result.get()
+            outputs.adopt(pipes, label: pid.map { .init(slot: order.slot, role: order.role, pid: $0) }, mode: outputMode)
+        }
         switch result {
         case .success(let pid):
             refs[pid] = order.ref

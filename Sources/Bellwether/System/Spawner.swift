@@ -34,9 +34,11 @@ struct Spawner {
     /// end of file tells the guard that the master is gone (a lease
     /// scheduler's link also carries renew deadlines). `grace`: how long the
     /// guard gives the rest of the tree between TERM and SIGKILL.
-    /// `environment`: the worker's, from `WorkerEnvironment`.
+    /// `environment`: the worker's, from `WorkerEnvironment`. `output`: the
+    /// write ends of the worker's stdout and stderr pipes (`WorkerOutputs`);
+    /// nil: the master's own.
     func spawn(_ launch: Launch, sockets: [Int32], token: Int32?, link: Int32, grace: Duration,
-               environment: [String]) -> Result<Int32, SystemCallError> {
+               environment: [String], output: WorkerOutputs.Pipes? = nil) -> Result<Int32, SystemCallError> {
         var inherit = sockets
         let tokenSlot = token.map { fd -> String in
             inherit.append(fd)
@@ -47,7 +49,8 @@ struct Spawner {
         let arguments = [shim, String(masterPID), launch.credentials.shimArgument, guardSpec, launch.executable]
             + launch.arguments
         return Sys.calls.spawn(SpawnRequest(path: shim, arguments: arguments, environment: environment,
-                                            descriptors: inherit, directory: launch.directory))
+                                            descriptors: inherit, directory: launch.directory,
+                                            stdout: output?.stdout.write, stderr: output?.stderr.write))
     }
 }
 

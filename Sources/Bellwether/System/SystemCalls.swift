@@ -133,6 +133,9 @@ struct SpawnRequest: Hashable, Sendable {
     /// Placed at descriptors 3, 4, … of the child.
     var descriptors: [Int32]
     var directory: String?
+    /// The child's stdout and stderr (`--worker-output prefix|json`); nil: the master's own.
+    var stdout: Int32? = nil
+    var stderr: Int32? = nil
 }
 
 /// The part of a `stat` the shell reads.

@@ -24,8 +24,9 @@ int bw_signal_disposition(int sig, int ignore);
 /// signal mask and default dispositions, stdin on /dev/null, `inherit[i]`
 /// placed at descriptor 3+i and every other descriptor above 2 closed.
 /// `directory` (may be NULL) becomes the child's working directory.
+/// `out_fd` and `err_fd` (-1: the caller's own) become its stdout and stderr.
 int bw_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
-             const int *inherit, int ninherit, const char *directory);
+             const int *inherit, int ninherit, const char *directory, int out_fd, int err_fd);
 
 /// Asks a worker's guard (bellwether-exec) to SIGKILL its whole process
 /// tree at once: BW_KILL_SIGNAL queued with BW_KILL_TREE. Linux; elsewhere

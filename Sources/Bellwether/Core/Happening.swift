@@ -105,4 +105,8 @@ enum MasterHappening: Hashable, Sendable {
     case schedulerUnbound(address: String)
     case listening(address: String, name: String, scheduler: Bool)
     case tokenError(path: String, reason: String)
+    case watching(paths: [String], directories: Int, debounce: Duration)
+    case watchLimit(path: String, watched: Int)
+    case watchFailed(path: String, error: String)
+    case watchChange(path: String, count: Int)
 }

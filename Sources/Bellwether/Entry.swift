@@ -73,6 +73,11 @@ public enum Bellwether {
         if let address = settings.schedulerBind { lines.append("scheduler-bind = \(address)") }
         if let zone = settings.timezone { lines.append("timezone = \(zone)") }
         for entry in settings.env { lines.append("env = \(entry.key)=\(entry.value)") }
+        for target in configuration.watch { lines.append("watch = \(target.path)") }
+        if !configuration.watch.isEmpty {
+            lines.append("watch-include = " + configuration.watchFilter.include.joined(separator: " "))
+            lines.append("watch-exclude = " + configuration.watchFilter.exclude.joined(separator: " "))
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 }

@@ -9,7 +9,8 @@ public struct ExitCode: RawRepresentable, Hashable, Sendable {
     /// boot --boot-attempts times in a row, or no worker was ready within
     /// --ready-timeout. The master stopped what ran (gunicorn's convention).
     public static let failedStart = ExitCode(rawValue: 3)
-    /// A bad flag, option value, environment value or --env entry (EX_USAGE).
+    /// A bad flag, option value, environment value or --env entry, a missing
+    /// --watch path, --watch without inotify (EX_USAGE).
     public static let usage = ExitCode(rawValue: 64)
     /// A listening address cannot be bound: in use, permission denied (EX_UNAVAILABLE).
     public static let unavailable = ExitCode(rawValue: 69)
@@ -89,11 +90,12 @@ public enum BellwetherError: Error, Hashable, Sendable {
     case notInherited(address: String, reason: String)
     case controlSocketBusy(path: String)
     case needsRoot(SettingSource, uid: UInt32)
+    case watchUnsupported(SettingSource)
 
     public var exitCode: ExitCode {
         switch self {
         case .unknownOption, .missingValue, .unexpectedValue, .notApplicable, .missingCommand, .invalidValue,
-             .reservedVariable, .unknownTimezone, .directoryUnusable, .leaseTimings:
+             .reservedVariable, .unknownTimezone, .directoryUnusable, .leaseTimings, .watchUnsupported:
             .usage
         case .configUnreadable, .configSyntax, .configUnknownKey, .configKeyNotAllowed: .config
         case .commandNotFound, .commandOutOfReach: .commandNotFound
@@ -171,6 +173,8 @@ public enum BellwetherError: Error, Hashable, Sendable {
                 + "set XDG_RUNTIME_DIR or --lease file:PATH"
         case .notInherited(let address, let reason):
             "\(echoed(address)): \(reason)"
+        case .watchUnsupported(let source):
+            "\(source): watching files for changes needs inotify, which only Linux has"
         case .shimMissing(let path):
             "exec shim \(echoed(path)) is missing or not executable; install bellwether-exec beside bellwether"
         }

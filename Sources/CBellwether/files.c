@@ -1,4 +1,4 @@
-// Files: POSIX record locks (the pidfile) and ACLs (--user checks).
+// Files: POSIX record locks (the pidfile), ACLs (--user checks) and inotify (--watch).
 #define _GNU_SOURCE
 #include "CBellwether.h"
 
@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 #ifdef __linux__
+#include <sys/inotify.h>
 #include <sys/xattr.h>
 #endif
 
@@ -29,5 +30,27 @@ int bw_has_access_acl(const char *path) {
 #else
     (void)path;
     return 0;
+#endif
+}
+
+int bw_inotify_open(void) {
+#ifdef __linux__
+    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+#else
+    return -ENOSYS;
+#endif
+}
+
+int bw_inotify_watch(int fd, const char *path, int directory) {
+#ifdef __linux__
+    uint32_t mask = IN_CLOSE_WRITE | IN_MODIFY | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO
+        | IN_DELETE_SELF | IN_MOVE_SELF | IN_ATTRIB;
+    if (directory) mask |= IN_ONLYDIR;
+    int wd = inotify_add_watch(fd, path, mask);
+    return wd < 0 ? -errno : wd;
+#else
+    (void)fd; (void)path; (void)directory;
+    return -ENOSYS;
 #endif
 }

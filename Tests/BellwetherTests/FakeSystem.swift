@@ -50,6 +50,9 @@ final class FakeSystem: SystemCalls, @unchecked Sendable {
     private var signalFD: Int32 = -1
     private var notifyFD: Int32 = -1
     private var controlFD: Int32 = -1
+    private var inotifyFD: Int32 = -1
+    /// Bytes the inotify descriptor has to read, as the kernel writes them.
+    private var inotifyBytes: [UInt8] = []
     private var logBuffer: [UInt8] = []
     private var pollsWithoutTime = 0
 
@@ -66,6 +69,12 @@ final class FakeSystem: SystemCalls, @unchecked Sendable {
     /// How long a child takes to exit after TERM.
     var exitDelay = Duration.milliseconds(5)
     var pollLimit = 10_000
+    /// The directories a listing shows (`entries`); names ending in ".py" are files, the rest directories.
+    var directories: [String: [String]] = [:]
+    /// How many inotify watches there are before ENOSPC (fs.inotify.max_user_watches).
+    var watchLimit = Int.max
+    /// Every path watched, in order; a watch descriptor is its index + 1.
+    private(set) var watches: [String] = []
 
     /// `what` happens `delay` from now.
     func after(_ delay: Duration, _ what: @escaping (FakeSystem) -> Void) {
@@ -74,6 +83,15 @@ final class FakeSystem: SystemCalls, @unchecked Sendable {
     }
 
     func deliver(_ signal: Signal) { signals.append(signal.rawValue) }
+
+    /// An inotify event on the watch of `path`, for the entry `name`.
+    func change(in path: String, _ name: String?, mask: UInt32 = 0x8) {
+        guard let index = watches.firstIndex(of: path) else { return }
+        var padded = Array((name ?? "").utf8)
+        if name != nil { padded += [UInt8](repeating: 0, count: 16 - padded.count % 16) }
+        for word in [UInt32(index + 1), mask, 0, UInt32(padded.count)] { withUnsafeBytes(of: word) { inotifyBytes += $0 } }
+        inotifyBytes += padded
+    }
 
     func notify(from pid: Int32, _ text: String) { notifications.append((pid, text)) }
 
@@ -170,7 +188,14 @@ final class FakeSystem: SystemCalls, @unchecked Sendable {
 
     func open(_ path: String, _ flags: Int32, _ mode: mode_t) -> Int32 { descriptor() }
     func close(_ fd: Int32) {}
-    func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) -> Int { 0 }
+    func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        guard fd == inotifyFD else { return 0 }
+        guard !inotifyBytes.isEmpty else { return -Int(EAGAIN) }
+        let count = min(buffer.count, inotifyBytes.count)
+        inotifyBytes.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[..<count])) }
+        inotifyBytes.removeFirst(count)
+        return count
+    }
 
     func write(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int {
         if fd == 2 {
@@ -214,6 +239,7 @@ final class FakeSystem: SystemCalls, @unchecked Sendable {
             case signalFD: !signals.isEmpty
             case notifyFD: !notifications.isEmpty
             case controlFD: pendingConnections > 0
+            case inotifyFD: !inotifyBytes.isEmpty
             default: false
             }
             return readable && entry.events & Int16(POLLIN) != 0 ? Int16(POLLIN) : 0
@@ -236,6 +262,16 @@ final class FakeSystem: SystemCalls, @unchecked Sendable {
     func lock(_ fd: Int32, wait: Bool) -> Int32 { 0 }
     func recordLock(_ fd: Int32) -> Int32 { 0 }
     func recordLockHolder(_ fd: Int32) -> Int32 { 0 }
+    func openInotify() -> Int32 {
+        inotifyFD = descriptor()
+        return inotifyFD
+    }
+
+    func addWatch(_ fd: Int32, _ path: String, directory: Bool) -> Int32 {
+        guard watches.count < watchLimit else { return -ENOSPC }
+        watches.append(path)
+        return Int32(watches.count)
+    }
 
     // MARK: Signals and sd_notify
 
@@ -302,7 +338,7 @@ final class FakeSystem: SystemCalls, @unchecked Sendable {
 
     func status(_ path: String, followLinks: Bool) -> Result<FileStatus, SystemCallError> {
         var status = Self.aFile
-        if !path.hasSuffix(".ctl") && !path.hasSuffix("token") && !path.hasSuffix(".lock") {
+        if !path.hasSuffix(".ctl") && !path.hasSuffix("token") && !path.hasSuffix(".lock") && !path.hasSuffix(".py") {
             status.kind = .directory
             status.mode = 0o700
         }
@@ -315,5 +351,5 @@ final class FakeSystem: SystemCalls, @unchecked Sendable {
     func linkTarget(_ path: String) -> String? {
         ["/proc/self/exe": "/fake/bin/bellwether", "/proc/self": "4242"][path]
     }
-    func entries(_ directory: String) -> [String] { [] }
+    func entries(_ directory: String) -> [String] { directories[directory] ?? [] }
 }

@@ -209,6 +209,7 @@ enum HostileCorpus {
         case "user", "group": value = random.pick(["root", "0", "nobody", "65534", "4294967295", "4294967296", "-1",
                                                    "no-such-user", "root:root", "+0"])
         case "log-format": value = random.pick(["text", "json", "xml", "JSON", ""])
+        case "watch-include", "watch-exclude": value = random.pick(["*.py", "*.html", "[a-z]*", "[!x]?", "[", "*", ""])
         default: value = random.pick(paths)
         }
         if value.utf8.count < 30 && limits.contains(value) { hostile.tags.insert(.integerLimit) }
@@ -217,9 +218,12 @@ enum HostileCorpus {
 
     // MARK: Argument vectors
 
+    /// The options the corpus draws from: every option of the table.
+    static let corpusOptions = OptionSpec.all
+
     static func arguments(_ random: inout SplitMix, _ hostile: inout HostileCase) -> [String] {
         // A case with a config file of its own names it once, so that it is read.
-        let options = OptionSpec.all.filter {
+        let options = corpusOptions.filter {
             $0.long != "help" && $0.long != "version" && ($0.long != "config" || hostile.configBytes == nil)
         }
         var groups: [[String]] = []
@@ -414,7 +418,7 @@ enum HostileCorpus {
 
     /// Lines good and bad, with their endings chosen one by one.
     static func hostileLines(_ random: inout SplitMix, _ hostile: inout HostileCase) {
-        let keys = OptionSpec.all.map(\.long) + ["graceful_timeout", "WORKERS", "workerz", "", " ", "config",
+        let keys = corpusOptions.map(\.long) + ["graceful_timeout", "WORKERS", "workerz", "", " ", "config",
                                                   "check-config", "help", "version", "no_scheduler", "lease-ttl "]
         var bytes: [UInt8] = []
         for _ in 0..<random.below(10) {

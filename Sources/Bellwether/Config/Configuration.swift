@@ -38,6 +38,9 @@ public struct Configuration: Hashable, Sendable {
     /// `--lease redis://…`, with the password from BELLWETHER_LEASE_PASSWORD
     /// when the URL has none.
     public var redisLease: RedisAddress?
+    /// --watch paths, absolute and checked, with the filter of their changes.
+    public var watch: [WatchTarget] = []
+    public var watchFilter = WatchFilter()
 
     /// Variables the master never passes on: its own settings (they may hold
     /// secrets and would configure a nested bellwether) and the systemd
@@ -110,6 +113,7 @@ public struct Configuration: Hashable, Sendable {
             throw .invalidValue(settings.source("ready-timeout"), value: settings.readyTimeout.shortDescription,
                                 expected: "more than the 1-second boot grace of --ready exec")
         }
+        let watch = try WatchTarget.resolve(settings.watch, directory: directory)
         let inherited = inheritedSockets(environment)
         for address in settings.binds + [settings.schedulerBind].compactMap({ $0 }) {
             guard case .inherited(let fd) = address else { continue }
@@ -135,7 +139,9 @@ public struct Configuration: Hashable, Sendable {
                                                             environment: variables)
         let controlSocket = settings.controlSocket ?? defaultControlSocket(pid: getpid(), environment: variables)
         return Configuration(settings: settings, plan: plan, launch: launch, tokenPath: tokenPath,
-                             controlSocket: controlSocket, inherited: inherited, redisLease: redisLease)
+                             controlSocket: controlSocket, inherited: inherited, redisLease: redisLease,
+                             watch: watch,
+                             watchFilter: WatchFilter(include: settings.watchInclude, exclude: settings.watchExclude))
     }
 
     /// LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES addressed to this process.

@@ -204,6 +204,22 @@ struct OptionSpec: Sendable {
             settings, value, source throws(BellwetherError) in
             settings.leaseTimings.takeoverDelay = try Parse.seconds(value, source: source)
         },
+        OptionSpec("watch", value: "PATH", places: .configFile,
+                   help: "reload when a file under PATH changes (repeatable; Linux; for development)") {
+            settings, value, source throws(BellwetherError) in
+            let path = try Parse.nonEmpty(value, source: source, expected: "a file or directory")
+            settings.watch.append(WatchEntry(path: path, source: source))
+        },
+        OptionSpec("watch-include", value: "GLOB", places: .configFile,
+                   help: "--watch: a file name that counts besides *.py (repeatable)") {
+            settings, value, source throws(BellwetherError) in
+            settings.watchInclude.append(try Parse.nonEmpty(value, source: source, expected: "a glob"))
+        },
+        OptionSpec("watch-exclude", value: "GLOB", places: .configFile,
+                   help: "--watch: a file or directory name to ignore besides the defaults (repeatable)") {
+            settings, value, source throws(BellwetherError) in
+            settings.watchExclude.append(try Parse.nonEmpty(value, source: source, expected: "a glob"))
+        },
         OptionSpec("config", short: "c", value: "FILE", places: .environment,
                    help: "read settings from FILE (key = value lines); re-read on HUP") {
             settings, value, source throws(BellwetherError) in

@@ -58,6 +58,11 @@ public struct Settings: Hashable, Sendable {
     public var reloadNice = 10
     /// --no-aslr: workers start without address-space randomization.
     public var noASLR = false
+    /// --watch paths in the order given, and the --watch-include and
+    /// --watch-exclude globs added to `WatchFilter`'s defaults.
+    public var watch: [WatchEntry] = []
+    public var watchInclude: [String] = []
+    public var watchExclude: [String] = []
     public var command: [String] = []
 
     /// Sources of the settings validated later, for error messages.
@@ -71,5 +76,11 @@ public struct Settings: Hashable, Sendable {
 public struct EnvEntry: Hashable, Sendable {
     public var key: String
     public var value: String
+    public var source: SettingSource
+}
+
+/// A --watch path as given, with where it was given.
+public struct WatchEntry: Hashable, Sendable {
+    public var path: String
     public var source: SettingSource
 }

@@ -21,6 +21,7 @@ enum TestTimings {
         ("stable-uptime", \.stableUptime),
         ("boot-grace", \.bootGrace),
         ("token-wait-grace", \.tokenWaitGrace),
+        ("watch-debounce", \.watchDebounce),
     ]
 
     /// `timings` with the entries of BELLWETHER_TEST_TIMINGS in `environment`

@@ -110,4 +110,8 @@ enum MasterHappening: Hashable, Sendable {
     /// `--metrics-bind`, as bound (the real port of a :0).
     case metricsListening(address: String)
     case tokenError(path: String, reason: String)
+    case watching(paths: [String], directories: Int, debounce: Duration)
+    case watchLimit(path: String, watched: Int)
+    case watchFailed(path: String, error: String)
+    case watchChange(path: String, count: Int)
 }

@@ -267,6 +267,20 @@ extension MasterHappening {
             LogRecord(.info, "metrics_listening", "metrics on \(address)", [.init("address", .string(address))])
         case .tokenError(let path, let reason):
             LogRecord(.error, "token_error", "scheduler token \(path): \(reason)")
+        case .watching(let paths, let directories, let debounce):
+            LogRecord(.info, "watching", "watching \(paths.joined(separator: ", ")) (\(directories) directories): "
+                + "a change reloads \(debounce.shortDescription) after the last one",
+                      [.init("paths", .string(paths.joined(separator: ":"))), .init("directories", .int(directories))])
+        case .watchLimit(let path, let watched):
+            LogRecord(.warning, "watch_limit", "cannot watch \(path) and what is left: fs.inotify.max_user_watches "
+                + "reached after \(watched) watches; changes there will not reload (raise it with sysctl)",
+                      [.init("path", .string(path)), .init("watched", .int(watched))])
+        case .watchFailed(let path, let error):
+            LogRecord(.warning, "watch_failed", "cannot watch \(path): \(error); changes there will not reload",
+                      [.init("path", .string(path))])
+        case .watchChange(let path, let count):
+            LogRecord(.info, "watch_change", "changed: \(path)" + (count > 1 ? " and \(count - 1) more" : "")
+                + "; reloading", [.init("path", .string(path)), .init("changes", .int(count))])
         }
     }
 }

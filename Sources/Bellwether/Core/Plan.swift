@@ -61,6 +61,8 @@ public struct Timings: Hashable, Sendable {
     /// When a network lease is withdrawn: TERM to the scheduler, SIGKILL this
     /// much later (G, `--lease-grace`).
     public var leaseGrace: Duration = .seconds(5)
+    /// The shell's: `--watch` reloads this long after the last change.
+    public var watchDebounce: Duration = .milliseconds(200)
 
     public init() {}
 }

@@ -162,6 +162,10 @@ struct LiveSystem: SystemCalls {
 
     func recordLock(_ fd: Int32) -> Int32 { bw_file_lock(fd) }
     func recordLockHolder(_ fd: Int32) -> Int32 { bw_file_lock_holder(fd) }
+    func openInotify() -> Int32 { bw_inotify_open() }
+    func addWatch(_ fd: Int32, _ path: String, directory: Bool) -> Int32 {
+        bw_inotify_watch(fd, path, directory ? 1 : 0)
+    }
 
     // MARK: Signals and sd_notify
 

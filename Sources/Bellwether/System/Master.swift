@@ -50,6 +50,8 @@ final class Master {
     private let metrics: MetricsListener?
     /// `--worker-output prefix|json`: the workers' stdout and stderr pipes.
     private let outputs: WorkerOutputs
+    /// `--watch`: changes to the app's files, as reloads.
+    private let watcher: Watcher?
     private let startedAt = Sys.monotonicNow()
 
     /// Sets up the process (signals, descriptors, token, pidfile) or throws.
@@ -97,6 +99,9 @@ final class Master {
             try token.prepare()
             try listeners.update(settings.binds, schedulerAddress: settings.schedulerBind, backlog: settings.backlog,
                                  mode: settings.bindMode, inherited: configuration.inherited)
+            watcher = configuration.watch.isEmpty ? nil
+                : try Watcher(targets: configuration.watch, filter: configuration.watchFilter,
+                              debounce: timings.watchDebounce, logger: logger)
             let control = try ControlSocket(path: configuration.controlSocket,
                                             privateDirectory: settings.controlSocket == nil)
             madeControl = control
@@ -133,17 +138,26 @@ final class Master {
         if let lease {
             logger.write(.lease(address: "\(lease.address)", holder: lease.holder))
         }
+        if let watcher {
+            logger.write(.watching(paths: configuration.watch.map(\.path), directories: watcher.watchedDirectories,
+                                   debounce: watcher.debounce))
+        }
         queue.append(.supervisor(.start))
         process()
         // After the last worker, a lease holder still releases the key.
         while exitStatus == nil {
             let now = Sys.monotonicNow()
             let deadline = supervision.nextDeadline(after: now)
-            let wake = [deadline, nextWatchdogPing, lease?.nextDeadline, control.nextDeadline, metrics?.nextDeadline]
+            let wake = [deadline, nextWatchdogPing, lease?.nextDeadline, control.nextDeadline, metrics?.nextDeadline,
+                        watcher?.deadline]
                 .compactMap { $0 }.min()
             var watched: [(fd: Int32, events: Int16)] = [(signals.fd, Int16(POLLIN)), (notifySocket.fd, Int16(POLLIN))]
             let leaseIndex = lease?.pollEntry.map { entry in
                 watched.append(entry)
+                return watched.count - 1
+            }
+            let watcherIndex = watcher.map { watcher in
+                watched.append(watcher.pollEntry)
                 return watched.count - 1
             }
             let controlIndex = watched.count
@@ -169,6 +183,14 @@ final class Master {
                               usage: MetricsListener.ownUsage(), now: after).text
             }
             outputs.serve(Array(revents[outputIndex...]))
+            if let watcher {
+                if let watcherIndex, revents[watcherIndex] != 0 { watcher.drain(at: after) }
+                // While stopping, a change is read and let go.
+                if let (path, count) = watcher.due(at: after), supervision.changeRefusal == nil {
+                    logger.write(.watchChange(path: path, count: count))
+                    reload()
+                }
+            }
             if let deadline, after >= deadline { queue.append(.supervisor(.tick)) }
             if let ping = nextWatchdogPing, after >= ping, let interval = systemd.watchdogInterval {
                 systemd.send("WATCHDOG=1")

@@ -77,6 +77,10 @@ protocol SystemCalls: Sendable {
     func recordLock(_ fd: Int32) -> Int32
     /// The pid of another process holding a POSIX lock on the file, 0 if none, or -errno.
     func recordLockHolder(_ fd: Int32) -> Int32
+    /// A non-blocking, close-on-exec inotify descriptor, or -errno (-ENOSYS off Linux).
+    func openInotify() -> Int32
+    /// Watches a directory's entries, or a file itself: the watch descriptor, or -errno.
+    func addWatch(_ fd: Int32, _ path: String, directory: Bool) -> Int32
 
     // MARK: Signals and sd_notify
     /// A descriptor the `signals` (now blocked) are read from, or -errno.

@@ -81,4 +81,13 @@ int bw_file_lock(int fd);
 /// The pid of another process holding a lock on `fd`'s file, 0 if none, or -errno.
 int bw_file_lock_holder(int fd);
 
+/// An inotify descriptor, non-blocking and close-on-exec, or -errno
+/// (-ENOSYS where there is no inotify).
+int bw_inotify_open(void);
+
+/// Watches `path` (a directory's entries when `directory`, else the file
+/// itself) for writes, creations, deletions, renames and attribute changes:
+/// the watch descriptor, or -errno (-ENOSPC: fs.inotify.max_user_watches reached).
+int bw_inotify_watch(int fd, const char *path, int directory);
+
 #endif

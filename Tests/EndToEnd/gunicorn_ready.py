@@ -19,10 +19,9 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
-from harness import ROOT, RequestLoop, check, finish, free_port, settled, wait_for
+from harness import ROOT, app_scratch, RequestLoop, check, finish, free_port, settled, wait_for
 
 IMPORT_SECONDS = 3
 LATENCY_BOUND = 0.5
@@ -98,12 +97,8 @@ def run(bellwether, venv, scratch, with_config):
 
 
 def main():
-    if len(sys.argv) != 3:
-        sys.exit(__doc__)
-    bellwether, venv = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
-    with tempfile.TemporaryDirectory(prefix="bellwether-gunicorn-") as scratch:
-        with open(os.path.join(scratch, "app.py"), "w") as app:
-            app.write(APP)
+    bellwether, venv, directory = app_scratch(__doc__, "bellwether-gunicorn-", APP)
+    with directory as scratch:
 
         loop = run(bellwether, venv, scratch, with_config=True)
         if loop is not None:

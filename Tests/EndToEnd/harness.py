@@ -8,9 +8,22 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
+
+def app_scratch(usage, prefix, app):
+    """BELLWETHER and VENV from the command line (or exit with `usage`), and
+    a scratch directory, removed afterwards, that holds `app` as app.py."""
+    if len(sys.argv) != 3:
+        sys.exit(usage)
+    bellwether, venv = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+    scratch = tempfile.TemporaryDirectory(prefix=prefix)
+    with open(os.path.join(scratch.name, "app.py"), "w") as file:
+        file.write(app)
+    return bellwether, venv, scratch
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

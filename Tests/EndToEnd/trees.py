@@ -22,10 +22,9 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
-from harness import ROOT, check, finish, free_port, settled, status, wait_for
+from harness import ROOT, app_scratch, check, finish, free_port, settled, status, wait_for
 
 GRACE = 2
 
@@ -113,12 +112,8 @@ def start(bellwether, venv, scratch, name, port, env):
 
 
 def main():
-    if len(sys.argv) != 3:
-        sys.exit(__doc__)
-    bellwether, venv = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
-    with tempfile.TemporaryDirectory(prefix="bellwether-trees-") as scratch:
-        with open(os.path.join(scratch, "app.py"), "w") as app:
-            app.write(APP)
+    bellwether, venv, directory = app_scratch(__doc__, "bellwether-trees-", APP)
+    with directory as scratch:
         oracle, jobs = os.path.join(scratch, "oracle"), os.path.join(scratch, "jobs")
         env = dict(os.environ, TREE_ORACLE=oracle, TREE_JOBS=jobs, TREE_DAEMONS=os.path.join(scratch, "daemons"),
                    XDG_RUNTIME_DIR=scratch)

@@ -30,10 +30,10 @@ final class Master {
     private let environment: [String]
     private let directory: String
     private var refs: [Int32: WorkerRef] = [:]
-    /// Each guard's app, as it reported it (MAINPID).
-    private var appOf: [Int32: Int32] = [:]
     /// Children that are no guard's: strays of a dead tree, and foreign orphans.
     private var orphans = Orphans()
+    /// /proc shows this process's own PID namespace: read once, it does not change.
+    private let procIsOurs: Bool
     private var bootPriority = BootPriority()
     private var addressLayout = AddressLayout()
     private var queue: [Supervision.Input] = []
@@ -60,6 +60,11 @@ final class Master {
     {
         self.configuration = configuration
         self.loader = loader
+        #if os(Linux)
+        procIsOurs = Sys.procIsOurs()
+        #else
+        procIsOurs = true
+        #endif
         self.environment = environment
         self.directory = directory
         self.logger = Logger(format: configuration.settings.logFormat)
@@ -132,9 +137,7 @@ final class Master {
         if let metrics { logger.write(.metricsListening(address: metrics.shown)) }
         systemd.send("MAINPID=\(Sys.calls.processID())")
         nextWatchdogPing = systemd.watchdogInterval.map { Sys.monotonicNow() + $0 }
-        #if os(Linux)
-        if !Sys.procIsOurs() { logger.write(.foreignProc) }
-        #endif
+        if !procIsOurs { logger.write(.foreignProc) }
         if let lease {
             logger.write(.lease(address: "\(lease.address)", holder: lease.holder))
         }
@@ -262,10 +265,7 @@ final class Master {
         for (key, value) in fields {
             switch key {
             case "MAINPID" where refs[pid] != nil:  // from the guard itself only
-                if let app = Int32(value), app > 0 {
-                    appOf[pid] = app
-                    queue.append(.supervisor(.appStarted(ref, pid: app)))
-                }
+                if let app = Int32(value), app > 0 { queue.append(.supervisor(.appStarted(ref, pid: app))) }
             case "X_BELLWETHER_APP_EXITED" where refs[pid] != nil && value == "1":
                 queue.append(.supervisor(.appExited(ref)))
             case "READY" where value == "1": queue.append(.supervisor(.ready(ref)))
@@ -323,8 +323,11 @@ final class Master {
                 outputs.drain(pid: pid)
                 lease?.closeGuardPipe(for: ref)
                 queue.append(.supervisor(.exited(ref, status)))
-                // Without a reported app, a guard that died of a signal may have been killed.
-                if let app = appOf.removeValue(forKey: pid) { apps.insert(app) } else if case .signaled = status {
+                // The app the core knows (its `.exited` is not handled yet). Without
+                // one, a guard that died of a signal may have been killed.
+                if let app = core.workers.first(where: { $0.ref == ref })?.appPID {
+                    apps.insert(app)
+                } else if case .signaled = status {
                     treeLost = true
                 }
             } else if orphans.reaped(pid) {
@@ -332,7 +335,8 @@ final class Master {
             }
         }
         guard !reaped.isEmpty else { return }
-        let children = Sys.children()
+        // In /proc of another PID namespace, the pids are not the master's to signal.
+        let children = procIsOurs ? Sys.children() : []
         // A guard reaps its app before it exits: an app that came to the
         // master lost its guard.
         if !apps.isDisjoint(with: reaped) || children.contains(where: apps.contains) { treeLost = true }

@@ -1,9 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// Spawns workers: posix_spawn (never fork) of `bellwether-exec MASTER_PID
 /// CREDENTIALS GUARD APP ARGV...` in a new process group, with an empty
 /// signal mask, default dispositions and stdin on /dev/null; the listening
@@ -52,12 +46,4 @@ struct Spawner {
                                             descriptors: inherit, directory: launch.directory,
                                             stdout: output?.stdout.write, stderr: output?.stderr.write))
     }
-}
-
-/// Calls `body` with a NULL-terminated array of C strings.
-func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
-    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
-    pointers.append(nil)
-    defer { for pointer in pointers { free(pointer) } }
-    return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
 }

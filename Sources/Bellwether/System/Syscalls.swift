@@ -85,12 +85,7 @@ enum Sys {
 
     /// This process's children, zombies included: from the kernel's list
     /// (/proc/PID/task/PID/children) or, where it has none, a scan of /proc.
-    /// None when /proc is another PID namespace's (a PID namespace without
-    /// a /proc of its own): its pids are not this process's to signal.
     static func children() -> [Int32] {
-        #if os(Linux)
-        guard procIsOurs() else { return [] }
-        #endif
         if let listed = calls.children() { return listed }
         #if os(Linux)
         let own = calls.processID()

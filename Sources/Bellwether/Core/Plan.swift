@@ -71,6 +71,9 @@ public struct Timings: Hashable, Sendable {
     public var leaseGrace: Duration = .seconds(5)
     /// The shell's: `--watch` reloads this long after the last change.
     public var watchDebounce: Duration = .milliseconds(200)
+    /// The shell's: with `--max-worker-memory`, each worker's tree is
+    /// measured this often (and never without a limit).
+    public var memorySampleInterval: Duration = .seconds(5)
 
     public init() {}
 }

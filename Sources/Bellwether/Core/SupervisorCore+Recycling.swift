@@ -45,7 +45,7 @@ extension SupervisorCore {
         guard let (index, reason) = candidates.min(by: { rank($0.1) < rank($1.1) }) else { return }
         workers[index].process?.recycling = reason
         workers[index].process?.recycleWanted = nil
-        history[workers[index].slot, default: SlotHistory()].recyclings += 1
+        history[workers[index].slot, default: SlotHistory()].recycled[reason.kind, default: 0] += 1
         actions.log(.recycling(workers[index], reason))
     }
 

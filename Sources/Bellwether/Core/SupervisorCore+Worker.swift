@@ -59,6 +59,17 @@ extension SupervisorCore {
             case memory(bytes: Int, limit: Int)
             /// The app asked (X_BELLWETHER_RECYCLE=1).
             case asked
+
+            /// The reason without its numbers, as `status` and metrics count it.
+            public enum Kind: String, Hashable, Sendable, CaseIterable { case age, memory, asked }
+
+            public var kind: Kind {
+                switch self {
+                case .age: .age
+                case .memory: .memory
+                case .asked: .asked
+                }
+            }
         }
 
         /// Chosen for a planned replacement, and not yet retiring.

@@ -47,8 +47,9 @@ public struct SupervisorCore: Sendable {
         public var lastExitAt: Instant?
         /// How many of the slot's workers exited, by how they ended.
         public var exits: [ExitStatus: Int] = [:]
-        /// Workers of this slot replaced by recycling (age, memory, asked).
-        public var recyclings = 0
+        /// Workers of this slot replaced by recycling, by reason.
+        public var recycled: [Worker.Recycling.Kind: Int] = [:]
+        public var recyclings: Int { recycled.values.reduce(0, +) }
     }
 
     static let schedulerSlot = 0

@@ -66,6 +66,12 @@ public enum Bellwether {
         let credentials = configuration.launch.credentials.summary
         if !credentials.isEmpty { lines.append(credentials) }
         if settings.noASLR { lines.append("no-aslr = true") }
+        let plan = configuration.plan
+        if plan.maxWorkerAge > .zero {
+            lines.append("max-worker-age = \(plan.maxWorkerAge.shortDescription) "
+                + "(plus up to \(plan.maxWorkerAgeJitter.shortDescription) of jitter)")
+        }
+        if plan.maxWorkerMemory > 0 { lines.append("max-worker-memory = \(plan.maxWorkerMemory) bytes") }
         if let chdir = settings.chdir { lines.append("chdir = \(chdir)") }
         if let pidfile = settings.pidfile { lines.append("pidfile = \(pidfile)") }
         lines.append("control-socket = \(settings.controlSocket ?? configuration.controlSocket.replacingPID())")

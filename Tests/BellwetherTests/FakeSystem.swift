@@ -33,6 +33,8 @@ final class FakeSystem: SystemCalls, @unchecked Sendable {
     /// The master's stderr, a line each.
     private(set) var log: [String] = []
     private(set) var polls = 0
+    /// When the master woke because its poll timed out, with nothing else to do.
+    private(set) var timeouts: [Instant] = []
     /// The master slept with no deadline and nothing left to happen.
     private(set) var blockedForever = false
     /// The master polled `pollLimit` times in a row without time passing.
@@ -71,6 +73,10 @@ final class FakeSystem: SystemCalls, @unchecked Sendable {
     var pollLimit = 10_000
     /// The directories a listing shows (`entries`); names ending in ".py" are files, the rest directories.
     var directories: [String: [String]] = [:]
+    /// Files `open` finds (e.g. /proc's), by path, with what `read` gives.
+    var files: [String: [UInt8]] = [:]
+    /// The open descriptors of `files`, with what is left to read.
+    private var openFiles: [Int32: [UInt8]] = [:]
     /// How many inotify watches there are before ENOSPC (fs.inotify.max_user_watches).
     var watchLimit = Int.max
     /// Every path watched, in order; a watch descriptor is its index + 1.
@@ -186,9 +192,23 @@ final class FakeSystem: SystemCalls, @unchecked Sendable {
         return nextFD
     }
 
-    func open(_ path: String, _ flags: Int32, _ mode: mode_t) -> Int32 { descriptor() }
-    func close(_ fd: Int32) {}
+    func open(_ path: String, _ flags: Int32, _ mode: mode_t) -> Int32 {
+        if path.hasPrefix("/proc/") {
+            guard let content = files[path] else { return -ENOENT }
+            let fd = descriptor()
+            openFiles[fd] = content
+            return fd
+        }
+        return descriptor()
+    }
+    func close(_ fd: Int32) { openFiles[fd] = nil }
     func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        if let content = openFiles[fd] {
+            let count = min(buffer.count, content.count)
+            content.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[..<count])) }
+            openFiles[fd] = Array(content.dropFirst(count))
+            return count
+        }
         guard fd == inotifyFD else { return 0 }
         guard !inotifyBytes.isEmpty else { return -Int(EAGAIN) }
         let count = min(buffer.count, inotifyBytes.count)
@@ -225,6 +245,7 @@ final class FakeSystem: SystemCalls, @unchecked Sendable {
             return readiness(fds)
         }
         now = max(now, next)
+        if let wake, wake <= (happenings.first?.at ?? wake) { timeouts.append(now) }
         while let first = happenings.first, first.at <= now {
             happenings.removeFirst()
             first.what(self)

@@ -39,7 +39,7 @@ enum HostileCorpus {
             hostile.hostility = 5
             if random.percent(70) { wellFormed(&random, &hostile) } else { configFile(&random, &hostile) }
             hostile.mustAccept = false
-            environment(&random, &hostile)
+            environment(&random, &hostile, most: 4)
             hostile.environment.append("BELLWETHER_CONFIG=" + hostile.configPath)
             hostile.arguments += arguments(&random, &hostile)
         }
@@ -200,6 +200,8 @@ enum HostileCorpus {
             value = random.percent(50) ? random.pick(["5", "2.5", "30", "0.25", "86400", "17"]) : random.pick(numbers)
         case "no-scheduler": value = random.pick(["true", "false", "1", "0", "yes", "no", "On", "maybe", ""])
         case "bind", "scheduler-bind": value = random.pick(addresses)
+        case "metrics-bind":  // takes no fd://, so the valid ones are drawn more often
+            value = random.percent(60) ? random.pick(["127.0.0.1:9100", ":0", "[::1]:9100"]) : random.pick(addresses)
         case "lease": value = random.pick(leases)
         case "timezone": value = random.pick(zones)
         case "env": value = random.pick(variables)
@@ -209,6 +211,13 @@ enum HostileCorpus {
         case "user", "group": value = random.pick(["root", "0", "nobody", "65534", "4294967295", "4294967296", "-1",
                                                    "no-such-user", "root:root", "+0"])
         case "log-format": value = random.pick(["text", "json", "xml", "JSON", ""])
+        case "worker-output": value = random.pick(["inherit", "prefix", "json", "Prefix", "text", ""])
+        case "max-worker-age", "max-worker-age-jitter":
+            value = random.percent(80) ? random.pick(["3600", "86400", "2592000", "0", "0.5", "600"])
+                : random.pick(["2592001", "1h", "-5"] + numbers)
+        case "max-worker-memory":
+            value = random.percent(80) ? random.pick(["512M", "2G", "1024", "0", "64KiB", "1gb"])
+                : random.pick(["1.5G", "3X", "G", "-1M", "9999999T", "512 M"] + numbers)
         case "watch-include", "watch-exclude": value = random.pick(["*.py", "*.html", "[a-z]*", "[!x]?", "[", "*", ""])
         default: value = random.pick(paths)
         }
@@ -297,8 +306,9 @@ enum HostileCorpus {
         + ["WORKERS_COUNT", "BELLWETHER_LEASE_PASSWORD", "BELLWETHER_HELP", "BELLWETHER_ENV", "BELLWETHER_CHECK_CONFIG",
            "BELLWETHER_", "bellwether_workers", "PATH", "TZDIR", "XDG_RUNTIME_DIR", "LISTEN_FDS", "LISTEN_FDNAMES"]
 
-    static func environment(_ random: inout SplitMix, _ hostile: inout HostileCase) {
-        for _ in 0...random.below(6) {
+    /// Sets 1 to `most` variables that options read, and sometimes more.
+    static func environment(_ random: inout SplitMix, _ hostile: inout HostileCase, most: Int = 6) {
+        for _ in 0...random.below(most) {
             let name = random.pick(environmentNames)
             var value: String
             if let spec = OptionSpec.all.first(where: { $0.environmentNames.contains(name) }), name != "BELLWETHER_CONFIG" {

@@ -71,6 +71,20 @@ def wait_for(seconds, condition):
     return condition()
 
 
+def redis_server(scratch):
+    """A redis-server of its own on a free loopback port, nothing saved: (process, port)."""
+    port = free_port()
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no", "--dir", scratch],
+                              stdout=open(os.path.join(scratch, "redis.log"), "w"), stderr=subprocess.STDOUT)
+    ping = lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True,  # noqa: E731
+                                  text=True).stdout.strip() == "PONG"
+    if not wait_for(20, ping):
+        server.kill()
+        raise RuntimeError("redis-server did not answer")
+    return server, port
+
+
 def get(port):
     """The JSON answer to GET /, or None."""
     try:

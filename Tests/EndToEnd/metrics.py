@@ -6,23 +6,33 @@ a worker killed with SIGKILL (restarts and exits of its slot), the
 scheduler killed (a handover), a HUP (a reload that finishes). Other paths
 get 404, other methods 405.
 
+Then chaos: a master with a Redis lease and --max-worker-age recycling,
+scraped by a real client every 20 ms while workers and the scheduler are
+SIGKILLed, reloads and scale changes come at random: every scrape answers
+and parses, no counter ever goes down, recyclings are counted, and the
+lease's renewal age stays under its deadline.
+
 usage: metrics.py BELLWETHER   (run with a python that has prometheus_client)
 Prints "ok"/"FAIL" lines and exits non-zero on any failure.
 """
 import http.client
 import os
+import random
 import re
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import check, finish, settled, status, wait_for
+from harness import check, finish, redis_server, settled, status, wait_for
 
 FAMILIES = ["bellwether_workers", "bellwether_workers_configured", "bellwether_generation",
-            "bellwether_worker_restarts", "bellwether_worker_exits", "bellwether_reloads",
+            "bellwether_worker_restarts", "bellwether_worker_exits", "bellwether_worker_recyclings",
+            "bellwether_reloads",
             "bellwether_reload_outcomes", "bellwether_reload_last_duration_seconds", "bellwether_scheduler_pid",
             "bellwether_scheduler_uptime_seconds", "bellwether_scheduler_spawns",
             "bellwether_scheduler_missing_seconds", "bellwether_lease_info", "bellwether_lease_fence",
@@ -77,6 +87,7 @@ def main():
             except subprocess.TimeoutExpired:
                 master.kill()
     check("the master exits 0 after TERM", master.wait() == 0, f"exit {master.returncode}")
+    chaos(bellwether, scratch)
     finish(scratch)
 
 
@@ -152,6 +163,131 @@ def run(bellwether, control, log_path, master):
     check("GET / is 404", code == 404, f"status {code}")
     code, _, _ = request(metrics, method="POST")
     check("POST /metrics is 405", code == 405, f"status {code}")
+
+
+# Counters whose every sample must never go down between two scrapes.
+COUNTERS = ["bellwether_worker_restarts", "bellwether_worker_exits", "bellwether_worker_recyclings",
+            "bellwether_reloads", "bellwether_reload_outcomes", "bellwether_scheduler_spawns",
+            "bellwether_scheduler_missing_seconds", "bellwether_master_cpu_seconds"]
+
+
+class Scraper(threading.Thread):
+    """A Prometheus-like client: GET /metrics every `every` seconds, each
+    body through the real parser; counts answers, failures and decreases."""
+
+    def __init__(self, port, every=0.02):
+        super().__init__(daemon=True)
+        self.port, self.every = port, every
+        self.stopping = threading.Event()
+        self.scrapes, self.failures, self.decreases = 0, [], []
+        self.slowest = 0.0
+        self.last = None
+
+    def run(self):
+        seen = {}
+        while not self.stopping.is_set():
+            began = time.monotonic()
+            try:
+                families = scrape(self.port)
+            except Exception as error:  # noqa: BLE001 - any failure is what we count
+                self.failures.append(repr(error))
+                time.sleep(self.every)
+                continue
+            self.slowest = max(self.slowest, time.monotonic() - began)
+            self.scrapes += 1
+            self.last = families
+            for name in COUNTERS:
+                for sample in families[name].samples if name in families else []:
+                    if not sample.name.endswith("_total"):
+                        continue
+                    key = (sample.name, tuple(sorted(sample.labels.items())))
+                    if sample.value < seen.get(key, 0):
+                        self.decreases.append(f"{key}: {seen[key]} -> {sample.value}")
+                    seen[key] = sample.value
+            time.sleep(self.every)
+
+
+def chaos(bellwether, scratch):
+    redis, redis_port = redis_server(scratch)
+    control = os.path.join(scratch, "chaos.sock")
+    log_path = os.path.join(scratch, "chaos.log")
+    with open(log_path, "w") as log:
+        master = subprocess.Popen(
+            [bellwether, "-w", "3", "--metrics-bind", "127.0.0.1:0", "--control-socket", control,
+             "--graceful-timeout", "2", "--max-worker-age", "2", "--max-worker-age-jitter", "1",
+             "--lease", f"redis://127.0.0.1:{redis_port}?key=metrics-chaos", "--lease-ttl", "4",
+             "--lease-renew-interval", "0.5", "--lease-renew-deadline", "2", "--lease-grace", "0.5",
+             "--lease-takeover-delay", "3", "--", "sleep", "1000"],
+            stdout=log, stderr=subprocess.STDOUT)
+    scraper = None
+    try:
+        def port():
+            with open(log_path) as log:
+                found = re.search(r"metrics on 127\.0\.0\.1:(\d+)", log.read())
+            return int(found.group(1)) if found else None
+        check("chaos: the master serves metrics", wait_for(10, lambda: port()))
+        if not port():
+            return
+        check("chaos: three workers ready, one of them the scheduler under the lease",
+              wait_for(30, lambda: settled(bellwether, control, 3)))
+        scraper = Scraper(port())
+        scraper.start()
+        rng = random.Random(1729)
+        actions = {"kill": 0, "kill-scheduler": 0, "hup": 0, "ttin": 0, "ttou": 0}
+        ends = time.monotonic() + 12
+        while time.monotonic() < ends:
+            time.sleep(rng.uniform(0.2, 0.6))
+            action = rng.choice(list(actions))
+            report = status(bellwether, control) or {"slots": [], "scheduler": None}
+            pids = [s["pid"] for s in report["slots"] if s.get("pid")]
+            try:
+                if action == "kill" and pids:
+                    os.kill(rng.choice(pids), signal.SIGKILL)
+                elif action == "kill-scheduler" and report["scheduler"]:
+                    os.kill(report["scheduler"], signal.SIGKILL)
+                elif action == "hup":
+                    master.send_signal(signal.SIGHUP)
+                elif action == "ttin" and report["master"]["workers"] < 5:
+                    master.send_signal(signal.SIGTTIN)
+                elif action == "ttou" and report["master"]["workers"] > 2:
+                    master.send_signal(signal.SIGTTOU)
+                else:
+                    continue
+            except ProcessLookupError:
+                continue
+            actions[action] += 1
+        # Quiet: the recycling goes on by itself.
+        check("chaos: the workers settle after the storm", wait_for(60, lambda: status(bellwether, control)
+              and len(status(bellwether, control)["slots"]) >= 2 and status(bellwether, control)["scheduler"]))
+        time.sleep(3)
+        scraper.stopping.set()
+        scraper.join(10)
+        print(f"     chaos: {actions}, {scraper.scrapes} scrapes, slowest {scraper.slowest * 1000:.0f} ms")
+        check("chaos: hundreds of scrapes answered and parsed, none failed",
+              scraper.scrapes >= 200 and not scraper.failures,
+              f"{scraper.scrapes} scrapes, failures {scraper.failures[:5]}")
+        check("chaos: no counter ever went down", not scraper.decreases, f"{scraper.decreases[:5]}")
+        families = scraper.last
+        recycled = sum(s.value for s in families["bellwether_worker_recyclings"].samples
+                       if s.name.endswith("_total") and s.labels.get("reason") == "age")
+        check("chaos: workers were recycled for their age, and counted", recycled >= 1, f"{recycled}")
+        check("chaos: the lease is redis, held, with a fence",
+              value(families, "bellwether_lease_info", kind="redis", state="holding") == 1
+              and value(families, "bellwether_lease_fence") >= 1)
+        age = value(families, "bellwether_lease_renewal_age_seconds")
+        check("chaos: the last renewal is younger than the renew deadline (2 s)", 0 <= age < 2, f"{age}")
+    finally:
+        if scraper:
+            scraper.stopping.set()
+        if master.poll() is None:
+            master.send_signal(signal.SIGTERM)
+            try:
+                master.wait(30)
+            except subprocess.TimeoutExpired:
+                master.kill()
+        check("chaos: the master exits 0 after TERM", master.wait() == 0, f"exit {master.returncode}")
+        redis.kill()
+        redis.wait()
 
 
 main()

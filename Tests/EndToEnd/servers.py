@@ -40,8 +40,8 @@ import sys
 import tempfile
 import time
 
-from harness import (ROOT, RequestLoop, check, finish, free_port, get, in_turn, job_lines, settled, status,
-                     wait_for)
+from harness import (ROOT, RequestLoop, check, finish, free_port, get, in_turn, job_lines, redis_server, settled,
+                     status, wait_for)
 
 SERVERS_DIR = os.path.join(ROOT, "examples", "servers")
 DJANGO_DIR = os.path.join(ROOT, "examples", "django-apscheduler")
@@ -250,19 +250,6 @@ def uvicorn_binding_itself(bellwether, venv, scratch):
         in_use = "address already in use" in log.read()
     check(f"uvicorn without --fd: every worker binds the port itself, finds it in use, a failed start "
           f"(status {code})", code == 3 and in_use)
-
-
-def redis_server(scratch):
-    port = free_port()
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no", "--dir", scratch],
-                              stdout=open(os.path.join(scratch, "redis.log"), "w"), stderr=subprocess.STDOUT)
-    ping = lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True,  # noqa: E731
-                                  text=True).stdout.strip() == "PONG"
-    if not wait_for(20, ping):
-        server.kill()
-        raise RuntimeError("redis-server did not answer")
-    return server, port
 
 
 def celery_env(venv, scratch, name, broker_port):

@@ -12,7 +12,7 @@
 //   bellwether-testworker [--record DIR] [--oracle FILE] [--role-env NAME]
 //                         [--ignore-term] [--straggler] [--tree] [--exit-after MS] [--stamp FILE]
 //                         [--serve] [--boot-ms MS] [--notify] [--watchdog-once] [--tick-ms MS]
-//                         [--say] [--flood N]
+//                         [--say] [--flood N] [--grow-mb N --grow-slot S] [--recycle-after N]
 //   bellwether-testworker --client HOST:PORT|unix:PATH --seconds S [--gap-us US]
 //
 // --tree starts what real servers start: a forked child (as multiprocessing
@@ -31,6 +31,11 @@
 // for DIR/flood.go, then writes "out I" to stdout and "err I" to stderr for I
 // from 1 to N as fast as it can, then "out end" without a newline; every
 // other slot writes "trickle I" to stdout every millisecond.
+// --grow-mb N with --grow-slot S: the worker of slot S forks a child that
+// fills N MiB and sleeps, so that the memory is its tree's, not its own; it
+// does so only while DIR/grown is absent, and creates it, so that its
+// replacement stays small. --recycle-after N (with --serve): after N answers
+// the worker sends X_BELLWETHER_RECYCLE=1 once and serves on.
 // --client sends requests one after another (US microseconds apart) for S
 // seconds, or until TERM, and then prints
 // "requests=N failures=M refused=R slowest_ms=S generations=a,b,… pids=…"
@@ -264,7 +269,22 @@ static void answer(int connection, const char *role) {
     close(connection);
 }
 
+static long recycle_after = 0;
+
+/// A forked child holding `megabytes` of touched memory until killed.
+static pid_t grow(long megabytes) {
+    pid_t child = fork();
+    if (child == 0) {
+        size_t size = (size_t)megabytes << 20;
+        char *block = malloc(size);
+        if (block != NULL) memset(block, 0x5a, size);
+        for (;;) pause();
+    }
+    return child;
+}
+
 static int serve(const char *role) {
+    long answered = 0;
     const char *count_text = getenv("LISTEN_FDS"), *pid_text = getenv("LISTEN_PID");
     if (count_text == NULL || pid_text == NULL || atoi(pid_text) != (int)getpid()) {
         fprintf(stderr, "testworker: LISTEN_FDS/LISTEN_PID not for this process\n");
@@ -278,7 +298,9 @@ static int serve(const char *role) {
         for (int i = 0; i < count && !stopping; i++) {
             if (!(fds[i].revents & POLLIN)) continue;
             int connection = accept4(fds[i].fd, NULL, NULL, SOCK_CLOEXEC);
-            if (connection >= 0) answer(connection, role);
+            if (connection < 0) continue;
+            answer(connection, role);
+            if (++answered == recycle_after) notify("X_BELLWETHER_RECYCLE=1");
         }
     }
     return 0;
@@ -401,7 +423,7 @@ int main(int argc, char **argv) {
     long boot_ms = 0, tick_ms = 0;
     double client_seconds = 1;
     long client_gap_us = 0;
-    long exit_after = -1, flood_lines = 0;
+    long exit_after = -1, flood_lines = 0, grow_mb = 0, grow_slot = -1;
     int saying = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--record") == 0 && i + 1 < argc) record_dir = argv[++i];
@@ -429,6 +451,9 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--tree") == 0) tree = 1;
         else if (strcmp(argv[i], "--say") == 0) saying = 1;
         else if (strcmp(argv[i], "--flood") == 0 && i + 1 < argc) flood_lines = atol(argv[++i]);
+        else if (strcmp(argv[i], "--grow-mb") == 0 && i + 1 < argc) grow_mb = atol(argv[++i]);
+        else if (strcmp(argv[i], "--grow-slot") == 0 && i + 1 < argc) grow_slot = atol(argv[++i]);
+        else if (strcmp(argv[i], "--recycle-after") == 0 && i + 1 < argc) recycle_after = atol(argv[++i]);
         else { fprintf(stderr, "testworker: unknown argument %s\n", argv[i]); return 2; }
     }
     if (client_target != NULL) return client(client_target, client_seconds, client_gap_us);
@@ -480,6 +505,17 @@ int main(int argc, char **argv) {
             snprintf(path, sizeof path, "%s/%d.tree", record_dir, (int)getpid());
             snprintf(line, sizeof line, "child %d\ndaemon %d\n", (int)child, (int)daemon);
             append_line(path, line);
+        }
+    }
+    if (grow_mb > 0 && record_dir != NULL && getenv("WORKER_ID") && atol(getenv("WORKER_ID")) == grow_slot) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/grown", record_dir);
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+            char line[64];
+            int size = snprintf(line, sizeof line, "%d\n", (int)grow(grow_mb));
+            write_all(fd, line, (size_t)size);
+            close(fd);
         }
     }
     // Every handler is in place before the record is written (see the top).

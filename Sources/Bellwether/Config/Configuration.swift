@@ -126,10 +126,13 @@ public struct Configuration: Hashable, Sendable {
                                     reason: "systemd passed descriptors \(inherited.keys.sorted().map(String.init).joined(separator: ", ")) only")
             }
         }
-        let plan = Plan(workers: settings.workers ?? min(Int(bw_online_cpus()), Plan.maximumWorkers),
+        var plan = Plan(workers: settings.workers ?? min(Int(bw_online_cpus()), Plan.maximumWorkers),
                         scheduler: settings.scheduler, gracefulTimeout: settings.gracefulTimeout,
                         notifyReadiness: settings.ready == .notify, readyTimeout: settings.readyTimeout,
                         watchdog: settings.watchdog, bootAttempts: settings.bootAttempts)
+        plan.maxWorkerAge = settings.maxWorkerAge
+        plan.maxWorkerAgeJitter = settings.maxWorkerAgeJitter ?? settings.maxWorkerAge / 10
+        plan.maxWorkerMemory = settings.maxWorkerMemory
         let launch = Launch(executable: executable, arguments: settings.command,
                             environment: variables.map { "\($0.0)=\($0.1)" }, roleVariable: settings.roleEnv,
                             directory: settings.chdir == nil ? nil : workingDirectory,

@@ -168,6 +168,21 @@ struct OptionSpec: Sendable {
             }
             settings.reloadNice = nice
         },
+        OptionSpec("max-worker-age", value: "SECONDS",
+                   help: "recycle a worker older than SECONDS, its replacement ready first (default: off)") {
+            settings, value, source throws(BellwetherError) in
+            settings.maxWorkerAge = try Parse.seconds(value, source: source, maximum: Parse.longestAge)
+        },
+        OptionSpec("max-worker-age-jitter", value: "SECONDS",
+                   help: "add up to SECONDS to each worker's age limit (default: a tenth of it)") {
+            settings, value, source throws(BellwetherError) in
+            settings.maxWorkerAgeJitter = try Parse.seconds(value, source: source, maximum: Parse.longestAge)
+        },
+        OptionSpec("max-worker-memory", value: "SIZE",
+                   help: "recycle a worker whose process tree uses more than SIZE (e.g. 512M, 2G; default: off)") {
+            settings, value, source throws(BellwetherError) in
+            settings.maxWorkerMemory = try Parse.size(value, source: source)
+        },
         OptionSpec("no-aslr",
                    help: "start workers without address-space randomization: one shared layout (see the manual)") {
             settings, value, source throws(BellwetherError) in

@@ -15,13 +15,33 @@ enum Parse {
         return value
     }
 
-    static func seconds(_ text: String, source: SettingSource, minimum: Double = 0) throws(BellwetherError) -> Duration {
-        let expected = minimum > 0 ? "a number of seconds above 0, up to 86400" : "a number of seconds from 0 to 86400"
+    /// The longest age limit: 30 days.
+    static let longestAge: Double = 2_592_000
+
+    static func seconds(_ text: String, source: SettingSource, minimum: Double = 0,
+                        maximum: Double = 86_400) throws(BellwetherError) -> Duration {
+        let most = String(Int(maximum))
+        let expected = minimum > 0 ? "a number of seconds above 0, up to \(most)"
+            : "a number of seconds from 0 to \(most)"
         guard text.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }),
-              let value = Double(text), value.isFinite, (minimum...86_400).contains(value) else {
+              let value = Double(text), value.isFinite, (minimum...maximum).contains(value) else {
             throw .invalidValue(source, value: text, expected: expected)
         }
         return .nanoseconds(Int64(value * 1e9))
+    }
+
+    /// A size in bytes: a whole number with an optional binary unit, K, M,
+    /// G or T (also KiB, MB, …: always powers of 1024); 0 means off.
+    static func size(_ text: String, source: SettingSource) throws(BellwetherError) -> Int {
+        let digits = text.prefix { $0.isASCII && $0.isNumber }
+        var unit = text.dropFirst(digits.count).uppercased()
+        if unit.hasSuffix("IB") { unit.removeLast(2) } else if unit.count > 1, unit.hasSuffix("B") { unit.removeLast() }
+        let shifts: [String: Int] = ["": 0, "B": 0, "K": 10, "M": 20, "G": 30, "T": 40]
+        guard !digits.isEmpty, let number = Int(digits), let shift = shifts[unit],
+              number <= (1 << 50) >> shift else {
+            throw .invalidValue(source, value: text, expected: "a size such as 512M or 2G (K, M, G, T: powers of 1024)")
+        }
+        return number << shift
     }
 
     static func boolean(_ text: String, source: SettingSource) throws(BellwetherError) -> Bool {

@@ -58,6 +58,12 @@ public struct Settings: Hashable, Sendable {
     public var reloadNice = 10
     /// --no-aslr: workers start without address-space randomization.
     public var noASLR = false
+    /// --max-worker-age: recycle a worker older than this; zero: never.
+    public var maxWorkerAge: Duration = .zero
+    /// --max-worker-age-jitter; nil: a tenth of `maxWorkerAge`.
+    public var maxWorkerAgeJitter: Duration?
+    /// --max-worker-memory, in bytes: recycle a worker whose tree uses more; zero: never.
+    public var maxWorkerMemory = 0
     /// --watch paths in the order given, and the --watch-include and
     /// --watch-exclude globs added to `WatchFilter`'s defaults.
     public var watch: [WatchEntry] = []

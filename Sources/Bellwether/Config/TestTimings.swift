@@ -22,6 +22,7 @@ enum TestTimings {
         ("boot-grace", \.bootGrace),
         ("token-wait-grace", \.tokenWaitGrace),
         ("watch-debounce", \.watchDebounce),
+        ("memory-interval", \.memorySampleInterval),
     ]
 
     /// `timings` with the entries of BELLWETHER_TEST_TIMINGS in `environment`

@@ -9,6 +9,8 @@ struct MetricsReport {
         var state: String
         /// The fence this master holds a Redis lease with; 0 otherwise.
         var fence: Int64
+        /// While holding: how long ago the last renewal that counted was sent.
+        var renewalAge: Duration? = nil
     }
 
     /// The master's own resource use (`/proc/self/stat`, `/proc/self/statm`).
@@ -27,12 +29,13 @@ struct MetricsReport {
 
     /// The lease of a `Supervision`: its Redis lease if it has one, else the
     /// scheduler token when a scheduler is planned.
-    static func lease(of supervision: Supervision) -> Lease? {
+    static func lease(of supervision: Supervision, at now: Instant) -> Lease? {
         if let lease = supervision.lease {
             switch lease.phase {
             case .seeking: return Lease(kind: "redis", state: "seeking", fence: 0)
             case .holding(let holding):
-                return Lease(kind: "redis", state: holding.granted ? "holding" : "takeover_delay", fence: holding.fence)
+                return Lease(kind: "redis", state: holding.granted ? "holding" : "takeover_delay", fence: holding.fence,
+                             renewalAge: now - holding.lastCounted)
             case .steppingDown: return Lease(kind: "redis", state: "stepping_down", fence: 0)
             case .releasing: return Lease(kind: "redis", state: "releasing", fence: 0)
             case .stopped: return Lease(kind: "redis", state: "released", fence: 0)
@@ -89,6 +92,14 @@ struct MetricsReport {
         family("bellwether_worker_restarts_total", "counter",
                "Workers of a slot that died on their own and were replaced.",
                slots.map { ([("slot", String($0))], String(core.history[$0]!.restarts)) })
+        family("bellwether_worker_recyclings_total", "counter",
+               "Workers of a slot replaced by recycling (--max-worker-age, --max-worker-memory, the app's request).",
+               slots.flatMap { slot in
+                   SupervisorCore.Worker.Recycling.Kind.allCases.map { kind in
+                       ([("slot", String(slot)), ("reason", kind.rawValue)],
+                        String(core.history[slot]!.recycled[kind] ?? 0))
+                   }
+               })
         family("bellwether_worker_exits_total", "counter", "Workers of a slot that exited, by how they ended.",
                slots.flatMap { slot in
                    core.history[slot]!.exits.map { status, count in
@@ -124,6 +135,9 @@ struct MetricsReport {
                    [([("kind", lease.kind), ("state", lease.state)], "1")])
             one("bellwether_lease_fence", "gauge", "The fence of the Redis lease this master holds, 0 if none.",
                 String(lease.fence))
+            family("bellwether_lease_renewal_age_seconds", "gauge",
+                   "While this master holds the lease: how long ago its last counted renewal was sent.",
+                   lease.renewalAge.map { [([], Self.number($0.seconds))] } ?? [])
         }
 
         one("bellwether_master_uptime_seconds", "gauge", "How long the master has run.",

@@ -40,6 +40,8 @@ public struct StatusReport: Sendable {
         public var state: String
         public var uptime: Duration
         public var restarts: Int
+        /// The slot's workers replaced by recycling, by reason.
+        public var recycled: [SupervisorCore.Worker.Recycling.Kind: Int]
         public var lastExit: String?
         public var lastExitAgo: Duration?
         /// A slot backing off: how long until its next start.
@@ -69,13 +71,15 @@ public struct StatusReport: Sendable {
                  uptime: Duration, nextAttempt: Duration? = nil) -> Row {
             let history = core.history[slot] ?? SupervisorCore.SlotHistory()
             return Row(slot: slot, pid: pid, guardPID: guardPID, role: role, generation: generation, state: state,
-                       uptime: uptime, restarts: history.restarts, lastExit: history.lastExit?.description,
+                       uptime: uptime, restarts: history.restarts, recycled: history.recycled,
+                       lastExit: history.lastExit?.description,
                        lastExitAgo: history.lastExitAt.map { now - $0 }, nextAttempt: nextAttempt)
         }
         let workerRows = core.workers.map { worker in
             row(slot: worker.slot, pid: worker.shownPID, guardPID: worker.pid, role: worker.role,
                 generation: worker.generation,
-                state: worker.isRetiring || worker.appGone ? "stopping" : worker.ready ? "ready" : "starting",
+                state: worker.isRetiring || worker.appGone ? "stopping" : worker.isRecycling ? "recycling"
+                    : worker.ready ? "ready" : "starting",
                 uptime: worker.process.map { now - $0.since } ?? .zero)
         }
         let backoffRows = (0..<core.plan.workers).compactMap { slot in
@@ -101,6 +105,9 @@ public struct StatusReport: Sendable {
                          ("role", .string(row.role.rawValue)),
                          ("generation", .int(row.generation)), ("state", .string(row.state)),
                          ("uptime", .double(row.uptime.seconds)), ("restarts", .int(row.restarts)),
+                         ("recycled", .object(SupervisorCore.Worker.Recycling.Kind.allCases.map {
+                             ($0.rawValue, .int(row.recycled[$0] ?? 0))
+                         })),
                          ("last_exit", row.lastExit.map { .string($0) } ?? .null),
                          ("last_exit_ago", row.lastExitAgo.map { .double($0.seconds) } ?? .null),
                          ("next_attempt", row.nextAttempt.map { .double($0.seconds) } ?? .null)])
@@ -113,11 +120,11 @@ public struct StatusReport: Sendable {
             + (stopping ? ", stopping" : "") + ", up \(Self.age(masterUptime))",
             "scheduler: " + (schedulerPID.map { "pid \($0)" } ?? "none")]
         if let lease { lines.append("lease: \(lease.kind), \(lease.state)") }
-        let header = ["SLOT", "PID", "ROLE", "GEN", "STATE", "UPTIME", "RESTARTS", "LAST EXIT"]
+        let header = ["SLOT", "PID", "ROLE", "GEN", "STATE", "UPTIME", "RESTARTS", "RECYCLED", "LAST EXIT"]
         let table = rows.map { row in
             [String(row.slot), row.pid.map(String.init) ?? "-", row.role.rawValue, String(row.generation),
              row.state + (row.nextAttempt.map { ", next attempt in \(Self.tenths($0))" } ?? ""),
-             row.pid == nil ? "-" : Self.age(row.uptime), String(row.restarts),
+             row.pid == nil ? "-" : Self.age(row.uptime), String(row.restarts), String(row.recycled.values.reduce(0, +)),
              row.lastExit.map { $0 + (row.lastExitAgo.map { ", \(Self.age($0)) ago" } ?? "") } ?? "-"]
         }
         let widths = header.indices.map { column in ([header] + table).map { $0[column].count }.max() ?? 0 }

@@ -18,6 +18,12 @@ public enum Event: Hashable, Sendable {
     case ready(WorkerRef)
     /// The worker sent WATCHDOG=1.
     case watchdog(WorkerRef)
+    /// The memory the worker's whole process tree uses, in bytes (sampled
+    /// only with `Plan.maxWorkerMemory`).
+    case memory(WorkerRef, bytes: Int)
+    /// The worker's app asks for a planned replacement
+    /// (X_BELLWETHER_RECYCLE=1): it serves on until its replacement is ready.
+    case recycleAsked(WorkerRef)
     /// The answer to `Action.acquireToken`.
     case token(TokenAnswer)
     /// With a network lease: whether this supervisor may designate a

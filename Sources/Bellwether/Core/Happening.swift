@@ -8,6 +8,9 @@ extension SupervisorCore {
         /// Its spawn succeeded; `pid` is its guard's.
         case spawned(Worker, pid: Int32)
         case spawnFailed(Worker, reason: String)
+        /// Chosen for a planned replacement: a replacement boots, and it
+        /// retires once that one is ready.
+        case recycling(Worker, Worker.Recycling)
         /// Reaped, `uptime` after it was spawned (or ordered, if it never was).
         case exited(Worker, ExitStatus, uptime: Duration)
         /// Its app exited; its guard ends what the app left behind.
@@ -62,6 +65,7 @@ extension SupervisorCore {
         case slotRemoved
         case replaced(byGeneration: Int)
         case replacedByScheduler
+        case recycled
     }
 
     /// Why a generation that is not ready yet will not become ready: a reload

@@ -37,6 +37,9 @@ extension SupervisorCore.Happening {
         case .retiring(let worker, let why):
             LogRecord(.info, "retiring", "retiring \(Self.named(worker)): \(why.words)",
                       Self.fields(worker) + [.init("reason", .string(why.words))])
+        case .recycling(let worker, let why):
+            LogRecord(.info, "recycling", "recycling \(Self.named(worker)): \(why.words); its replacement boots first",
+                      Self.fields(worker) + [.init("reason", .string(why.words))])
         case .standIn(let slot, let generation):
             LogRecord(.info, "stand_in", "worker \(slot) stands in for the scheduler while it is handed over",
                       [.init("slot", .int(slot)), .init("generation", .int(generation))])
@@ -144,6 +147,18 @@ extension SupervisorCore.Retirement {
         case .slotRemoved: "slot removed"
         case .replaced(let generation): "replaced by generation \(generation)"
         case .replacedByScheduler: "replaced by the scheduler"
+        case .recycled: "recycled, its replacement is ready"
+        }
+    }
+}
+
+extension SupervisorCore.Worker.Recycling {
+    var words: String {
+        switch self {
+        case .age(let limit): "older than \(limit.shortDescription) (--max-worker-age)"
+        case .memory(let bytes, let limit):
+            "its processes use \(bytes / 1_048_576) MiB, over --max-worker-memory \(limit / 1_048_576) MiB"
+        case .asked: "the app asked (X_BELLWETHER_RECYCLE=1)"
         }
     }
 }

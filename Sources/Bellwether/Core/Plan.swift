@@ -19,6 +19,14 @@ public struct Plan: Hashable, Sendable {
     /// slot in a row are a failed start: the master stops and exits 3. Zero:
     /// never give up (the slot keeps backing off).
     public var bootAttempts: Int
+    /// Recycling: a worker older than this (plus its share of
+    /// `maxWorkerAgeJitter`) is replaced as a reload replaces it. Zero: never.
+    public var maxWorkerAge: Duration = .zero
+    /// Spreads the age limit over the workers, so that they never all go at once.
+    public var maxWorkerAgeJitter: Duration = .zero
+    /// Recycling: a worker whose process tree uses more memory than this, in
+    /// bytes, is replaced. Zero: never.
+    public var maxWorkerMemory: Int = 0
 
     public static let maximumWorkers = 4096
     public static let defaultBootAttempts = 5
@@ -63,6 +71,9 @@ public struct Timings: Hashable, Sendable {
     public var leaseGrace: Duration = .seconds(5)
     /// The shell's: `--watch` reloads this long after the last change.
     public var watchDebounce: Duration = .milliseconds(200)
+    /// The shell's: with `--max-worker-memory`, each worker's tree is
+    /// measured this often (and never without a limit).
+    public var memorySampleInterval: Duration = .seconds(5)
 
     public init() {}
 }

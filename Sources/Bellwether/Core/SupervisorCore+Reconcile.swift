@@ -10,7 +10,7 @@ extension SupervisorCore {
     /// the scheduler boots beside it; the scheduler is the one that stays.
     func current(in slot: Int) -> Worker? {
         let holders = workers.lazy.filter {
-            $0.slot == slot && $0.generation == generation && !$0.isRetiring && !$0.appGone
+            $0.slot == slot && $0.generation == generation && !$0.isRetiring && !$0.appGone && !$0.isRecycling
         }
         return holders.first { $0.role == .scheduler } ?? holders.first
     }
@@ -25,16 +25,19 @@ extension SupervisorCore {
     /// A ready worker of the current generation, not retiring, serves `slot`
     /// (a stand-in counts): an older worker of the slot may go.
     func isServed(_ slot: Int) -> Bool {
-        workers.contains { $0.slot == slot && $0.generation == generation && $0.ready && !$0.isRetiring && !$0.appGone }
+        workers.contains {
+            $0.slot == slot && $0.generation == generation && $0.ready && !$0.isRetiring && !$0.appGone && !$0.isRecycling
+        }
     }
 
     /// A worker of `slot` whose app is gone while its guard drains the tree.
     func isDraining(_ slot: Int) -> Bool { workers.contains { $0.slot == slot && $0.appGone } }
 
-    /// A scheduler of an older generation still serves, waiting for a ready
-    /// worker of the current generation in its slot before it is retired.
+    /// A scheduler of an older generation, or one being recycled, still
+    /// serves, waiting for a ready worker of the current generation in its
+    /// slot before it is retired.
     var schedulerAwaitsRelief: Bool {
-        workers.contains { $0.role == .scheduler && $0.generation != generation && !$0.isRetiring }
+        workers.contains { $0.role == .scheduler && ($0.generation != generation || $0.isRecycling) && !$0.isRetiring }
     }
 
     mutating func reconcile(at now: Instant, into actions: inout [Action]) {
@@ -45,6 +48,7 @@ extension SupervisorCore {
             reconcileStop(deadline: deadline, into: &actions)
             return
         }
+        startRecycling(at: now, into: &actions)
         retireObsolete(at: now, into: &actions)
         manageToken(at: now, into: &actions)
         spawnMissing(at: now, into: &actions)
@@ -133,20 +137,21 @@ extension SupervisorCore {
             guard case .running = worker.phase else { continue }
             let removedSlot = worker.slot >= plan.workers
             let oldGeneration = worker.generation != generation
+            let replaced = oldGeneration || worker.isRecycling
             var reason: Retirement?
             var retireBy = deadline
             if worker.role == .scheduler {
                 if !leasePermits {
                     reason = .leaseWithdrawn
                     retireBy = min(deadline, now + timings.leaseGrace)
-                } else if removedSlot || oldGeneration || !plan.scheduler {
-                    let serves = worker.ready && oldGeneration && !removedSlot
+                } else if removedSlot || replaced || !plan.scheduler {
+                    let serves = worker.ready && replaced && !removedSlot
                     if !serves || isServed(worker.slot) { reason = .schedulerHandover }
                 }
             } else if removedSlot {
                 reason = .slotRemoved
-            } else if oldGeneration {
-                if isServed(worker.slot) { reason = .replaced(byGeneration: generation) }
+            } else if replaced {
+                if isServed(worker.slot) { reason = oldGeneration ? .replaced(byGeneration: generation) : .recycled }
             } else if schedulerReady && worker.slot == Self.schedulerSlot {
                 reason = .replacedByScheduler
             }
@@ -277,6 +282,7 @@ extension SupervisorCore {
             for slot in 0..<plan.workers where lacksWorker(slot) {
                 if let notBefore = slots[slot]?.notBefore { candidates.append(notBefore) }
             }
+            candidates += recyclingDeadlines
             if let wait = tokenWait, wantsScheduler, !schedulerExists {
                 candidates.append(wait.retryAt)
                 candidates.append(wait.since + timings.tokenWaitGrace)

@@ -45,7 +45,35 @@ extension SupervisorCore {
             /// Ready to serve: READY=1 received, or up for the boot grace.
             public var ready = false
             public var watchdog = Watchdog.silent
+            /// Why it is being replaced, once the core chose it: it serves on
+            /// until a ready replacement serves its slot, then retires.
+            public var recycling: Recycling?
+            /// A reason to replace it that waits its turn (one slot at a time):
+            /// the app asked, or its tree used too much memory.
+            public var recycleWanted: Recycling?
         }
+
+        /// Why a worker is recycled.
+        public enum Recycling: Hashable, Sendable {
+            case age(Duration)
+            case memory(bytes: Int, limit: Int)
+            /// The app asked (X_BELLWETHER_RECYCLE=1).
+            case asked
+
+            /// The reason without its numbers, as `status` and metrics count it.
+            public enum Kind: String, Hashable, Sendable, CaseIterable { case age, memory, asked }
+
+            public var kind: Kind {
+                switch self {
+                case .age: .age
+                case .memory: .memory
+                case .asked: .asked
+                }
+            }
+        }
+
+        /// Chosen for a planned replacement, and not yet retiring.
+        public var isRecycling: Bool { process?.recycling != nil }
 
         public enum Watchdog: Hashable, Sendable {
             /// No WATCHDOG=1 yet: the watchdog applies only once it has pinged.

@@ -47,6 +47,9 @@ public struct SupervisorCore: Sendable {
         public var lastExitAt: Instant?
         /// How many of the slot's workers exited, by how they ended.
         public var exits: [ExitStatus: Int] = [:]
+        /// Workers of this slot replaced by recycling, by reason.
+        public var recycled: [Worker.Recycling.Kind: Int] = [:]
+        public var recyclings: Int { recycled.values.reduce(0, +) }
     }
 
     static let schedulerSlot = 0
@@ -188,6 +191,15 @@ public struct SupervisorCore: Sendable {
             workers[index].process?.ready = true
             someWorkerWasReady = true
             actions.log(.ready(workers[index]))
+        case .memory(let ref, let bytes):
+            let index = spawned(ref, "memory")
+            guard plan.maxWorkerMemory > 0, bytes > plan.maxWorkerMemory else { return [] }
+            if workers[index].process?.recycleWanted == nil {
+                workers[index].process?.recycleWanted = .memory(bytes: bytes, limit: plan.maxWorkerMemory)
+            }
+        case .recycleAsked(let ref):
+            let index = spawned(ref, "recycle request")
+            workers[index].process?.recycleWanted = .asked
         case .watchdog(let ref):
             let index = spawned(ref, "watchdog")
             // An app may send WATCHDOG=1 though no watchdog was asked for.

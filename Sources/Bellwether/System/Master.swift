@@ -53,6 +53,9 @@ final class Master {
     /// `--watch`: changes to the app's files, as reloads.
     private let watcher: Watcher?
     private let startedAt = Sys.monotonicNow()
+    /// With `--max-worker-memory`: when the workers' trees are next measured.
+    private var nextMemorySample: Instant?
+    private let memorySampleInterval: Duration
 
     /// Sets up the process (signals, descriptors, token, pidfile) or throws.
     init(configuration: Configuration, loader: SettingsLoader, environment: [String], directory: String)
@@ -72,6 +75,7 @@ final class Master {
         let timings = TestTimings.applied(to: Timings(), environment: Bellwether.dictionary(environment))
         let lease = configuration.redisLease.map { NetworkLease(address: $0, timings: configuration.settings.leaseTimings) }
         self.lease = lease
+        memorySampleInterval = timings.memorySampleInterval
         supervision = Supervision(plan: configuration.plan, timings: timings,
                                   lease: lease.map { LeaseCore(holder: $0.holder, timings: $0.timings) })
 
@@ -151,8 +155,11 @@ final class Master {
         while exitStatus == nil {
             let now = Sys.monotonicNow()
             let deadline = supervision.nextDeadline(after: now)
+            // A reload may set or clear the limit: the timer follows it.
+            if core.plan.maxWorkerMemory == 0 { nextMemorySample = nil }
+            else if nextMemorySample == nil { nextMemorySample = now + memorySampleInterval }
             let wake = [deadline, nextWatchdogPing, lease?.nextDeadline, control.nextDeadline, metrics?.nextDeadline,
-                        watcher?.deadline]
+                        watcher?.deadline, nextMemorySample]
                 .compactMap { $0 }.min()
             var watched: [(fd: Int32, events: Int16)] = [(signals.fd, Int16(POLLIN)), (notifySocket.fd, Int16(POLLIN))]
             let leaseIndex = lease?.pollEntry.map { entry in
@@ -182,7 +189,7 @@ final class Master {
             }
             control.serve(Array(revents[controlIndex..<metricsIndex]), at: after, answer: answer)
             metrics?.serve(Array(revents[metricsIndex..<outputIndex]), at: after) {
-                MetricsReport(core: core, lease: MetricsReport.lease(of: supervision), masterUptime: after - startedAt,
+                MetricsReport(core: core, lease: MetricsReport.lease(of: supervision, at: after), masterUptime: after - startedAt,
                               usage: MetricsListener.ownUsage(), now: after).text
             }
             outputs.serve(Array(revents[outputIndex...]))
@@ -195,6 +202,10 @@ final class Master {
                 }
             }
             if let deadline, after >= deadline { queue.append(.supervisor(.tick)) }
+            if let sample = nextMemorySample, after >= sample {
+                measureTrees()
+                nextMemorySample = after + memorySampleInterval
+            }
             if let ping = nextWatchdogPing, after >= ping, let interval = systemd.watchdogInterval {
                 systemd.send("WATCHDOG=1")
                 nextWatchdogPing = after + interval
@@ -270,6 +281,7 @@ final class Master {
                 queue.append(.supervisor(.appExited(ref)))
             case "READY" where value == "1": queue.append(.supervisor(.ready(ref)))
             case "WATCHDOG" where value == "1": queue.append(.supervisor(.watchdog(ref)))
+            case "X_BELLWETHER_RECYCLE" where value == "1": queue.append(.supervisor(.recycleAsked(ref)))
             case "STATUS":
                 logger.write(.workerStatus(pid: pid, status: value))
             case "STOPPING" where value == "1":
@@ -352,6 +364,13 @@ final class Master {
             Sys.send(.kill, to: pid)
             let group = Sys.calls.processGroup(of: pid)
             if group > 0 && group != own { Sys.send(.kill, toGroup: group) }
+        }
+    }
+
+    /// `--max-worker-memory`: each worker's tree, measured; the core decides.
+    private func measureTrees() {
+        for (pid, ref) in refs.sorted(by: { $0.key < $1.key }) {
+            if let bytes = TreeMemory.bytes(ofTree: pid) { queue.append(.supervisor(.memory(ref, bytes: bytes))) }
         }
     }
 

@@ -10,7 +10,8 @@ let package = Package(
     ],
     targets: [
         // C shims for what Swift cannot call: variadic prctl, signalfd,
-        // wait-status macros, posix_spawn attribute plumbing.
+        // wait-status macros, posix_spawn attribute plumbing; and the hashes
+        // PostgreSQL login needs (crypto.c), so that no crypto library is linked.
         .target(name: "CBellwether"),
         // The library: a pure core (decisions) and a system shell (syscalls).
         .target(name: "Bellwether", dependencies: ["CBellwether"]),

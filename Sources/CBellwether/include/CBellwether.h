@@ -1,5 +1,6 @@
 // C shims for what Swift cannot call directly: variadic prctl/fcntl, signalfd,
-// the wait-status macros and posix_spawn attribute plumbing. Every function
+// the wait-status macros and posix_spawn attribute plumbing; the hashes of
+// PostgreSQL login are in CBellwetherCrypto.h. Every function
 // returns 0 or a positive errno value unless documented otherwise; none of
 // them allocates memory that the caller must free.
 #ifndef CBELLWETHER_H
@@ -7,6 +8,7 @@
 
 #include <sys/types.h>
 #include "CBellwetherSockets.h"
+#include "CBellwetherCrypto.h"
 #include "CBellwetherGuard.h"
 
 /// Blocks `signals` in the calling thread and returns a non-blocking, CLOEXEC

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""bellwether against gunicorn, six benchmarks in one run (see bench/run).
+"""bellwether against gunicorn, seven benchmarks in one run (see bench/run).
 
 Every benchmark runs both systems in alternation, REPS times (5; --quick: 1,
 with smaller sizes), on the same app (bench/app.py): `gunicorn -w N app:app`
@@ -354,10 +354,15 @@ def reload_under_load():
 def idle_master():
     log("idle master")
     seconds = 3 if QUICK else 10
-    result = {kind: {"wakeups": [], "cpu": []} for kind in ("bellwether", "gunicorn")}
+    # bellwether as the README runs it; then with --watch on the app's tree and
+    # --metrics-bind (both must arm no timer); then with --max-worker-memory,
+    # whose sampling is the one timer it arms (every 5 s).
+    layouts = {"bellwether": [], "watching": ["--watch", BENCH, "--metrics-bind", "127.0.0.1:0"],
+               "memory": ["--max-worker-memory", "4G"], "gunicorn": []}
+    result = {kind: {"wakeups": [], "cpu": []} for kind in layouts}
     for _ in range(REPS):
-        for kind in ("bellwether", "gunicorn"):
-            with System(kind, 2) as system:
+        for kind, extra in layouts.items():
+            with System("gunicorn" if kind == "gunicorn" else "bellwether", 2, extra=extra) as system:
                 wait_for(60, lambda: get(system.port, 1) is not None)
                 time.sleep(3)  # past the boot grace: no timer armed
                 switches, cpu = status_field(system.pid, "voluntary_ctxt_switches"), cpu_seconds(system.pid)
@@ -368,6 +373,40 @@ def idle_master():
     record("idle master", "voluntary context switches of the master", bw["wakeups"], gu["wakeups"], "per s",
            "0", max(bw["wakeups"]) == 0)
     record("idle master", "CPU time of the master", bw["cpu"], gu["cpu"], "ms per s", "-", None)
+    watching = result["watching"]
+    record("idle master", "the same with --watch (the bench app's tree) and --metrics-bind, nobody scraping",
+           watching["wakeups"], gu["wakeups"], "per s", "0", max(watching["wakeups"]) == 0)
+    memory = result["memory"]
+    record("idle master", "the same with --max-worker-memory: one tree measurement every 5 s",
+           memory["wakeups"], gu["wakeups"], "per s", "≤ 0.25", max(memory["wakeups"]) <= 0.25)
+    record("idle master", "CPU time of the master with --max-worker-memory", memory["cpu"], gu["cpu"], "ms per s",
+           "-", None)
+
+
+def metrics_scrape():
+    """What one GET /metrics costs the master, and how long it takes to
+    answer, scraped back to back by one client (a Prometheus scrapes every
+    15 s or so); gunicorn has no Prometheus endpoint to compare with."""
+    log("metrics scrape")
+    scrapes = 200 if QUICK else 2000
+    cpu, latency = [], []
+    for _ in range(REPS):
+        port = free_port()
+        with System("bellwether", 4, extra=["--metrics-bind", f"127.0.0.1:{port}"]) as system:
+            wait_for(60, lambda: get(system.port, 1) is not None)
+            time.sleep(3)
+            times = []
+            before = cpu_seconds(system.pid)
+            for _ in range(scrapes):
+                began = time.perf_counter()
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+                    response.read()
+                times.append(time.perf_counter() - began)
+            cpu.append((cpu_seconds(system.pid) - before) * 1e6 / scrapes)
+            latency.append(statistics.median(times) * 1000)
+    record("metrics scrape", f"the master's CPU time per GET /metrics ({scrapes} back to back, 4 workers)", cpu, [],
+           "µs", "≤ 1000 µs", statistics.median(cpu) <= 1000)
+    record("metrics scrape", "median time to answer a scrape, connect included", latency, [], "ms", "-", None)
 
 
 # --- 4. master memory --------------------------------------------------------------------------
@@ -502,7 +541,8 @@ def signal_storm():
     record("signal storm", "two schedulers at once (flock oracle)", [len(failures)], [], "", "0", not failures)
 
 
-ORDER = ["failover", "reload_under_load", "idle_master", "master_memory", "spawn_scaling", "signal_storm"]
+ORDER = ["failover", "reload_under_load", "idle_master", "metrics_scrape", "master_memory", "spawn_scaling",
+         "signal_storm"]
 
 
 def table(directory):

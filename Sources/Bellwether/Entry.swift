@@ -57,7 +57,7 @@ public enum Bellwether {
             "command = \(configuration.launch.executable)"
                 + configuration.launch.arguments.dropFirst().map { " " + $0 }.joined(),
         ]
-        if let lease = configuration.redisLease {
+        if let lease = configuration.networkLease {
             let t = settings.leaseTimings
             lines.append("lease = \(lease) (ttl \(t.ttl.shortDescription), renew every \(t.renewInterval.shortDescription), "
                 + "deadline \(t.renewDeadline.shortDescription), grace \(t.grace.shortDescription), "

@@ -106,6 +106,9 @@ enum HostileCorpus {
         "fd://", "fd://x", "host:80", "127.0.0.1:" + String(Int.max),
     ]
     static let leases: [String] = [
+        "postgres://h", "postgresql://u:p@h:5433/db?key=k&table=s.t", "postgres://h?sslmode=verify-full",
+        "postgres://h?sslmode=bogus", "postgres://h?table=1x", "postgres://h?table=a.b.c", "postgres://h:0",
+        "postgres://u@[::1]/d?application_name=x&connect_timeout=5", "postgres://h?password=p", "postgres://%zz@h",
         "file:", "file:/tmp/x.lock", "file:" + String(repeating: "/", count: 300), "redis://", "redis://h",
         "redis://h:0", "redis://h:65536", "redis://h:6379/0", "redis://[::1]:6379", "redis://[::1", "redis://[zz]:1",
         "redis://u:p@h/0?key=", "redis://u:p@h/0?key=k", "redis://%zz@h", "redis://%4@h", "redis://%@h",

@@ -32,6 +32,38 @@ struct LeaseAddressTests {
         #expect(try redis("redis://pw@h").password == "pw")
     }
 
+    func postgres(_ text: String) throws -> PostgresAddress {
+        guard case .postgres(let address) = try LeaseAddress.parse(text, source: source) else {
+            Issue.record("not a postgres lease: \(text)")
+            return PostgresAddress(host: "", port: 0)
+        }
+        return address
+    }
+
+    @Test func postgresURLsFollowLibpq() throws {
+        let plain = try postgres("postgres://db.internal")
+        #expect(plain.host == "db.internal" && plain.port == 5432 && plain.user == nil && plain.database == nil)
+        #expect(plain.key == RedisAddress.defaultKey && plain.table == "bellwether_lease" && plain.sslMode == .prefer)
+        let full = try postgres("postgresql://app:s%40cret@[::1]:6432/jobs?key=k1&table=ops.lease&sslmode=disable"
+                                + "&application_name=web&connect_timeout=7")
+        #expect(full.user == "app" && full.password == "s@cret" && full.host == "::1" && full.port == 6432)
+        #expect(full.database == "jobs" && full.key == "k1" && full.table == "ops.lease" && full.sslMode == .disable)
+        #expect(full.applicationName == "web" && full.connectTimeout == 7)
+        #expect(!full.description.contains("s@cret"), "logs never show the password")
+        #expect(try postgres("postgres://u@h?password=pw").password == "pw")
+        #expect(PostgresAddress.redacted("postgres://u:pw@h?password=pw2&key=k") == "postgres://u:***@h?password=***&key=k")
+        #expect(PostgresLeaseSQL.quoted("ops.lease") == "\"ops\".\"lease\"")
+    }
+
+    @Test(arguments: [
+        "postgres://h:0", "postgres://h?sslmode=on", "postgres://h?table=1x", "postgres://h?table=a.b.c",
+        "postgres://h?table=a;drop", "postgres://h?key=", "postgres://h?foo=1", "postgres://h?connect_timeout=x",
+        "postgres://%zz@h", "postgres://h/%zz", "postgres://h o",
+    ])
+    func malformedPostgresLeasesAreErrors(_ text: String) {
+        #expect(throws: BellwetherError.self) { try LeaseAddress.parse(text, source: source) }
+    }
+
     @Test(arguments: [
         "zookeeper://x", "file:", "redis://", "redis://h:0", "redis://h:70000", "redis://h:abc", "redis://h/x",
         "redis://h?db=1", "redis://h?key=", "redis://[zz::1]:1", "redis://[::1", "redis://h%zz", "redis://a:b%@h",

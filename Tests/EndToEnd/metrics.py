@@ -159,6 +159,12 @@ def run(bellwether, control, log_path, master):
     check("a retired worker's exit is no restart",
           value(families, "bellwether_worker_restarts", slot="1") == 1)
 
+    # A client that comes straight back: its finished connections must not
+    # count against the connection limit (they once did, giving 503s).
+    codes = [request(metrics)[0] for _ in range(1500)]
+    check("1500 scrapes back to back: every one 200", codes.count(200) == len(codes),
+          f"{len(codes) - codes.count(200)} were not: {sorted(set(codes))}")
+
     code, _, _ = request(metrics, path="/")
     check("GET / is 404", code == 404, f"status {code}")
     code, _, _ = request(metrics, method="POST")

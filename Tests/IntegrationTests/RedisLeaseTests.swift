@@ -22,12 +22,18 @@ struct RedisLeaseTests {
 
     /// Three supervisors of two workers each on one Redis, sharing one oracle.
     static func cluster(_ redis: RedisServer, count: Int = 3, key: String = "it") -> [Supervisor] {
+        cluster(lease: redis.url + "?key=\(key)", count: count, name: "redis")
+    }
+
+    /// `count` supervisors of two workers each on the lease `lease` (any
+    /// network lease's URL), sharing one oracle.
+    static func cluster(lease: String, count: Int = 3, name: String) -> [Supervisor] {
         // Each with its control socket in its own directory, for `bellwether status`.
         func supervisor(_ index: Int, oracle: String?) -> Supervisor {
-            let directory = Harness.scratch("redis-\(index)")
+            let directory = Harness.scratch("\(name)-\(index)")
             return Supervisor(["-w", "2"] + timings + ["--control-socket", directory + "/control"],
                               worker: ["--tick-ms", "100"], directory: directory, oracle: oracle,
-                              lease: redis.url + "?key=\(key)", name: "redis-\(index)")
+                              lease: lease, name: "\(name)-\(index)")
         }
         let first = supervisor(0, oracle: nil)
         return [first] + (1..<count).map { supervisor($0, oracle: first.oracle) }

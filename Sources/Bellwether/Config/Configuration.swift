@@ -35,9 +35,10 @@ public struct Configuration: Hashable, Sendable {
     public var controlSocket: String
     /// Sockets the master inherited from systemd (fd -> name), when LISTEN_PID is ours.
     public var inherited: [Int32: String]
-    /// `--lease redis://…`, with the password from BELLWETHER_LEASE_PASSWORD
-    /// when the URL has none.
-    public var redisLease: RedisAddress?
+    /// `--lease redis://…` or `postgres://…`, with the password from
+    /// BELLWETHER_LEASE_PASSWORD (or, for PostgreSQL, PGPASSWORD) when the
+    /// URL has none, and PostgreSQL's user defaulting to the master's.
+    public var networkLease: LeaseStoreAddress?
     /// --watch paths, absolute and checked, with the filter of their changes.
     public var watch: [WatchTarget] = []
     public var watchFilter = WatchFilter()
@@ -101,13 +102,8 @@ public struct Configuration: Hashable, Sendable {
         let executable = try CommandResolver.resolve(settings.command[0], path: path, directory: workingDirectory,
                                                      as: access)
 
-        var redisLease = settings.redisLease
-        if redisLease != nil {
-            if let rule = settings.leaseTimings.brokenRule { throw .leaseTimings(rule) }
-            if redisLease?.password == nil,
-               let password = Bellwether.dictionary(environment)["BELLWETHER_LEASE_PASSWORD"], !password.isEmpty {
-                redisLease?.password = password
-            }
+        let networkLease = try settings.networkLease.map { lease throws(BellwetherError) in
+            try resolve(lease, settings: settings, environment: Bellwether.dictionary(environment))
         }
         if settings.ready == .exec && settings.readyTimeout <= Timings().bootGrace {
             throw .invalidValue(settings.source("ready-timeout"), value: settings.readyTimeout.shortDescription,
@@ -142,9 +138,29 @@ public struct Configuration: Hashable, Sendable {
                                                             environment: variables)
         let controlSocket = settings.controlSocket ?? defaultControlSocket(pid: getpid(), environment: variables)
         return Configuration(settings: settings, plan: plan, launch: launch, tokenPath: tokenPath,
-                             controlSocket: controlSocket, inherited: inherited, redisLease: redisLease,
+                             controlSocket: controlSocket, inherited: inherited, networkLease: networkLease,
                              watch: watch,
                              watchFilter: WatchFilter(include: settings.watchInclude, exclude: settings.watchExclude))
+    }
+
+    /// A network lease's timings checked, its password and user filled in.
+    static func resolve(_ lease: LeaseStoreAddress, settings: Settings,
+                        environment: [String: String]) throws(BellwetherError) -> LeaseStoreAddress {
+        if let rule = settings.leaseTimings.brokenRule { throw .leaseTimings(rule) }
+        func given(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
+        switch lease {
+        case .redis(var redis):
+            if redis.password == nil { redis.password = given("BELLWETHER_LEASE_PASSWORD") }
+            return .redis(redis)
+        case .postgres(var postgres):
+            if postgres.password == nil { postgres.password = given("BELLWETHER_LEASE_PASSWORD") ?? given("PGPASSWORD") }
+            if postgres.user == nil { postgres.user = Credentials.userName(geteuid()) ?? given("USER") }
+            if [.require, .verifyCA, .verifyFull].contains(postgres.sslMode) {
+                throw .invalidValue(settings.source("lease"), value: "sslmode=\(postgres.sslMode.rawValue)",
+                                    expected: "disable, allow or prefer: TLS for the PostgreSQL lease is not built yet")
+            }
+            return .postgres(postgres)
+        }
     }
 
     /// LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES addressed to this process.

@@ -83,6 +83,9 @@ public struct Credentials: Hashable, Sendable {
         return UInt32(text)
     }
 
+    /// The name of the user `uid`, if it has an entry (libpq's default user).
+    static func userName(_ uid: UInt32) -> String? { lookUpUser(String(uid))?.name }
+
     /// A user by name, or by uid if it has an entry.
     private static func lookUpUser(_ name: String) -> (uid: UInt32, gid: UInt32, name: String)? {
         var entry = passwd()

@@ -189,33 +189,35 @@ struct OptionSpec: Sendable {
             settings.noASLR = try Parse.boolean(value, source: source)
         },
         OptionSpec("lease", value: "URL",
-                   help: "one scheduler per lease: file:PATH or redis://[USER:PASS@]HOST[:PORT][/DB][?key=K]") {
+                   help: "one scheduler per lease: file:PATH, redis://[USER:PASS@]HOST[:PORT][/DB][?key=K] or "
+                       + "postgres://[USER[:PASS]@]HOST[:PORT][/DBNAME][?key=K&table=T]") {
             settings, value, source throws(BellwetherError) in
             switch try LeaseAddress.parse(value, source: source) {
-            case .file(let path): settings.lease = path; settings.redisLease = nil
-            case .redis(let address): settings.redisLease = address; settings.lease = nil
+            case .file(let path): settings.lease = path; settings.networkLease = nil
+            case .redis(let address): settings.networkLease = .redis(address); settings.lease = nil
+            case .postgres(let address): settings.networkLease = .postgres(address); settings.lease = nil
             }
         },
-        OptionSpec("lease-ttl", value: "SECONDS", help: "redis lease: expiry of the key, L (default: 15)") {
+        OptionSpec("lease-ttl", value: "SECONDS", help: "network lease: expiry of the key, L (default: 15)") {
             settings, value, source throws(BellwetherError) in
             settings.leaseTimings.ttl = try Parse.seconds(value, source: source, minimum: 0.001)
         },
-        OptionSpec("lease-renew-interval", value: "SECONDS", help: "redis lease: renew every R (default: 2)") {
+        OptionSpec("lease-renew-interval", value: "SECONDS", help: "network lease: renew every R (default: 2)") {
             settings, value, source throws(BellwetherError) in
             settings.leaseTimings.renewInterval = try Parse.seconds(value, source: source, minimum: 0.001)
         },
         OptionSpec("lease-renew-deadline", value: "SECONDS",
-                   help: "redis lease: step down after D without a renewal (default: 10)") {
+                   help: "network lease: step down after D without a renewal (default: 10)") {
             settings, value, source throws(BellwetherError) in
             settings.leaseTimings.renewDeadline = try Parse.seconds(value, source: source, minimum: 0.001)
         },
         OptionSpec("lease-grace", value: "SECONDS",
-                   help: "redis lease: on step-down, SIGKILL the scheduler G after TERM (default: 5)") {
+                   help: "network lease: on step-down, SIGKILL the scheduler G after TERM (default: 5)") {
             settings, value, source throws(BellwetherError) in
             settings.leaseTimings.grace = try Parse.seconds(value, source: source)
         },
         OptionSpec("lease-takeover-delay", value: "SECONDS",
-                   help: "redis lease: wait H after acquiring before starting a scheduler (default: 17)") {
+                   help: "network lease: wait H after acquiring before starting a scheduler (default: 17)") {
             settings, value, source throws(BellwetherError) in
             settings.leaseTimings.takeoverDelay = try Parse.seconds(value, source: source)
         },

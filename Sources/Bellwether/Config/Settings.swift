@@ -30,8 +30,8 @@ public struct Settings: Hashable, Sendable {
     public var workerOutput = WorkerOutput.inherit
     /// `--lease file:PATH`: the scheduler token's path.
     public var lease: String?
-    /// `--lease redis://…`.
-    public var redisLease: RedisAddress?
+    /// `--lease redis://…` or `--lease postgres://…`.
+    public var networkLease: LeaseStoreAddress?
     public var leaseTimings = LeaseTimings()
     /// --bind addresses; a layer that sets any replaces the lower layers' list.
     public var binds: [BindAddress] = []

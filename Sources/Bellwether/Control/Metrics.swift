@@ -4,7 +4,7 @@
 struct MetricsReport {
     /// The scheduler lease or token, as short label values.
     struct Lease: Equatable {
-        /// "redis" or "file".
+        /// "redis", "postgres" or "file".
         var kind: String
         var state: String
         /// The fence this master holds a Redis lease with; 0 otherwise.
@@ -29,16 +29,17 @@ struct MetricsReport {
 
     /// The lease of a `Supervision`: its Redis lease if it has one, else the
     /// scheduler token when a scheduler is planned.
-    static func lease(of supervision: Supervision, at now: Instant) -> Lease? {
+    static func lease(of supervision: Supervision, store: String? = nil, at now: Instant) -> Lease? {
         if let lease = supervision.lease {
+            let kind = store ?? "redis"
             switch lease.phase {
-            case .seeking: return Lease(kind: "redis", state: "seeking", fence: 0)
+            case .seeking: return Lease(kind: kind, state: "seeking", fence: 0)
             case .holding(let holding):
-                return Lease(kind: "redis", state: holding.granted ? "holding" : "takeover_delay", fence: holding.fence,
+                return Lease(kind: kind, state: holding.granted ? "holding" : "takeover_delay", fence: holding.fence,
                              renewalAge: now - holding.lastCounted)
-            case .steppingDown: return Lease(kind: "redis", state: "stepping_down", fence: 0)
-            case .releasing: return Lease(kind: "redis", state: "releasing", fence: 0)
-            case .stopped: return Lease(kind: "redis", state: "released", fence: 0)
+            case .steppingDown: return Lease(kind: kind, state: "stepping_down", fence: 0)
+            case .releasing: return Lease(kind: kind, state: "releasing", fence: 0)
+            case .stopped: return Lease(kind: kind, state: "released", fence: 0)
             }
         }
         let core = supervision.supervisor
@@ -133,7 +134,7 @@ struct MetricsReport {
         if let lease {
             family("bellwether_lease_info", "gauge", "The scheduler lease: its kind and state.",
                    [([("kind", lease.kind), ("state", lease.state)], "1")])
-            one("bellwether_lease_fence", "gauge", "The fence of the Redis lease this master holds, 0 if none.",
+            one("bellwether_lease_fence", "gauge", "The fence of the network lease this master holds, 0 if none.",
                 String(lease.fence))
             family("bellwether_lease_renewal_age_seconds", "gauge",
                    "While this master holds the lease: how long ago its last counted renewal was sent.",

@@ -91,6 +91,9 @@ final class RequestServer {
                 return
             }
             acceptFailing = false
+            // Answered in this loop already: a client quick to come back must
+            // not find its own finished connections counted against it.
+            connections.removeAll { $0.fd < 0 }
             guard connections.count < limits.connections else {
                 _ = limits.busy.withUnsafeBytes { Sys.sendWithoutSignal(connection, $0) }
                 Sys.closeFile(connection)

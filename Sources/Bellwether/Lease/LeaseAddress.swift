@@ -1,10 +1,13 @@
 /// Where the scheduler is elected: `--lease file:PATH` (an flock shared by
-/// supervisors on one host) or `--lease redis://…` (one holder in a cluster).
+/// supervisors on one host), `--lease redis://…` or `--lease postgres://…`
+/// (one holder in a cluster).
 public enum LeaseAddress: Hashable, Sendable {
     case file(path: String)
     case redis(RedisAddress)
+    case postgres(PostgresAddress)
 
-    static let expected = "file:PATH or redis://[USER:PASSWORD@]HOST[:PORT][/DB][?key=NAME]"
+    static let expected = "file:PATH, redis://[USER:PASSWORD@]HOST[:PORT][/DB][?key=NAME] or "
+        + "postgres://[USER[:PASSWORD]@]HOST[:PORT][/DBNAME][?key=NAME]"
 
     static func parse(_ text: String, source: SettingSource) throws(BellwetherError) -> LeaseAddress {
         if text.hasPrefix("file:") {
@@ -12,7 +15,32 @@ public enum LeaseAddress: Hashable, Sendable {
             return .file(path: String(text.dropFirst(5)))
         }
         if text.hasPrefix("redis://") { return .redis(try RedisAddress.parse(text, source: source)) }
+        if text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") {
+            return .postgres(try PostgresAddress.parse(text, source: source))
+        }
         throw .invalidValue(source, value: text, expected: expected)
+    }
+}
+
+/// Where a network lease is kept, and how a command reaches it: Redis (Lua
+/// scripts on one connection) or PostgreSQL (one statement per command).
+public enum LeaseStoreAddress: Hashable, Sendable, CustomStringConvertible {
+    case redis(RedisAddress)
+    case postgres(PostgresAddress)
+
+    public var description: String {
+        switch self {
+        case .redis(let address): address.description
+        case .postgres(let address): address.description
+        }
+    }
+
+    /// The store's name, for logs and metrics: "redis" or "postgres".
+    public var kind: String {
+        switch self {
+        case .redis: "redis"
+        case .postgres: "postgres"
+        }
     }
 }
 
@@ -74,8 +102,15 @@ public struct RedisAddress: Hashable, Sendable, CustomStringConvertible {
                 password = decoded  // redis://PASSWORD@HOST, as redis-cli reads it
             }
         }
+        let (host, port) = try hostAndPort(rest, defaultPort: 6379, bad)
+        return RedisAddress(user: user, password: password, host: host, port: port, database: database, key: key)
+    }
+
+    /// `HOST`, `HOST:PORT`, `[IPV6]` or `[IPV6]:PORT`.
+    static func hostAndPort(_ rest: Substring, defaultPort: Int,
+                            _ bad: (String) -> BellwetherError) throws(BellwetherError) -> (String, Int) {
         var host = String(rest)
-        var port = 6379
+        var port = defaultPort
         if host.hasPrefix("[") {
             guard let close = host.firstIndex(of: "]") else { throw bad("unclosed [") }
             let after = host[host.index(after: close)...]
@@ -96,7 +131,7 @@ public struct RedisAddress: Hashable, Sendable, CustomStringConvertible {
         }
         guard !host.isEmpty, host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == ":") })
         else { throw bad("HOST is a name or an address") }
-        return RedisAddress(user: user, password: password, host: host, port: port, database: database, key: key)
+        return (host, port)
     }
 
     /// The URL with any password replaced, for error messages.

@@ -73,7 +73,7 @@ final class Master {
         self.logger = Logger(format: configuration.settings.logFormat)
         outputs = WorkerOutputs(logger: logger)
         let timings = TestTimings.applied(to: Timings(), environment: Bellwether.dictionary(environment))
-        let lease = configuration.redisLease.map { NetworkLease(address: $0, timings: configuration.settings.leaseTimings) }
+        let lease = configuration.networkLease.map { NetworkLease(address: $0, timings: configuration.settings.leaseTimings) }
         self.lease = lease
         memorySampleInterval = timings.memorySampleInterval
         supervision = Supervision(plan: configuration.plan, timings: timings,
@@ -189,7 +189,7 @@ final class Master {
             }
             control.serve(Array(revents[controlIndex..<metricsIndex]), at: after, answer: answer)
             metrics?.serve(Array(revents[metricsIndex..<outputIndex]), at: after) {
-                MetricsReport(core: core, lease: MetricsReport.lease(of: supervision, at: after), masterUptime: after - startedAt,
+                MetricsReport(core: core, lease: MetricsReport.lease(of: supervision, store: lease?.address.kind, at: after), masterUptime: after - startedAt,
                               usage: MetricsListener.ownUsage(), now: after).text
             }
             outputs.serve(Array(revents[outputIndex...]))
@@ -249,14 +249,14 @@ final class Master {
         if let lease, let leaseCore = supervision.lease {
             let state: String
             switch leaseCore.phase {
-            case .seeking: state = "seeking (another supervisor holds it, or redis is unreachable)"
+            case .seeking: state = "seeking (another supervisor holds it, or \(lease.address.kind) is unreachable)"
             case .holding(let holding):
                 state = "held by this master, fence \(holding.fence)" + (holding.granted ? "" : ", takeover delay")
             case .steppingDown: state = "stepping down"
             case .releasing: state = "releasing"
             case .stopped: state = "released"
             }
-            return ("redis \(lease.address)", state)
+            return ("\(lease.address.kind) \(lease.address)", state)
         }
         guard core.plan.scheduler else { return nil }
         let state: String

@@ -4,83 +4,104 @@ import Glibc
 import Darwin
 #endif
 
-/// The Redis lease's shell: its connection and the deadline pipes to the
-/// scheduler's guard. The decisions are `LeaseCore`'s, inside `Supervision`;
-/// this sends the commands it asks for and turns replies, failures and
-/// timeouts into `LeaseEvent`s.
+/// What a store's connection made of a command: the reply, a failure (the
+/// store unreachable, a timeout: retried), or a rejection (a configuration
+/// error: at start, the master exits 77).
+enum LeaseStoreOutcome: Equatable {
+    case reply(Result<LeaseReply, LeaseStoreError>)
+    case failed(String)
+    case rejected(String)
+}
+
+struct LeaseStoreError: Error, Equatable, CustomStringConvertible {
+    var description: String
+}
+
+/// One connection to a lease's store, driven by the master's poll loop.
+protocol LeaseStore: AnyObject {
+    var fd: Int32 { get }
+    var pollEvents: Int16? { get }
+    var deadline: Instant? { get }
+    /// A command; the outcome comes from `handle` or `expire`, or at once.
+    func send(_ command: LeaseCommand, holder: String, ttl: Duration, at now: Instant,
+              timeout: Duration) -> LeaseStoreOutcome?
+    /// The start's check of address and credentials: PING, or a session.
+    func check(at now: Instant, timeout: Duration) -> LeaseStoreOutcome?
+    func handle(_ revents: Int16, at now: Instant) -> LeaseStoreOutcome?
+    func expire(at now: Instant) -> LeaseStoreOutcome?
+}
+
+/// The network lease's shell: its store's connection and the deadline pipes
+/// to the scheduler's guard. The decisions are `LeaseCore`'s, inside
+/// `Supervision`; this sends the commands it asks for and turns replies,
+/// failures and timeouts into `LeaseEvent`s.
 final class NetworkLease {
-    let address: RedisAddress
+    let address: LeaseStoreAddress
     let timings: LeaseTimings
     /// `host/pid/nonce`: this master's value in the key.
     let holder: String
-    private let connection: RedisConnection
-    private var inFlight: LeaseCommand?
+    private let store: LeaseStore
     /// Write ends of the deadline pipes, by the scheduler they guard.
     private var guardPipes: [WorkerRef: Int32] = [:]
 
-    init(address: RedisAddress, timings: LeaseTimings) {
+    init(address: LeaseStoreAddress, timings: LeaseTimings) {
         self.address = address
         self.timings = timings
         holder = Self.holderID()
-        connection = RedisConnection(address: address)
+        store = switch address {
+        case .redis(let redis): RedisLeaseStore(address: redis)
+        case .postgres(let postgres): PostgresLeaseStore(address: postgres)
+        }
     }
 
     deinit { for fd in guardPipes.values { Sys.closeFile(fd) } }
 
-    /// `host/pid/nonce`: unique per master, readable in `redis-cli GET`.
+    /// `host/pid/nonce`: unique per master, readable in the store.
     static func holderID() -> String {
         let host = Sys.calls.hostName().filter { $0 != "|" && !$0.isWhitespace }
         let nonce = String(UInt32.random(in: .min ... .max), radix: 16)
         return "\(host.isEmpty ? "host" : host)/\(Sys.calls.processID())/\(nonce)"
     }
 
-    /// At start: a PING through AUTH and SELECT, so that a wrong password or
-    /// database is one clear error. An unreachable Redis is not an error: the
-    /// master runs all-`worker` and retries.
+    /// At start: a PING through AUTH and SELECT, or a PostgreSQL session
+    /// with the lease table, so that a wrong password, database or table is
+    /// one clear error. An unreachable store is not an error: the master
+    /// runs all-`worker` and retries.
     func checkCredentials() throws(BellwetherError) {
         var now = Sys.monotonicNow()
-        guard connection.send(["PING"], at: now, timeout: timings.renewInterval) == nil else { return }
-        while let events = connection.pollEvents, let deadline = connection.deadline {
-            let revents = Sys.wait([(connection.fd, events)], timeout: deadline - now)[0]
+        var outcome = store.check(at: now, timeout: max(timings.renewInterval, .seconds(2)))
+        while outcome == nil, let events = store.pollEvents, let deadline = store.deadline {
+            let revents = Sys.wait([(store.fd, events)], timeout: deadline - now)[0]
             now = Sys.monotonicNow()
-            switch connection.handle(revents, at: now) ?? connection.expire(at: now) {
-            case .rejected(let reason)?: throw .leaseRejected(reason)
-            case .reply?, .failed?: return
-            case nil: continue
-            }
+            outcome = store.handle(revents, at: now) ?? store.expire(at: now)
         }
+        if case .rejected(let reason)? = outcome { throw .leaseRejected(reason) }
     }
 
-    var pollEntry: (fd: Int32, events: Int16)? { connection.pollEvents.map { (connection.fd, $0) } }
+    var pollEntry: (fd: Int32, events: Int16)? { store.pollEvents.map { (store.fd, $0) } }
 
     /// When the command in flight times out.
-    var nextDeadline: Instant? { connection.deadline }
+    var nextDeadline: Instant? { store.deadline }
 
     /// Sends `command`; a failure known at once comes back as its event.
     func send(_ command: LeaseCommand, at now: Instant) -> LeaseEvent? {
-        inFlight = command
-        let request = LeaseScripts.request(command, key: address.key, holder: holder, ttl: timings.ttl)
-        return connection.send(request, at: now, timeout: timings.renewInterval).map(event(for:))
+        store.send(command, holder: holder, ttl: timings.ttl, at: now, timeout: timings.renewInterval)
+            .map(event(for:))
     }
 
     /// The reply or failure the connection's readiness brought, if complete.
     func ready(_ revents: Int16, at now: Instant) -> LeaseEvent? {
-        connection.handle(revents, at: now).map(event(for:))
+        store.handle(revents, at: now).map(event(for:))
     }
 
     /// A command in flight past its deadline fails.
-    func expire(at now: Instant) -> LeaseEvent? { connection.expire(at: now).map(event(for:)) }
+    func expire(at now: Instant) -> LeaseEvent? { store.expire(at: now).map(event(for:)) }
 
-    private func event(for outcome: RedisConnection.Outcome) -> LeaseEvent {
+    private func event(for outcome: LeaseStoreOutcome) -> LeaseEvent {
         switch outcome {
-        case .reply(let value):
-            guard let command = inFlight else { return .tick }
-            switch LeaseScripts.decode(value, for: command) {
-            case .success(let reply): return .reply(reply)
-            case .failure(let error): return .failed(error.description)
-            }
-        case .failed(let reason), .rejected(let reason):
-            return .failed(reason)
+        case .reply(.success(let reply)): .reply(reply)
+        case .reply(.failure(let error)): .failed(error.description)
+        case .failed(let reason), .rejected(let reason): .failed(reason)
         }
     }
 

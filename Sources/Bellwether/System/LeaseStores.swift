@@ -1,0 +1,95 @@
+/// The two network leases' stores behind one `LeaseStore`: each turns a
+/// `LeaseCommand` into what its store runs (`LeaseScripts`,
+/// `PostgresLeaseSQL`) and the answer back into a `LeaseReply`.
+
+/// Redis: one EVAL per command on a `RedisConnection`.
+final class RedisLeaseStore: LeaseStore {
+    private let connection: RedisConnection
+    private let key: String
+    /// The command whose reply is awaited; nil for the start's PING.
+    private var inFlight: LeaseCommand?
+
+    init(address: RedisAddress) {
+        connection = RedisConnection(address: address)
+        key = address.key
+    }
+
+    var fd: Int32 { connection.fd }
+    var pollEvents: Int16? { connection.pollEvents }
+    var deadline: Instant? { connection.deadline }
+
+    func send(_ command: LeaseCommand, holder: String, ttl: Duration, at now: Instant,
+              timeout: Duration) -> LeaseStoreOutcome? {
+        inFlight = command
+        let request = LeaseScripts.request(command, key: key, holder: holder, ttl: ttl)
+        return connection.send(request, at: now, timeout: timeout).map(outcome)
+    }
+
+    func check(at now: Instant, timeout: Duration) -> LeaseStoreOutcome? {
+        inFlight = nil
+        return connection.send(["PING"], at: now, timeout: timeout).map(outcome)
+    }
+
+    func handle(_ revents: Int16, at now: Instant) -> LeaseStoreOutcome? {
+        connection.handle(revents, at: now).map(outcome)
+    }
+
+    func expire(at now: Instant) -> LeaseStoreOutcome? { connection.expire(at: now).map(outcome) }
+
+    private func outcome(_ outcome: RedisConnection.Outcome) -> LeaseStoreOutcome {
+        switch outcome {
+        case .reply(let value):
+            guard let command = inFlight else { return .reply(.failure(LeaseStoreError(description: "no command"))) }
+            return .reply(LeaseScripts.decode(value, for: command).mapError { LeaseStoreError(description: $0.description) })
+        case .failed(let reason): return .failed(reason)
+        case .rejected(let reason): return .rejected(reason)
+        }
+    }
+}
+
+/// PostgreSQL: one statement per command on a `PostgresConnection`.
+final class PostgresLeaseStore: LeaseStore {
+    private let connection: PostgresConnection
+    private let address: PostgresAddress
+    /// The command whose answer is awaited; nil for the start's check.
+    private var inFlight: LeaseCommand?
+
+    init(address: PostgresAddress) {
+        self.address = address
+        connection = PostgresConnection(address: address)
+    }
+
+    var fd: Int32 { connection.fd }
+    var pollEvents: Int16? { connection.pollEvents }
+    var deadline: Instant? { connection.deadline }
+
+    func send(_ command: LeaseCommand, holder: String, ttl: Duration, at now: Instant,
+              timeout: Duration) -> LeaseStoreOutcome? {
+        inFlight = command
+        let sql = PostgresLeaseSQL.query(command, table: address.table, key: address.key, holder: holder, ttl: ttl)
+        return connection.send(sql, at: now, timeout: timeout).map(outcome)
+    }
+
+    /// A session, the lease table made sure of, and `SELECT 1`.
+    func check(at now: Instant, timeout: Duration) -> LeaseStoreOutcome? {
+        inFlight = nil
+        return connection.send("SELECT 1", at: now, timeout: timeout).map(outcome)
+    }
+
+    func handle(_ revents: Int16, at now: Instant) -> LeaseStoreOutcome? {
+        connection.handle(revents, at: now).map(outcome)
+    }
+
+    func expire(at now: Instant) -> LeaseStoreOutcome? { connection.expire(at: now).map(outcome) }
+
+    private func outcome(_ outcome: PostgresConnection.Outcome) -> LeaseStoreOutcome {
+        switch outcome {
+        case .rows(let rows):
+            guard let command = inFlight else { return .reply(.failure(LeaseStoreError(description: "no command"))) }
+            return .reply(PostgresLeaseSQL.decode(rows, for: command)
+                .mapError { LeaseStoreError(description: "postgres: \($0.description)") })
+        case .failed(let reason): return .failed(reason)
+        case .rejected(let reason): return .rejected(reason)
+        }
+    }
+}

@@ -26,6 +26,7 @@ final class PostgresServer {
     private(set) var pid: Int32 = 0
 
     /// A fresh cluster, started. `hba`: extra pg_hba.conf lines, first.
+    /// Local replication connections are trusted, for `init(replicaOf:)`.
     init(hba: [String] = []) {
         directory = Harness.scratch("postgres")
         port = ReservedPort().released()
@@ -37,12 +38,32 @@ final class PostgresServer {
                                                 "-A", "scram-sha-256", "--pwfile", passwordFile, "-N"]), timeout: 60)
         precondition(made.status == 0, "initdb failed: \(made.stdout) \(made.stderr)")
         let hbaPath = directory + "/data/pg_hba.conf"
-        let lines = hba + ["host all all 127.0.0.1/32 scram-sha-256", "local all all trust"]
+        let lines = hba + ["host all all 127.0.0.1/32 scram-sha-256", "local all all trust",
+                           "local replication all trust"]
         try? lines.joined(separator: "\n").appending("\n").write(toFile: hbaPath, atomically: false, encoding: .utf8)
         start()
     }
 
+    /// A streaming replica of `primary` (pg_basebackup -R), started as a
+    /// standby on a port of its own: what a failover promotes.
+    init(replicaOf primary: PostgresServer) {
+        directory = Harness.scratch("postgres-replica")
+        port = ReservedPort().released()
+        chown(directory, Self.owner.uid, Self.owner.gid)
+        let copied = Harness.run(Self.asPostgres([Self.binaries! + "/pg_basebackup", "-h", primary.directory,
+                                                  "-p", String(primary.port), "-U", "postgres", "-D",
+                                                  directory + "/data", "-R", "-X", "stream"]), timeout: 60)
+        precondition(copied.status == 0, "pg_basebackup failed: \(copied.stdout) \(copied.stderr)")
+        start()
+    }
+
     deinit { stop() }
+
+    /// A standby becomes the primary.
+    func promote() {
+        let promoted = psql("SELECT pg_promote()")
+        precondition(promoted.stdout.contains("t"), "promotion failed: \(promoted.stderr)")
+    }
 
     static var owner: (uid: uid_t, gid: gid_t) {
         guard let entry = getpwnam("postgres") else { return (0, 0) }
@@ -111,6 +132,24 @@ final class PgBouncer {
         directory = Harness.scratch("pgbouncer")
         port = ReservedPort().released()
         chown(directory, PostgresServer.owner.uid, PostgresServer.owner.gid)
+        configure(server)
+        try? "\"postgres\" \"\(PostgresServer.password)\"\n".write(toFile: directory + "/users.txt", atomically: false,
+                                                                    encoding: .utf8)
+        chown(directory + "/users.txt", PostgresServer.owner.uid, PostgresServer.owner.gid)
+        let log = directory + "/pgbouncer.log"
+        pid = Harness.spawn(PostgresServer.asPostgres([Self.executable!, directory + "/pgbouncer.ini"]),
+                            environment: [:], stdout: log, stderr: log)
+        precondition(Harness.wait(10) { Self.accepts(port: self.port) }, "pgbouncer did not start: \(log)")
+    }
+
+    /// Points the pool at `server` from now on, as an operator's failover
+    /// script does (a new configuration, then SIGHUP: RELOAD).
+    func retarget(_ server: PostgresServer) {
+        configure(server)
+        kill(pid, SIGHUP)
+    }
+
+    private func configure(_ server: PostgresServer) {
         let configuration = """
             [databases]
             postgres = host=127.0.0.1 port=\(server.port) dbname=postgres
@@ -122,17 +161,10 @@ final class PgBouncer {
             auth_file = \(directory)/users.txt
             pool_mode = transaction
             default_pool_size = 2
+            server_login_retry = 1
             """
         try? configuration.write(toFile: directory + "/pgbouncer.ini", atomically: false, encoding: .utf8)
-        try? "\"postgres\" \"\(PostgresServer.password)\"\n".write(toFile: directory + "/users.txt", atomically: false,
-                                                                    encoding: .utf8)
-        for file in ["pgbouncer.ini", "users.txt"] {
-            chown(directory + "/" + file, PostgresServer.owner.uid, PostgresServer.owner.gid)
-        }
-        let log = directory + "/pgbouncer.log"
-        pid = Harness.spawn(PostgresServer.asPostgres([Self.executable!, directory + "/pgbouncer.ini"]),
-                            environment: [:], stdout: log, stderr: log)
-        precondition(Harness.wait(10) { Self.accepts(port: self.port) }, "pgbouncer did not start: \(log)")
+        chown(directory + "/pgbouncer.ini", PostgresServer.owner.uid, PostgresServer.owner.gid)
     }
 
     deinit {

@@ -101,6 +101,32 @@ struct PostgresLeaseTests {
         Lease.checkOneSchedulerStays(all, remaining: others, minimumStarts: 2)
     }
 
+    /// A failover: the primary killed, its streaming replica promoted, and
+    /// PgBouncer pointed at it. The row came over with the replica, so the
+    /// next holder's fence is higher than every fence before, and at no
+    /// moment are there two schedulers.
+    @Test func aFailoverToAReplicaKeepsTheFenceRising() throws {
+        let primary = PostgresServer()
+        let bouncer = PgBouncer(primary)
+        let all = Self.settledCluster(primary.url(port: bouncer.port, query: "key=failover"), name: "pgf")
+        let replica = PostgresServer(replicaOf: primary)
+        defer { withExtendedLifetime((primary, replica, bouncer)) {} }
+        #expect(Harness.wait(10) {
+            replica.psql("SELECT fence FROM bellwether_lease WHERE name = 'failover'").stdout.contains("1")
+        }, "the row reached the replica")
+        let before = OracleLog(all[0].oracle).starts.map(\.fence).max() ?? 0
+        let old = try #require(Lease.schedulers(all).first)
+        primary.stop()
+        #expect(Harness.wait(Lease.deadline + Lease.grace + 1) { !Harness.isAlive(old.pid) }, "the holder steps down")
+        replica.promote()
+        bouncer.retarget(replica)
+        #expect(Harness.wait(Lease.ttl + Lease.renew + Lease.takeover + 10) { Lease.schedulers(all).count == 1 },
+                "\(all.map { $0.logText().suffix(600) })")
+        let after = OracleLog(all[0].oracle).starts.last?.fence ?? 0
+        #expect(after > before, "fence \(before) before the failover, \(after) after")
+        Lease.checkOneSchedulerStays(all, seconds: 2, minimumStarts: 2)
+    }
+
     /// What a user gets wrong, each one line on stderr and exit 77 at start.
     @Test func wrongPasswordMissingDatabaseAndAnUncreatableTableAreOneLineAnd77() throws {
         let server = PostgresServer()

@@ -204,7 +204,7 @@ struct RedisLeaseTests {
         let redis = RedisServer(port: reserved.released())
         #expect(Harness.wait(Self.renew + Self.takeover + 3) { alone.liveSchedulers().count == 1 },
                 "a scheduler once Redis answers: \(alone.logText())")
-        #expect(alone.logText().contains("redis answers again"))
+        #expect(alone.logText().contains("the store answers again"))
         #expect(alone.stop() == 0)
         withExtendedLifetime(redis) {}
     }

@@ -191,7 +191,7 @@ extension LeaseCore.Happening {
     var record: LogRecord {
         switch self {
         case .reachable(let silence):
-            LogRecord(.info, "lease_reachable", "lease: redis answers again after \(silence.shortDescription)")
+            LogRecord(.info, "lease_reachable", "lease: the store answers again after \(silence.shortDescription)")
         case .acquired(let fence, let clean, let delay):
             LogRecord(.info, "lease_acquired", "lease acquired with fence \(fence); "
                 + (clean ? "the previous holder released cleanly: designating a scheduler now"

@@ -4,9 +4,10 @@ import Testing
 import Glibc
 #endif
 
-/// A real `redis-server` on a free loopback port, without persistence, in a
-/// scratch directory. The Redis lease tests need one: `scripts/test` installs
-/// the Debian package and sets BELLWETHER_REQUIRE_REDIS=1, so that in CI a
+/// A real `redis-server` on a free loopback port, in a scratch directory,
+/// without persistence unless asked (an append-only file, which outlives a
+/// SIGKILL). The Redis lease tests need one: `scripts/test` installs the
+/// Debian package and sets BELLWETHER_REQUIRE_REDIS=1, so that in CI a
 /// missing server fails (`redisIsInstalledWhereRequired`) instead of skipping.
 final class RedisServer {
     static let executable: String? = ["/usr/bin/redis-server", "/usr/local/bin/redis-server", "/usr/sbin/redis-server"]
@@ -17,12 +18,16 @@ final class RedisServer {
     private(set) var port: Int
     let directory: String
     let password: String?
+    /// Every write goes to an append-only file before its reply, so that a
+    /// restart after SIGKILL finds the keys, their expiries and the fence counter.
+    let persistent: Bool
     private(set) var pid: Int32 = 0
 
     /// On `port`, or on a free one.
-    init(password: String? = nil, port: Int? = nil) {
+    init(password: String? = nil, port: Int? = nil, persistent: Bool = false) {
         directory = Harness.scratch("redis")
         self.password = password
+        self.persistent = persistent
         self.port = port ?? ReservedPort().released()
         comeUp(choosingPorts: port == nil)
     }
@@ -50,7 +55,8 @@ final class RedisServer {
     /// (not another test's server that holds the port).
     private func launch() -> Bool {
         var arguments = [Self.executable!, "--port", String(port), "--bind", "127.0.0.1", "--save", "",
-                         "--appendonly", "no", "--dir", directory, "--daemonize", "no"]
+                         "--appendonly", persistent ? "yes" : "no", "--appendfsync", "always",
+                         "--dir", directory, "--daemonize", "no"]
         if let password { arguments += ["--requirepass", password] }
         pid = Harness.spawn(arguments, environment: [:], stdout: directory + "/redis.log", stderr: directory + "/redis.log")
         var exited = false
@@ -72,6 +78,12 @@ final class RedisServer {
         guard pid > 0 else { return }
         Harness.signalAndReap(pid, SIGKILL)
         pid = 0
+    }
+
+    /// SIGSTOP: connections are accepted by the kernel and requests wait,
+    /// unanswered, until `stop()` loses them.
+    func freeze() {
+        if pid > 0 { kill(pid, SIGSTOP) }
     }
 
     /// redis-cli's output for one command.

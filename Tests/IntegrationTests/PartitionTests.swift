@@ -60,4 +60,36 @@ import Testing
                                                     + (stubborn ? ", scheduler tree ignoring TERM" : ""))
         }
     }
+
+    /// The same scenarios through PostgreSQL (directly; PgBouncer is in
+    /// `PostgresLeaseTests`). Its store keeps the row across a restart.
+    @Suite(.ownThread, .enabled(if: PostgresServer.available && FaultProxy.available,
+                                "needs postgresql and python3 (scripts/test installs them)"))
+    struct Postgres {
+        @Test func theHolderBlackholedStepsDownBeforeAnotherTakesOver() throws {
+            try PartitionScenarios.holderCutOff(PostgresServer(), .blackhole, label: "holder blackholed for 3 L")
+        }
+
+        @Test(arguments: [1.0, 0.5])
+        func theHolderDelayedPastTheDeadlineStepsDownBeforeAnotherTakesOver(beyondDeadline: Double) throws {
+            try PartitionScenarios.holderCutOff(PostgresServer(), .delay(ShortLease.deadline + beyondDeadline),
+                                                label: "holder delayed D + \(beyondDeadline) s for 3 L")
+        }
+
+        @Test func everyoneBlackholedLeavesNoSchedulerAndOneComesBack() throws {
+            try PartitionScenarios.everyoneCutOff(PostgresServer(), label: "everyone blackholed for 3 L")
+        }
+
+        @Test func aServerRestartedMidRenewalNeverGivesTwoSchedulers() throws {
+            try PartitionScenarios.storeRestartedMidRenewal(PostgresServer(), label: "restart mid-renewal")
+        }
+
+        /// No clean release here (the reconnection's login cannot pass the
+        /// delay within R): a scheduler tree that ignores TERM is SIGKILLed
+        /// at G, long before the next holder has waited out H.
+        @Test func aSchedulerTreeIgnoringTERMIsGoneBeforeTheNextStarts() throws {
+            try PartitionScenarios.holderCutOff(PostgresServer(), .delay(ShortLease.deadline + 0.5), stubborn: true,
+                                                label: "holder delayed D + 0.5 s, scheduler tree ignoring TERM")
+        }
+    }
 }

@@ -23,7 +23,7 @@ final class PostgresServer {
 
     let directory: String
     let port: Int
-    private(set) var pid: Int32 = 0
+    fileprivate(set) var pid: Int32 = 0
 
     /// A fresh cluster, started. `hba`: extra pg_hba.conf lines, first.
     /// Local replication connections are trusted, for `init(replicaOf:)`.
@@ -184,5 +184,38 @@ final class PgBouncer {
                 connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
             }
         }
+    }
+}
+
+extension PostgresServer: LeaseStore {
+    var scheme: String { "postgres" }
+    var url: String { url() }
+    /// Committed rows survive a SIGKILL of the server (fsync=off loses them
+    /// only in a crash of the machine).
+    var persistent: Bool { true }
+
+    func leaseURL(port: Int, key: String) -> String { url(port: port, query: "key=\(key)") }
+
+    /// SIGSTOP to the postmaster and every backend.
+    func freeze() {
+        for pid in processes() { kill(pid, SIGSTOP) }
+    }
+
+    /// SIGKILL to the postmaster and every backend (a frozen backend would
+    /// keep the shared memory the next postmaster needs), then a start.
+    func restart() {
+        let all = processes()
+        for pid in all { kill(pid, SIGKILL) }
+        Harness.signalAndReap(pid, SIGKILL)
+        pid = 0
+        _ = Harness.wait(10) { all.allSatisfy { !Harness.isAlive($0) } }
+        start()
+    }
+
+    /// The postmaster and its children, from /proc.
+    private func processes() -> [Int32] {
+        guard pid > 0 else { return [] }
+        let children = (try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8)) ?? ""
+        return [pid] + children.split(separator: " ").compactMap { Int32($0) }
     }
 }

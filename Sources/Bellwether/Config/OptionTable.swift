@@ -189,7 +189,7 @@ struct OptionSpec: Sendable {
             settings.noASLR = try Parse.boolean(value, source: source)
         },
         OptionSpec("lease", value: "URL",
-                   help: "one scheduler per lease: file:PATH or redis://[USER:PASS@]HOST[:PORT][/DB][?key=K]") {
+                   help: "one scheduler per lease: file:PATH or redis[s]://[USER:PASS@]HOST[:PORT][/DB][?key=K]") {
             settings, value, source throws(BellwetherError) in
             switch try LeaseAddress.parse(value, source: source) {
             case .file(let path): settings.lease = path; settings.redisLease = nil

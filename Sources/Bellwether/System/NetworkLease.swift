@@ -34,10 +34,13 @@ final class NetworkLease {
         return "\(host.isEmpty ? "host" : host)/\(Sys.calls.processID())/\(nonce)"
     }
 
-    /// At start: a PING through AUTH and SELECT, so that a wrong password or
-    /// database is one clear error. An unreachable Redis is not an error: the
-    /// master runs all-`worker` and retries.
+    /// At start: for `rediss://`, that libssl loads; then a PING through the
+    /// TLS handshake, AUTH and SELECT, so that a certificate that fails
+    /// verification, a wrong password or database is one clear error. An
+    /// unreachable Redis is not an error: the master runs all-`worker` and
+    /// retries.
     func checkCredentials() throws(BellwetherError) {
+        if address.tls != nil, let reason = TLSSession.unavailableReason() { throw .tlsUnavailable(reason) }
         var now = Sys.monotonicNow()
         guard connection.send(["PING"], at: now, timeout: timings.renewInterval) == nil else { return }
         while let events = connection.pollEvents, let deadline = connection.deadline {
@@ -79,8 +82,10 @@ final class NetworkLease {
             case .success(let reply): return .reply(reply)
             case .failure(let error): return .failed(error.description)
             }
-        case .failed(let reason), .rejected(let reason):
+        case .failed(let reason):
             return .failed(reason)
+        case .rejected(let reason):
+            return .rejected(reason)
         }
     }
 

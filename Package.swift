@@ -12,6 +12,8 @@ let package = Package(
         // C shims for what Swift cannot call: variadic prctl, signalfd,
         // wait-status macros, posix_spawn attribute plumbing; and the hashes
         // PostgreSQL login needs (crypto.c), so that no crypto library is linked.
+        // TLS (tls.c) goes through the system's libssl, loaded with dlopen only
+        // when a lease asks for it: nothing new to link (dlopen is in glibc).
         .target(name: "CBellwether"),
         // The library: a pure core (decisions) and a system shell (syscalls).
         .target(name: "Bellwether", dependencies: ["CBellwether"]),

@@ -12,15 +12,18 @@ public struct ExitCode: RawRepresentable, Hashable, Sendable {
     /// A bad flag, option value, environment value or --env entry, a missing
     /// --watch path, --watch without inotify (EX_USAGE).
     public static let usage = ExitCode(rawValue: 64)
-    /// A listening address cannot be bound: in use, permission denied (EX_UNAVAILABLE).
+    /// A listening address cannot be bound: in use, permission denied; or
+    /// --lease rediss:// and OpenSSL's libssl cannot be loaded (EX_UNAVAILABLE).
     public static let unavailable = ExitCode(rawValue: 69)
     /// An operating-system call failed at start, or the exec shim is missing (EX_OSERR).
     public static let system = ExitCode(rawValue: 71)
     /// The pidfile or the scheduler token file cannot be created, the pidfile is
     /// locked by a running master or is a symbolic link (EX_CANTCREAT).
     public static let cannotCreate = ExitCode(rawValue: 73)
-    /// Redis refused the lease's password, user or database at start, or --user
-    /// or --group was given to a master not running as root (EX_NOPERM).
+    /// Redis refused the lease's password, user or database at start, or its
+    /// TLS certificate failed verification or the lease's CA file cannot be
+    /// used; or --user or --group was given to a master not running as root
+    /// (EX_NOPERM).
     public static let permission = ExitCode(rawValue: 77)
     /// The config file cannot be read or has a bad line (EX_CONFIG).
     public static let config = ExitCode(rawValue: 78)
@@ -80,6 +83,8 @@ public enum BellwetherError: Error, Hashable, Sendable {
     case commandOutOfReach(String, user: String, path: String, WorkerAccess.Denial)
     case leaseTimings(String)
     case leaseRejected(String)
+    /// --lease rediss://, and libssl cannot be loaded: why not.
+    case tlsUnavailable(String)
     case pidfileBusy(path: String, pid: Int32)
     case unsafePidfile(path: String, reason: String)
     case cannotCreate(what: String, path: String, errno: Int32)
@@ -102,7 +107,7 @@ public enum BellwetherError: Error, Hashable, Sendable {
         case .notExecutable, .userCannotExecute, .userCannotEnter: .notExecutable
         case .pidfileBusy, .unsafePidfile, .cannotCreate, .unsafeDirectory, .controlSocketBusy: .cannotCreate
         case .system, .shimMissing: .system
-        case .cannotBind: .unavailable
+        case .cannotBind, .tlsUnavailable: .unavailable
         case .leaseRejected, .needsRoot: .permission
         case .notInherited: .usage
         }
@@ -153,6 +158,9 @@ public enum BellwetherError: Error, Hashable, Sendable {
             "lease timings: \(rule)"
         case .leaseRejected(let reason):
             "--lease: \(echoed(reason))"
+        case .tlsUnavailable(let reason):
+            "--lease rediss://: TLS needs OpenSSL's libssl.so.3, which cannot be loaded (\(echoed(reason))); "
+                + "install it (Debian: libssl3) or use redis://"
         case .pidfileBusy(let path, let pid):
             "pidfile \(echoed(path)) is locked by running process \(pid); is bellwether already running?"
         case .unsafePidfile(let path, let reason):

@@ -81,6 +81,13 @@ final class FakeSystem: SystemCalls, @unchecked Sendable {
     var watchLimit = Int.max
     /// Every path watched, in order; a watch descriptor is its index + 1.
     private(set) var watches: [String] = []
+    /// What `tlsUnavailable` answers: nil, libssl loads.
+    var tlsMissing: String?
+    /// What each handshake step answers, in order; then `.done(0)`.
+    var handshakeSteps: [TLSStep] = []
+    /// Every TLS session opened (its fd, host and settings), and those closed.
+    private(set) var tlsOpened: [(fd: Int32, host: String, settings: TLSSettings)] = []
+    private(set) var tlsClosed: [TLSHandle] = []
 
     /// `what` happens `delay` from now.
     func after(_ delay: Duration, _ what: @escaping (FakeSystem) -> Void) {
@@ -348,6 +355,25 @@ final class FakeSystem: SystemCalls, @unchecked Sendable {
     func socketError(_ fd: Int32) -> Int32 { 0 }
     func connectUnix(_ path: String, timeout: Int32) -> Int32 { -ENOENT }
     func unixListening(_ path: String) -> Int32 { 0 }
+
+    // MARK: TLS
+
+    func tlsUnavailable() -> String? { tlsMissing }
+
+    func tlsOpen(fd: Int32, host: String, settings: TLSSettings) -> Result<TLSHandle, TLSError> {
+        if let tlsMissing { return .failure(TLSError(message: tlsMissing)) }
+        tlsOpened.append((fd, host, settings))
+        return .success(TLSHandle(rawValue: UInt(tlsOpened.count)))
+    }
+
+    func tlsHandshake(_ session: TLSHandle) -> TLSStep {
+        handshakeSteps.isEmpty ? .done(0) : handshakeSteps.removeFirst()
+    }
+
+    /// No server speaks through the fake: nothing to read, every byte written.
+    func tlsRead(_ session: TLSHandle, into buffer: UnsafeMutableRawBufferPointer) -> TLSStep { .wantRead }
+    func tlsWrite(_ session: TLSHandle, _ bytes: UnsafeRawBufferPointer) -> TLSStep { .done(bytes.count) }
+    func tlsClose(_ session: TLSHandle) { tlsClosed.append(session) }
 
     // MARK: Files
 

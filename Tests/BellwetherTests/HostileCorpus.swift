@@ -114,7 +114,9 @@ enum HostileCorpus {
         "redis://u:p@h/0?key=", "redis://u:p@h/0?key=k", "redis://%zz@h", "redis://%4@h", "redis://%@h",
         "redis://h/99999999999999999999", "redis://h/-1", "redis://h?key=a&key=b", "redis://h?foo=bar", "redis://:@h",
         "redis://@@@h", "redis://h?", "redis://h?&", "redis://u:p@", "redis://h:" + String(Int.max),
-        "redis://h_h", "zookeeper://h", "REDIS://h",
+        "redis://h_h", "zookeeper://h", "REDIS://h", "rediss://h", "rediss://h?insecure=1", "rediss://h?insecure=2",
+        "rediss://h?cacert=/etc/ssl/certs/ca-certificates.crt", "rediss://h?cacert=%00", "rediss://h?cacert=rel",
+        "rediss://h?cacert=/x&insecure=1", "redis://h?insecure=1", "rediss://u:p@[::1]:1/2?key=k&cacert=/%E2%80%A8",
     ]
     static let zones = ["UTC", "Etc/UTC", "Europe/Paris", "../etc/passwd", "/etc/localtime", "Mars/Olympus", "UTC/",
                         "./UTC", "Etc//UTC", "zone.tab", "Europe", "posixrules"]

@@ -64,6 +64,53 @@ struct LeaseAddressTests {
         #expect(throws: BellwetherError.self) { try LeaseAddress.parse(text, source: source) }
     }
 
+    /// rediss://: the same URL over TLS, verified against the system's CAs
+    /// and the host name unless told otherwise.
+    @Test func redissURLs() throws {
+        let plain = try redis("rediss://cache.internal:6380/2?key=k")
+        #expect(plain == RedisAddress(host: "cache.internal", port: 6380, database: 2, key: "k",
+                                      tls: TLSSettings(verification: .full, caFile: nil)))
+        #expect(plain.description == "rediss://cache.internal:6380/2?key=k")
+        #expect(try redis("rediss://h").port == 6379)
+        #expect(try redis("redis://h").tls == nil)
+
+        let pinned = try redis("rediss://app:pw@[::1]:7000?cacert=/etc/redis/ca%20file.pem&key=jobs")
+        #expect(pinned.tls == TLSSettings(verification: .full, caFile: "/etc/redis/ca file.pem"))
+        #expect(pinned.key == "jobs" && pinned.host == "::1" && pinned.password == "pw")
+        #expect(pinned.description == "rediss://app@[::1]:7000/0?key=jobs&cacert=/etc/redis/ca file.pem")
+
+        let insecure = try redis("rediss://h?insecure=1")
+        #expect(insecure.tls == TLSSettings(verification: .none))
+        #expect(insecure.description.hasSuffix("&insecure=1"), "logs say the server is not verified")
+        #expect(try redis("rediss://h?insecure=0").tls == TLSSettings(verification: .full))
+        #expect(try redis("rediss://h?insecure=1&insecure=0&cacert=/ca.pem").tls?.caFile == "/ca.pem",
+                "a later parameter replaces an earlier one")
+    }
+
+    @Test(arguments: [
+        "redis://h?cacert=/ca.pem", "redis://h?insecure=1", "rediss://h?insecure=yes", "rediss://h?insecure=",
+        "rediss://h?insecure", "rediss://h?cacert=", "rediss://h?cacert=ca.pem", "rediss://h?cacert=%00/x",
+        "rediss://h?cacert=/ca%00.pem", "rediss://h?cacert=/x%zz", "rediss://h?insecure=1&cacert=/ca.pem",
+        "rediss://h?verify=none", "rediss://", "rediss://h:0", "rediss://h o", "REDISS://h", "redisss://h",
+        "rediss:/h", "rediss://h?sslmode=require",
+    ])
+    func malformedTLSLeasesAreErrors(_ text: String) {
+        #expect(throws: BellwetherError.self, "\(text)") { _ = try LeaseAddress.parse(text, source: source) }
+    }
+
+    @Test func tlsErrorsNeverShowThePassword() {
+        for text in ["rediss://app:topsecret@h?insecure=2", "rediss://:topsecret@h?cacert=rel",
+                     "rediss://topsecret@h:0", "rediss://app:topsecret@h?cacert=/a@b&x=1"] {
+            do {
+                _ = try LeaseAddress.parse(text, source: source)
+                Issue.record("accepted \(text)")
+            } catch {
+                #expect(!error.message.contains("topsecret"), "\(error.message)")
+                #expect(error.exitCode == .usage)
+            }
+        }
+    }
+
     @Test(arguments: [
         "zookeeper://x", "file:", "redis://", "redis://h:0", "redis://h:70000", "redis://h:abc", "redis://h/x",
         "redis://h?db=1", "redis://h?key=", "redis://[zz::1]:1", "redis://[::1", "redis://h%zz", "redis://a:b%@h",

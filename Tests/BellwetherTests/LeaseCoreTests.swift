@@ -160,6 +160,36 @@ struct LeaseCoreTests {
         #expect(idle.core.isStopped)
     }
 
+    /// A rejection (wrong password, a certificate that fails verification)
+    /// is a failure, retried and stepped down from as one; but each new
+    /// reason is logged at error level, even after a "cannot connect" began
+    /// the run of failures, and the same reason only once.
+    @Test func aNewRejectionIsLoggedEvenInTheMiddleOfARunOfFailures() {
+        var d = Driver()
+        var records: [LogRecord] = []
+        func step(_ milliseconds: Int64, _ event: LeaseEvent) {
+            d.now = Instant(nanoseconds: 1_000_000_000 + milliseconds * 1_000_000)
+            for case .log(let record) in d.core.handle(event, at: d.now) { records.append(record) }
+        }
+        step(0, .tick)
+        step(1, .failed("cannot connect to redis at h:1: Connection refused"))
+        step(400, .tick)
+        step(401, .rejected("TLS with redis at h:1: certificate verify failed: certificate has expired"))
+        step(800, .tick)
+        step(801, .rejected("TLS with redis at h:1: certificate verify failed: certificate has expired"))
+        step(1200, .tick)
+        step(1201, .failed("cannot connect to redis at h:1: Connection refused"))
+        #expect(d.core.nextDeadline() != nil, "still retrying")
+        #expect(records.map(\.event) == ["lease_unreachable", "lease_rejected"], "\(records.map(\.message))")
+        #expect(records.last?.level == .error)
+        #expect(records.last?.message.contains("certificate has expired") == true)
+        step(1600, .tick)
+        step(1601, .reply(.heldBy("other|3")))
+        step(2000, .tick)
+        step(2001, .rejected("TLS with redis at h:1: certificate verify failed: certificate has expired"))
+        #expect(records.filter { $0.event == "lease_rejected" }.count == 2, "logged again after Redis answered")
+    }
+
     /// Random replies, failures and delays: a grant only while holding and
     /// before D since the last counted renewal, one command at a time, and
     /// no deadline left in the past.
@@ -186,7 +216,9 @@ struct LeaseCoreTests {
                     }
                     inFlight = nil
                     d.handle(.reply(reply))
-                case 8: inFlight = nil; d.handle(.failed("simulated"))
+                case 8:
+                    inFlight = nil
+                    d.handle(rng.chance(0.8) ? .failed("simulated") : .rejected("certificate verify failed"))
                 default: d.handle(.scheduler(alive: rng.chance(0.5), wanted: rng.chance(0.9)))
                 }
                 if d.sent.count > sentCount {

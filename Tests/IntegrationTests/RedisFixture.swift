@@ -9,6 +9,7 @@ import Glibc
 /// SIGKILL). The Redis lease tests need one: `scripts/test` installs the
 /// Debian package and sets BELLWETHER_REQUIRE_REDIS=1, so that in CI a
 /// missing server fails (`redisIsInstalledWhereRequired`) instead of skipping.
+/// With `tls`, the port is a TLS one (and there is no plain one).
 final class RedisServer {
     static let executable: String? = ["/usr/bin/redis-server", "/usr/local/bin/redis-server", "/usr/sbin/redis-server"]
         .first { access($0, X_OK) == 0 }
@@ -21,20 +22,22 @@ final class RedisServer {
     /// Every write goes to an append-only file before its reply, so that a
     /// restart after SIGKILL finds the keys, their expiries and the fence counter.
     let persistent: Bool
+    let tls: ServerCertificate?
     private(set) var pid: Int32 = 0
 
     /// On `port`, or on a free one.
-    init(password: String? = nil, port: Int? = nil, persistent: Bool = false) {
+    init(password: String? = nil, port: Int? = nil, persistent: Bool = false, tls: ServerCertificate? = nil) {
         directory = Harness.scratch("redis")
         self.password = password
         self.persistent = persistent
+        self.tls = tls
         self.port = port ?? ReservedPort().released()
         comeUp(choosingPorts: port == nil)
     }
 
     deinit { stop() }
 
-    var url: String { "redis://127.0.0.1:\(port)" }
+    var url: String { tls == nil ? "redis://127.0.0.1:\(port)" : "rediss://localhost:\(port)" }
 
     /// Starts the server again on its port (after `stop()`).
     func start() { comeUp(choosingPorts: false) }
@@ -54,9 +57,15 @@ final class RedisServer {
     /// Whether this server came up: it answers on its port with its own pid
     /// (not another test's server that holds the port).
     private func launch() -> Bool {
-        var arguments = [Self.executable!, "--port", String(port), "--bind", "127.0.0.1", "--save", "",
+        var arguments = [Self.executable!, "--bind", "127.0.0.1", "--save", "",
                          "--appendonly", persistent ? "yes" : "no", "--appendfsync", "always",
                          "--dir", directory, "--daemonize", "no"]
+        if let tls {
+            arguments += ["--port", "0", "--tls-port", String(port), "--tls-cert-file", tls.certificate,
+                          "--tls-key-file", tls.key, "--tls-ca-cert-file", tls.authority, "--tls-auth-clients", "no"]
+        } else {
+            arguments += ["--port", String(port)]
+        }
         if let password { arguments += ["--requirepass", password] }
         pid = Harness.spawn(arguments, environment: [:], stdout: directory + "/redis.log", stderr: directory + "/redis.log")
         var exited = false
@@ -90,6 +99,8 @@ final class RedisServer {
     @discardableResult
     func command(_ arguments: [String]) -> String {
         var cli = ["/usr/bin/redis-cli", "-p", String(port)]
+        // The fixture's own client trusts any certificate: the tests are about bellwether's.
+        if tls != nil { cli += ["--tls", "--insecure"] }
         if let password { cli += ["-a", password, "--no-auth-warning"] }
         return Harness.run(cli + arguments, timeout: 5).stdout
     }

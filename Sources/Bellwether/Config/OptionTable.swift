@@ -189,7 +189,7 @@ struct OptionSpec: Sendable {
             settings.noASLR = try Parse.boolean(value, source: source)
         },
         OptionSpec("lease", value: "URL",
-                   help: "one scheduler per lease: file:PATH, redis://[USER:PASS@]HOST[:PORT][/DB][?key=K] or "
+                   help: "one scheduler per lease: file:PATH, redis[s]://[USER:PASS@]HOST[:PORT][/DB][?key=K] or "
                        + "postgres://[USER[:PASS]@]HOST[:PORT][/DBNAME][?key=K&table=T]") {
             settings, value, source throws(BellwetherError) in
             switch try LeaseAddress.parse(value, source: source) {

@@ -206,8 +206,9 @@ extension LeaseCore.Happening {
         case .released(let clean):
             LogRecord(.info, "lease_released", clean ? "lease released (the next holder starts at once)"
                 : "lease was no longer ours at release")
-        case .unreachable(let reason, let retryEvery, let stepDownAfter, let fence):
-            LogRecord(.warning, "lease_unreachable", "lease: \(reason); retrying every \(retryEvery.shortDescription); "
+        case .unreachable(let reason, let rejected, let retryEvery, let stepDownAfter, let fence):
+            LogRecord(rejected ? .error : .warning, rejected ? "lease_rejected" : "lease_unreachable",
+                      "lease: \(reason); retrying every \(retryEvery.shortDescription); "
                 + (fence.map { "stepping down at \(stepDownAfter.shortDescription) without a renewal (fence \($0))" }
                     ?? "no scheduler here until the lease is acquired"),
                 [.init("reason", .string(reason))])

@@ -1,20 +1,22 @@
 /// Where the scheduler is elected: `--lease file:PATH` (an flock shared by
-/// supervisors on one host), `--lease redis://…` or `--lease postgres://…`
-/// (one holder in a cluster).
+/// supervisors on one host), `--lease redis://…` (`rediss://` over TLS) or
+/// `--lease postgres://…` (one holder in a cluster).
 public enum LeaseAddress: Hashable, Sendable {
     case file(path: String)
     case redis(RedisAddress)
     case postgres(PostgresAddress)
 
-    static let expected = "file:PATH, redis://[USER:PASSWORD@]HOST[:PORT][/DB][?key=NAME] or "
-        + "postgres://[USER[:PASSWORD]@]HOST[:PORT][/DBNAME][?key=NAME]"
+    static let expected = "file:PATH, redis[s]://[USER:PASSWORD@]HOST[:PORT][/DB][?key=NAME]"
+        + " (rediss:// also &cacert=PATH or &insecure=1) or postgres://[USER[:PASSWORD]@]HOST[:PORT][/DBNAME][?key=NAME]"
 
     static func parse(_ text: String, source: SettingSource) throws(BellwetherError) -> LeaseAddress {
         if text.hasPrefix("file:") {
             guard text.count > 5 else { throw .invalidValue(source, value: text, expected: expected) }
             return .file(path: String(text.dropFirst(5)))
         }
-        if text.hasPrefix("redis://") { return .redis(try RedisAddress.parse(text, source: source)) }
+        if text.hasPrefix("redis://") || text.hasPrefix("rediss://") {
+            return .redis(try RedisAddress.parse(text, source: source))
+        }
         if text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") {
             return .postgres(try PostgresAddress.parse(text, source: source))
         }
@@ -35,6 +37,14 @@ public enum LeaseStoreAddress: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Whether the lease cannot work without TLS (and so without libssl).
+    public var needsTLS: Bool {
+        switch self {
+        case .redis(let address): address.tls != nil
+        case .postgres(let address): [.require, .verifyCA, .verifyFull].contains(address.sslMode)
+        }
+    }
+
     /// The store's name, for logs and metrics: "redis" or "postgres".
     public var kind: String {
         switch self {
@@ -44,8 +54,13 @@ public enum LeaseStoreAddress: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// A parsed `redis://` lease URL. The password may also come from
-/// BELLWETHER_LEASE_PASSWORD, so that it need not appear in `ps`.
+/// A parsed `redis://` or `rediss://` lease URL. The password may also come
+/// from BELLWETHER_LEASE_PASSWORD, so that it need not appear in `ps`.
+///
+/// `rediss://` verifies the server's certificate against the system's CA
+/// store, or only against `cacert=PATH`, and the host name in the URL against
+/// the certificate; `insecure=1` verifies nothing (encryption without
+/// authentication of the server).
 public struct RedisAddress: Hashable, Sendable, CustomStringConvertible {
     public var user: String?
     public var password: String?
@@ -53,30 +68,37 @@ public struct RedisAddress: Hashable, Sendable, CustomStringConvertible {
     public var port: Int
     public var database: Int
     public var key: String
+    /// nil: plain TCP (`redis://`).
+    public var tls: TLSSettings?
 
     public static let defaultKey = "bellwether:scheduler"
+
+    public init(user: String? = nil, password: String? = nil, host: String, port: Int, database: Int, key: String,
+                tls: TLSSettings? = nil) {
+        (self.user, self.password, self.host, self.port) = (user, password, host, port)
+        (self.database, self.key, self.tls) = (database, key, tls)
+    }
 
     /// The URL without its password, for logs.
     public var description: String {
         let who = user.map { "\($0)@" } ?? (password == nil ? "" : "***@")
         let shownHost = host.contains(":") ? "[\(host)]" : host
-        return "redis://\(who)\(shownHost):\(port)/\(database)?key=\(key)"
+        var text = "\(tls == nil ? "redis" : "rediss")://\(who)\(shownHost):\(port)/\(database)?key=\(key)"
+        if let caFile = tls?.caFile { text += "&cacert=\(caFile)" }
+        if tls?.verification == TLSSettings.Verification.none { text += "&insecure=1" }
+        return text
     }
 
     static func parse(_ text: String, source: SettingSource) throws(BellwetherError) -> RedisAddress {
         func bad(_ why: String) -> BellwetherError {
             .invalidValue(source, value: redacted(text), expected: LeaseAddress.expected + " (" + why + ")")
         }
-        var rest = Substring(text.dropFirst("redis://".count))
+        let secure = text.hasPrefix("rediss://")
+        var rest = Substring(text.dropFirst(secure ? "rediss://".count : "redis://".count))
         var key = defaultKey
+        var tls = secure ? TLSSettings(verification: .full) : nil
         if let question = rest.firstIndex(of: "?") {
-            for pair in rest[rest.index(after: question)...].split(separator: "&") {
-                let parts = pair.split(separator: "=", maxSplits: 1)
-                guard parts.count == 2, parts[0] == "key", let value = percentDecoded(parts[1]), !value.isEmpty else {
-                    throw bad("the only parameter is key=NAME")
-                }
-                key = value
-            }
+            try parseParameters(rest[rest.index(after: question)...], key: &key, tls: &tls, bad: bad)
             rest = rest[..<question]
         }
         var database = 0
@@ -103,7 +125,40 @@ public struct RedisAddress: Hashable, Sendable, CustomStringConvertible {
             }
         }
         let (host, port) = try hostAndPort(rest, defaultPort: 6379, bad)
-        return RedisAddress(user: user, password: password, host: host, port: port, database: database, key: key)
+        return RedisAddress(user: user, password: password, host: host, port: port, database: database, key: key,
+                            tls: tls)
+    }
+
+    /// `key=NAME`, and with `rediss://` (`tls` set) `cacert=PATH` and
+    /// `insecure=1`, each %-decoded; a later one replaces an earlier one.
+    private static func parseParameters(_ query: Substring, key: inout String, tls: inout TLSSettings?,
+                                        bad: (String) -> BellwetherError) throws(BellwetherError) {
+        var insecure = false
+        for pair in query.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2, let value = percentDecoded(parts[1]), !value.isEmpty else {
+                throw bad("a parameter is NAME=VALUE")
+            }
+            switch parts[0] {
+            case "key":
+                key = value
+            case "cacert", "insecure":
+                guard tls != nil else { throw bad("cacert and insecure are for rediss://") }
+                if parts[0] == "insecure" {
+                    guard let on = ["1": true, "0": false][value] else { throw bad("insecure is 1 or 0") }
+                    insecure = on
+                } else {
+                    guard value.hasPrefix("/"), !value.utf8.contains(0) else { throw bad("cacert is an absolute path") }
+                    tls?.caFile = value
+                }
+            default:
+                throw bad("the parameters are key=NAME, and with rediss:// cacert=PATH and insecure=1")
+            }
+        }
+        guard !insecure || tls?.caFile == nil else {
+            throw bad("insecure=1 checks no certificate, so cacert has nothing to do")
+        }
+        if insecure { tls?.verification = .none }
     }
 
     /// `HOST`, `HOST:PORT`, `[IPV6]` or `[IPV6]:PORT`.
@@ -136,7 +191,7 @@ public struct RedisAddress: Hashable, Sendable, CustomStringConvertible {
 
     /// The URL with any password replaced, for error messages.
     static func redacted(_ text: String) -> String {
-        let prefix = "redis://"
+        let prefix = text.hasPrefix("rediss://") ? "rediss://" : "redis://"
         guard text.hasPrefix(prefix), let at = text.lastIndex(of: "@") else { return text }
         let start = text.index(text.startIndex, offsetBy: prefix.count)
         guard start <= at else { return text }

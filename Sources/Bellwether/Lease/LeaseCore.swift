@@ -26,6 +26,11 @@ public enum LeaseEvent: Hashable, Sendable {
     case reply(LeaseReply)
     /// The command in flight failed: timeout, connection error, error reply.
     case failed(String)
+    /// The command in flight failed on a configuration problem: Redis
+    /// refused the password, user or database, or its TLS certificate failed
+    /// verification. Retried as a failure is, but never silently: each new
+    /// reason is logged, even in the middle of a run of failures.
+    case rejected(String)
     /// Whether this supervisor has a scheduler (alive, starting or retiring),
     /// and whether it wants one at all (not with `--no-scheduler`): a
     /// supervisor that wants none neither takes nor keeps the lease.
@@ -89,6 +94,8 @@ public struct LeaseCore: Sendable {
     var stopping = false
     var lastSeenValue: String?
     var failingSince: Instant?
+    /// The reason of the last `.rejected`, until a reply comes.
+    var lastRejection: String?
 
     public init(holder: String, timings: LeaseTimings) {
         self.holder = holder
@@ -124,10 +131,15 @@ public struct LeaseCore: Sendable {
         case .failed(let reason):
             guard let flight = inFlight else { break }
             inFlight = nil
-            noteFailure(reason, of: flight.command, at: now, into: &actions)
+            noteFailure(reason, rejected: false, of: flight.command, at: now, into: &actions)
+        case .rejected(let reason):
+            guard let flight = inFlight else { break }
+            inFlight = nil
+            noteFailure(reason, rejected: true, of: flight.command, at: now, into: &actions)
         case .reply(let reply):
             guard let flight = inFlight else { break }
             inFlight = nil
+            lastRejection = nil
             if let since = failingSince {
                 failingSince = nil
                 actions.log(.reachable(after: now - since))
@@ -202,13 +214,19 @@ public struct LeaseCore: Sendable {
         }
     }
 
-    mutating func noteFailure(_ reason: String, of command: LeaseCommand, at now: Instant,
+    /// A failure is logged when a run of them starts; a rejection also
+    /// whenever its reason differs from the last rejection's, so that a
+    /// certificate that goes bad while Redis is away is not hidden behind
+    /// the first "cannot connect".
+    mutating func noteFailure(_ reason: String, rejected: Bool, of command: LeaseCommand, at now: Instant,
                               into actions: inout [LeaseAction]) {
-        if failingSince == nil {
-            failingSince = now
+        let newRejection = rejected && reason != lastRejection
+        if rejected { lastRejection = reason }
+        if failingSince == nil || newRejection {
+            if failingSince == nil { failingSince = now }
             var holdingFence: Int64?
             if case .holding(let holding) = phase { holdingFence = holding.fence }
-            actions.log(.unreachable(reason: reason, retryEvery: timings.renewInterval,
+            actions.log(.unreachable(reason: reason, rejected: rejected, retryEvery: timings.renewInterval,
                                      stepDownAfter: timings.renewDeadline, holdingFence: holdingFence))
         }
         if case .release = command, case .releasing(_, let since) = phase,

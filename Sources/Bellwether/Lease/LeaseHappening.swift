@@ -15,7 +15,9 @@ extension LeaseCore {
         case released(clean: Bool)
         /// A command failed: retried every `retryEvery`; `holdingFence`: the
         /// fence held meanwhile, which is given up after `stepDownAfter`.
-        case unreachable(reason: String, retryEvery: Duration, stepDownAfter: Duration, holdingFence: Int64?)
+        /// `rejected`: on a configuration problem (credentials, certificate).
+        case unreachable(reason: String, rejected: Bool, retryEvery: Duration, stepDownAfter: Duration,
+                         holdingFence: Int64?)
         /// No scheduler here from now on. `stopping`: the master asked for
         /// it, so nothing went wrong.
         case stepDown(StepDown, fence: Int64, stopping: Bool)

@@ -206,6 +206,68 @@ struct LiveSystem: SystemCalls {
     func connectUnix(_ path: String, timeout: Int32) -> Int32 { bw_unix_connect(path, timeout) }
     func unixListening(_ path: String) -> Int32 { bw_unix_listening(path) }
 
+    // MARK: TLS
+
+    func tlsUnavailable() -> String? {
+        var message = [CChar](repeating: 0, count: 256)
+        return bw_tls_available(&message, message.count) == 0 ? nil : Self.text(message)
+    }
+
+    func tlsOpen(fd: Int32, host: String, settings: TLSSettings) -> Result<TLSHandle, TLSError> {
+        let verify = switch settings.verification {
+        case .none: BW_TLS_VERIFY_NONE
+        case .certificateAuthority: BW_TLS_VERIFY_CA
+        case .full: BW_TLS_VERIFY_FULL
+        }
+        var session: OpaquePointer?
+        var message = [CChar](repeating: 0, count: 512)
+        let result = if let caFile = settings.caFile {
+            bw_tls_new(fd, host, Int32(verify), caFile, &session, &message, message.count)
+        } else {
+            bw_tls_new(fd, host, Int32(verify), nil, &session, &message, message.count)
+        }
+        guard result == 0, let session else { return .failure(TLSError(message: Self.text(message))) }
+        return .success(TLSHandle(rawValue: UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(session)))))
+    }
+
+    private static func session(_ handle: TLSHandle) -> OpaquePointer {
+        OpaquePointer(bitPattern: handle.rawValue)!
+    }
+
+    /// A BW_TLS_* code as a step; `count` for BW_TLS_DONE.
+    private static func step(_ code: Int32, _ count: Int, _ handle: TLSHandle) -> TLSStep {
+        switch code {
+        case Int32(BW_TLS_DONE): .done(count)
+        case Int32(BW_TLS_WANT_READ): .wantRead
+        case Int32(BW_TLS_WANT_WRITE): .wantWrite
+        case Int32(BW_TLS_CLOSED): .closed
+        case Int32(BW_TLS_UNTRUSTED): .untrusted(String(cString: bw_tls_error(session(handle))))
+        default: .failed(String(cString: bw_tls_error(session(handle))))
+        }
+    }
+
+    func tlsHandshake(_ session: TLSHandle) -> TLSStep {
+        Self.step(bw_tls_handshake(Self.session(session)), 0, session)
+    }
+
+    func tlsRead(_ session: TLSHandle, into buffer: UnsafeMutableRawBufferPointer) -> TLSStep {
+        var count = 0
+        let code = bw_tls_read(Self.session(session), buffer.baseAddress, buffer.count, &count)
+        return Self.step(code, count, session)
+    }
+
+    func tlsWrite(_ session: TLSHandle, _ bytes: UnsafeRawBufferPointer) -> TLSStep {
+        var count = 0
+        let code = bw_tls_write(Self.session(session), bytes.baseAddress, bytes.count, &count)
+        return Self.step(code, count, session)
+    }
+
+    func tlsClose(_ session: TLSHandle) { bw_tls_free(Self.session(session)) }
+
+    private static func text(_ message: [CChar]) -> String {
+        String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     // MARK: Files
 
     func makeDirectory(_ path: String, _ mode: mode_t) -> Int32 { mkdir(path, mode) == 0 ? 0 : errno }

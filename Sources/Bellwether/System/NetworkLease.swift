@@ -63,11 +63,13 @@ final class NetworkLease {
         return "\(host.isEmpty ? "host" : host)/\(Sys.calls.processID())/\(nonce)"
     }
 
-    /// At start: a PING through AUTH and SELECT, or a PostgreSQL session
-    /// with the lease table, so that a wrong password, database or table is
-    /// one clear error. An unreachable store is not an error: the master
-    /// runs all-`worker` and retries.
+    /// At start: that libssl loads when the lease needs TLS; then a PING
+    /// through the TLS handshake, AUTH and SELECT, or a PostgreSQL session
+    /// with the lease table, so that a certificate that fails verification, a
+    /// wrong password, database or table is one clear error. An unreachable
+    /// store is not an error: the master runs all-`worker` and retries.
     func checkCredentials() throws(BellwetherError) {
+        if address.needsTLS, let reason = TLSSession.unavailableReason() { throw .tlsUnavailable(reason) }
         var now = Sys.monotonicNow()
         var outcome = store.check(at: now, timeout: max(timings.renewInterval, .seconds(2)))
         while outcome == nil, let events = store.pollEvents, let deadline = store.deadline {
@@ -101,7 +103,8 @@ final class NetworkLease {
         switch outcome {
         case .reply(.success(let reply)): .reply(reply)
         case .reply(.failure(let error)): .failed(error.description)
-        case .failed(let reason), .rejected(let reason): .failed(reason)
+        case .failed(let reason): .failed(reason)
+        case .rejected(let reason): .rejected(reason)
         }
     }
 

@@ -112,6 +112,18 @@ protocol SystemCalls: Sendable {
     /// 1 when something listens at `path`, 0 when not, -errno when it cannot tell.
     func unixListening(_ path: String) -> Int32
 
+    // MARK: TLS (CBellwetherTLS.h: the system's OpenSSL, loaded at run time)
+    /// nil when libssl can be loaded; else why not.
+    func tlsUnavailable() -> String?
+    /// A client session over connected, non-blocking `fd`, or why there is none.
+    func tlsOpen(fd: Int32, host: String, settings: TLSSettings) -> Result<TLSHandle, TLSError>
+    /// The handshake's next step: `.done(0)` once established.
+    func tlsHandshake(_ session: TLSHandle) -> TLSStep
+    func tlsRead(_ session: TLSHandle, into buffer: UnsafeMutableRawBufferPointer) -> TLSStep
+    func tlsWrite(_ session: TLSHandle, _ bytes: UnsafeRawBufferPointer) -> TLSStep
+    /// close_notify if established and sound, then the session is gone; the descriptor stays open.
+    func tlsClose(_ session: TLSHandle)
+
     // MARK: Files
     /// 0 or errno.
     func makeDirectory(_ path: String, _ mode: mode_t) -> Int32
@@ -140,6 +152,31 @@ struct SpawnRequest: Hashable, Sendable {
     /// The child's stdout and stderr (`--worker-output prefix|json`); nil: the master's own.
     var stdout: Int32? = nil
     var stderr: Int32? = nil
+}
+
+/// A TLS session of `SystemCalls.tlsOpen`: the live one's pointer, or a fake's number.
+struct TLSHandle: Hashable, Sendable {
+    var rawValue: UInt
+}
+
+/// Why a TLS session could not be made: one line.
+struct TLSError: Error, Hashable, Sendable {
+    var message: String
+}
+
+/// What one step of a TLS session came to (the BW_TLS_* codes).
+enum TLSStep: Hashable, Sendable {
+    /// The handshake is complete (0), or this many bytes were read or written.
+    case done(Int)
+    /// Poll for POLLIN, then take the step again.
+    case wantRead
+    /// Poll for POLLOUT, then take the step again.
+    case wantWrite
+    /// The server ended the session.
+    case closed
+    case failed(String)
+    /// The server's certificate failed verification.
+    case untrusted(String)
 }
 
 /// The part of a `stat` the shell reads.

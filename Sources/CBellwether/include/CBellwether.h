@@ -1,6 +1,7 @@
 // C shims for what Swift cannot call directly: variadic prctl/fcntl, signalfd,
 // the wait-status macros and posix_spawn attribute plumbing; the hashes of
-// PostgreSQL login are in CBellwetherCrypto.h. Every function
+// PostgreSQL login are in CBellwetherCrypto.h, TLS through a libssl loaded at
+// run time in CBellwetherTLS.h (which has conventions of its own). Every function
 // returns 0 or a positive errno value unless documented otherwise; none of
 // them allocates memory that the caller must free.
 #ifndef CBELLWETHER_H
@@ -10,6 +11,7 @@
 #include "CBellwetherSockets.h"
 #include "CBellwetherCrypto.h"
 #include "CBellwetherGuard.h"
+#include "CBellwetherTLS.h"
 
 /// Blocks `signals` in the calling thread and returns a non-blocking, CLOEXEC
 /// descriptor from which they can be read with `bw_signal_source_read`

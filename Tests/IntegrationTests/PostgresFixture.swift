@@ -27,7 +27,8 @@ final class PostgresServer {
 
     /// A fresh cluster, started. `hba`: extra pg_hba.conf lines, first.
     /// Local replication connections are trusted, for `init(replicaOf:)`.
-    init(hba: [String] = []) {
+    /// With `tls`, the server also speaks TLS with that certificate (`ssl = on`).
+    init(hba: [String] = [], tls: ServerCertificate? = nil) {
         directory = Harness.scratch("postgres")
         port = ReservedPort().released()
         chown(directory, Self.owner.uid, Self.owner.gid)
@@ -41,6 +42,19 @@ final class PostgresServer {
         let lines = hba + ["host all all 127.0.0.1/32 scram-sha-256", "local all all trust",
                            "local replication all trust"]
         try? lines.joined(separator: "\n").appending("\n").write(toFile: hbaPath, atomically: false, encoding: .utf8)
+        if let tls {
+            // The server reads its key only if the postgres user alone may.
+            for (from, to) in [(tls.certificate, "server.crt"), (tls.key, "server.key")] {
+                try? FileManager.default.copyItem(atPath: from, toPath: directory + "/" + to)
+                chown(directory + "/" + to, Self.owner.uid, Self.owner.gid)
+                chmod(directory + "/" + to, 0o600)
+            }
+            let settings = "ssl = on\nssl_cert_file = '\(directory)/server.crt'\nssl_key_file = '\(directory)/server.key'\n"
+            let handle = FileHandle(forWritingAtPath: directory + "/data/postgresql.conf")
+            handle?.seekToEndOfFile()
+            handle?.write(Data(settings.utf8))
+            try? handle?.close()
+        }
         start()
     }
 

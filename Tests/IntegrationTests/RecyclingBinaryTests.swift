@@ -79,7 +79,15 @@ import Glibc
         let bigWorker = try #require(supervisor.live().first { $0.slot == 1 })
         #expect(Harness.wait(30) { recycled(control)[1]?["memory"] == 1 && !Harness.isAlive(grown) },
                 "\(recycled(control)) \(supervisor.logText().suffix(2000))")
-        #expect(Harness.wait { supervisor.settled(workers: 2) && !Harness.isAlive(bigWorker.pid) })
+        // Slot 1 served by its replacement, ready, the old worker gone.
+        func slotOne() -> [[String: Any]] {
+            (ChaosOS.status(socket: control)?["slots"] as? [[String: Any]] ?? []).filter { $0["slot"] as? Int == 1 }
+        }
+        #expect(Harness.wait(30) {
+            let rows = slotOne()
+            return !Harness.isAlive(bigWorker.pid) && rows.count == 1 && rows[0]["state"] as? String == "ready"
+                && rows[0]["pid"] as? Int != Int(bigWorker.pid)
+        }, "slot 1: \(slotOne()), old worker alive: \(Harness.isAlive(bigWorker.pid))")
         // The replacement stays small: once is all.
         Thread.sleep(forTimeInterval: 1.5)
         let report = client.stop()

@@ -155,10 +155,6 @@ public struct Configuration: Hashable, Sendable {
         case .postgres(var postgres):
             if postgres.password == nil { postgres.password = given("BELLWETHER_LEASE_PASSWORD") ?? given("PGPASSWORD") }
             if postgres.user == nil { postgres.user = Credentials.userName(geteuid()) ?? given("USER") }
-            if [.require, .verifyCA, .verifyFull].contains(postgres.sslMode) {
-                throw .invalidValue(settings.source("lease"), value: "sslmode=\(postgres.sslMode.rawValue)",
-                                    expected: "disable, allow or prefer: TLS for the PostgreSQL lease is not built yet")
-            }
             return .postgres(postgres)
         }
     }

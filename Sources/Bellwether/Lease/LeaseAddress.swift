@@ -41,7 +41,7 @@ public enum LeaseStoreAddress: Hashable, Sendable, CustomStringConvertible {
     public var needsTLS: Bool {
         switch self {
         case .redis(let address): address.tls != nil
-        case .postgres(let address): [.require, .verifyCA, .verifyFull].contains(address.sslMode)
+        case .postgres(let address): address.sslMode.requiresTLS
         }
     }
 

@@ -14,6 +14,9 @@ public struct PostgresAddress: Hashable, Sendable, CustomStringConvertible {
         case disable, allow, prefer, require
         case verifyCA = "verify-ca"
         case verifyFull = "verify-full"
+
+        /// No connection without TLS.
+        public var requiresTLS: Bool { [.require, .verifyCA, .verifyFull].contains(self) }
     }
 
     public var user: String?

@@ -16,6 +16,8 @@ final class PostgresConnection {
 
     private enum Phase {
         case closed
+        /// SSLRequest sent: the server's one-byte answer comes first.
+        case negotiating
         /// Connecting, then authenticating: until the first ReadyForQuery.
         case starting
         /// Between statements, the connection ready.
@@ -61,11 +63,13 @@ final class PostgresConnection {
                 try socket.open()
                 parser = PGBackendParser()
                 scram = nil
-                phase = .starting
                 pending = [.tableExists, .request(sql)]
-                let user = address.user ?? ""
-                try socket.write(try PGWire.startup(user: user, database: address.database ?? user,
-                                                    applicationName: address.applicationName))
+                if tlsWanted {
+                    phase = .negotiating
+                    try socket.write(PGWire.sslRequest())
+                } else {
+                    try startup()
+                }
             } catch let failure as LeaseSocket.Failure {
                 return fail(failure)
             } catch {
@@ -87,6 +91,16 @@ final class PostgresConnection {
             return fail(error)
         }
         do {
+            if case .negotiating = phase {
+                guard let answer = try parser.nextSSLAnswer() else { return nil }
+                if answer == .accepted {
+                    try socket.startTLS(tlsSettings)
+                } else if address.sslMode.requiresTLS {
+                    return drop(.rejected("\(peer) does not offer TLS, and sslmode=\(address.sslMode.rawValue) requires it"))
+                }
+                parser = PGBackendParser()
+                try startup()
+            }
             while let message = try parser.next() {
                 if let outcome = try receive(message) { return outcome }
             }
@@ -107,7 +121,11 @@ final class PostgresConnection {
     /// Drops the connection if the statement in flight is overdue.
     func expire(at now: Instant) -> Outcome? {
         guard let deadline, now >= deadline else { return nil }
-        let waited = socket.connected ? "no answer from" : "no connection to"
+        let waited = switch socket.stage {
+        case .closed, .connecting: "no connection to"
+        case .handshaking: "no TLS handshake with"
+        case .open: "no answer from"
+        }
         return drop(.failed("\(waited) \(peer) within \(timeout.shortDescription)"))
     }
 
@@ -120,6 +138,38 @@ final class PostgresConnection {
     }
 
     // MARK: The session
+
+    private func startup() throws {
+        phase = .starting
+        let user = address.user ?? ""
+        try socket.write(PGWire.startup(user: user, database: address.database ?? user,
+                                        applicationName: address.applicationName))
+    }
+
+    /// Whether to ask for TLS: always when sslmode requires it; with
+    /// `prefer` and `allow`, when libssl is there to speak it.
+    private var tlsWanted: Bool {
+        switch address.sslMode {
+        case .disable: false
+        case .allow, .prefer: TLSSession.unavailableReason() == nil
+        case .require, .verifyCA, .verifyFull: true
+        }
+    }
+
+    /// As libpq: `prefer`, `allow` and `require` check no certificate, but
+    /// `require` with an `sslrootcert` checks the chain, as `verify-ca`
+    /// does; `verify-full` checks the host name too. Without `sslrootcert`,
+    /// the system's CA store.
+    private var tlsSettings: TLSSettings {
+        switch address.sslMode {
+        case .disable, .allow, .prefer: TLSSettings(verification: .none)
+        case .require:
+            TLSSettings(verification: address.sslRootCert == nil ? .none : .certificateAuthority,
+                        caFile: address.sslRootCert)
+        case .verifyCA: TLSSettings(verification: .certificateAuthority, caFile: address.sslRootCert)
+        case .verifyFull: TLSSettings(verification: .full, caFile: address.sslRootCert)
+        }
+    }
 
     private func receive(_ message: PGBackendMessage) throws -> Outcome? {
         switch (phase, message) {
@@ -246,12 +296,13 @@ final class PostgresConnection {
     }
 
     private func fail(_ failure: LeaseSocket.Failure) -> Outcome {
-        let reason = switch failure {
-        case .connect(let why): "cannot connect to \(peer): \(why)"
-        case .closed: "\(peer) closed the connection"
-        case .io(let why): "\(peer): \(why)"
+        switch failure {
+        case .connect(let why): return drop(.failed("cannot connect to \(peer): \(why)"))
+        case .closed: return drop(.failed("\(peer) closed the connection"))
+        case .io(let why): return drop(.failed("\(peer): \(why)"))
+        case .handshake(let why): return drop(.failed("TLS with \(peer): \(why)"))
+        case .untrusted(let why): return drop(.rejected("TLS with \(peer): \(why)"))
         }
-        return drop(.failed(reason))
     }
 
     private func drop(_ outcome: Outcome) -> Outcome {

@@ -80,15 +80,20 @@ def main():
     try:
         run(bellwether, control, log_path, master)
     finally:
-        if master.poll() is None:
-            master.send_signal(signal.SIGTERM)
-            try:
-                master.wait(30)
-            except subprocess.TimeoutExpired:
-                master.kill()
-    check("the master exits 0 after TERM", master.wait() == 0, f"exit {master.returncode}")
+        stop(master, "the master exits 0 after TERM")
     chaos(bellwether, scratch)
     finish(scratch)
+
+
+def stop(master, name):
+    """TERM to a master still running (SIGKILL after 30 s), and its exit status checked."""
+    if master.poll() is None:
+        master.send_signal(signal.SIGTERM)
+        try:
+            master.wait(30)
+        except subprocess.TimeoutExpired:
+            master.kill()
+    check(name, master.wait() == 0, f"exit {master.returncode}")
 
 
 def run(bellwether, control, log_path, master):
@@ -285,13 +290,7 @@ def chaos(bellwether, scratch):
     finally:
         if scraper:
             scraper.stopping.set()
-        if master.poll() is None:
-            master.send_signal(signal.SIGTERM)
-            try:
-                master.wait(30)
-            except subprocess.TimeoutExpired:
-                master.kill()
-        check("chaos: the master exits 0 after TERM", master.wait() == 0, f"exit {master.returncode}")
+        stop(master, "chaos: the master exits 0 after TERM")
         redis.kill()
         redis.wait()
 

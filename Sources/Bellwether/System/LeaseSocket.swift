@@ -48,6 +48,16 @@ final class LeaseSocket {
 
     var isTLS: Bool { tls != nil }
 
+    /// What a request overdue at this stage waited for, for its log line:
+    /// "no answer from redis at …".
+    var overdue: String {
+        switch stage {
+        case .closed, .connecting: "no connection to"
+        case .handshaking: "no TLS handshake with"
+        case .open: "no answer from"
+        }
+    }
+
     /// What to poll for: nil when there is no connection.
     var pollEvents: Int16? {
         switch stage {

@@ -121,12 +121,7 @@ final class PostgresConnection {
     /// Drops the connection if the statement in flight is overdue.
     func expire(at now: Instant) -> Outcome? {
         guard let deadline, now >= deadline else { return nil }
-        let waited = switch socket.stage {
-        case .closed, .connecting: "no connection to"
-        case .handshaking: "no TLS handshake with"
-        case .open: "no answer from"
-        }
-        return drop(.failed("\(waited) \(peer) within \(timeout.shortDescription)"))
+        return drop(.failed("\(socket.overdue) \(peer) within \(timeout.shortDescription)"))
     }
 
     func close() {

@@ -102,13 +102,7 @@ final class RedisConnection {
     /// Drops the connection if the request in flight is overdue.
     func expire(at now: Instant) -> Outcome? {
         guard let deadline, now >= deadline else { return nil }
-        let waited = switch socket.stage {
-        case .closed, .connecting: "no connection to"
-        case .handshaking: "no TLS handshake with"
-        case .open: "no reply from"
-        }
-        close()
-        return .failed("\(waited) redis at \(peer) within \(timeout.shortDescription)")
+        return fail("\(socket.overdue) redis at \(peer) within \(timeout.shortDescription)")
     }
 
     func close() {

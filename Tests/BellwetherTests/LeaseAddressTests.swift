@@ -43,7 +43,7 @@ struct LeaseAddressTests {
     @Test func postgresURLsFollowLibpq() throws {
         let plain = try postgres("postgres://db.internal")
         #expect(plain.host == "db.internal" && plain.port == 5432 && plain.user == nil && plain.database == nil)
-        #expect(plain.key == RedisAddress.defaultKey && plain.table == "bellwether_lease" && plain.sslMode == .prefer)
+        #expect(plain.key == RedisAddress.defaultKey && plain.sslMode == .prefer)
         let full = try postgres("postgresql://app:s%40cret@[::1]:6432/jobs?key=k1&table=ops.lease&sslmode=disable"
                                 + "&application_name=web&connect_timeout=7")
         #expect(full.user == "app" && full.password == "s@cret" && full.host == "::1" && full.port == 6432)
@@ -52,12 +52,17 @@ struct LeaseAddressTests {
         #expect(!full.description.contains("s@cret"), "logs never show the password")
         #expect(try postgres("postgres://u@h?password=pw").password == "pw")
         #expect(PostgresAddress.redacted("postgres://u:pw@h?password=pw2&key=k") == "postgres://u:***@h?password=***&key=k")
+        #expect(PostgresAddress.redacted("postgres://h?password=a&password=b&key=x@y")
+                == "postgres://h?password=***&password=***&key=x@y")
+        #expect(plain.table == "public.bellwether_lease", "the same table whatever the search_path")
+        #expect(PostgresLeaseSQL.bounded("SELECT 1", by: .milliseconds(400))
+                == "SET LOCAL lock_timeout = 400; SET LOCAL statement_timeout = 400; SELECT 1")
         #expect(PostgresLeaseSQL.quoted("ops.lease") == "\"ops\".\"lease\"")
     }
 
     @Test(arguments: [
         "postgres://h:0", "postgres://h?sslmode=on", "postgres://h?table=1x", "postgres://h?table=a.b.c",
-        "postgres://h?table=a;drop", "postgres://h?key=", "postgres://h?foo=1", "postgres://h?connect_timeout=x",
+        "postgres://h?table=a;drop", "postgres://h?table=MyLease", "postgres://h?key=", "postgres://h?foo=1", "postgres://h?connect_timeout=x",
         "postgres://%zz@h", "postgres://h/%zz", "postgres://h o",
     ])
     func malformedPostgresLeasesAreErrors(_ text: String) {

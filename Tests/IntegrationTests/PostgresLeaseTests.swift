@@ -90,6 +90,10 @@ struct PostgresLeaseTests {
         let server = PostgresServer()
         let bouncer = PgBouncer(server)
         defer { withExtendedLifetime((server, bouncer)) {} }
+        // PgBouncer refuses a wrong password in words of its own (SQLSTATE 08P01): still 77.
+        let refused = Harness.run([Harness.bellwether, "--lease", server.url(password: "wrong", port: bouncer.port),
+                                   "--", "/bin/true"], timeout: 20)
+        #expect(refused.status == 77 && refused.stderr.contains("refused the lease's login"), "\(refused.stderr)")
         let all = Self.settledCluster(server.url(port: bouncer.port, query: "key=bouncer"), name: "pgb")
         let holder = try #require(Lease.holder(all))
         #expect(holder.stop() == 0)
@@ -131,12 +135,15 @@ struct PostgresLeaseTests {
     @Test func wrongPasswordMissingDatabaseAndAnUncreatableTableAreOneLineAnd77() throws {
         let server = PostgresServer()
         defer { withExtendedLifetime(server) {} }
-        server.psql("CREATE ROLE limited LOGIN PASSWORD 'limited'; REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        server.psql("CREATE ROLE limited LOGIN PASSWORD 'limited'; REVOKE CREATE ON SCHEMA public FROM PUBLIC; "
+                    + PostgresLeaseTests.documentedSQL.replacingOccurrences(of: "bellwether_lease", with: "not_granted"))
         let cases: [(url: String, says: String)] = [
             (server.url(password: "wrong"), "refused the lease's login: password authentication failed"),
             (server.url(database: "nosuch"), "database \"nosuch\" does not exist"),
             (server.url(user: "limited", password: "limited", query: "table=lease_of_limited"),
              "the lease table lease_of_limited does not exist, and user limited may not create it"),
+            (server.url(user: "limited", password: "limited", query: "table=not_granted"),
+             "user limited may not use the lease table not_granted: grant it SELECT, INSERT, UPDATE"),
         ]
         for (url, says) in cases {
             let result = Harness.run([Harness.bellwether, "--lease", url, "--", "/bin/true"], timeout: 20)
@@ -158,7 +165,7 @@ struct PostgresLeaseTests {
     /// The table as the README gives it for those who create schema by migration.
     static var documentedSQL: String {
         let readme = (try? String(contentsOfFile: Harness.packageRoot + "/README.md", encoding: .utf8)) ?? ""
-        guard let start = readme.range(of: "CREATE TABLE IF NOT EXISTS bellwether_lease"),
+        guard let start = readme.range(of: "CREATE TABLE IF NOT EXISTS public.bellwether_lease"),
               let end = readme.range(of: ");", range: start.upperBound..<readme.endIndex) else { return "missing" }
         return String(readme[start.lowerBound..<end.upperBound])
     }

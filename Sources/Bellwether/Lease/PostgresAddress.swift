@@ -32,7 +32,7 @@ public struct PostgresAddress: Hashable, Sendable, CustomStringConvertible {
     public var key = RedisAddress.defaultKey
     public var table = PostgresAddress.defaultTable
 
-    public static let defaultTable = "bellwether_lease"
+    public static let defaultTable = "public.bellwether_lease"
     static let expected = "postgres://[USER[:PASSWORD]@]HOST[:PORT][/DBNAME][?key=NAME&table=NAME&sslmode=MODE]"
 
     /// The URL without its password, for logs.
@@ -105,7 +105,7 @@ public struct PostgresAddress: Hashable, Sendable, CustomStringConvertible {
             guard !value.isEmpty, !value.contains("\0") else { throw bad("key is a name") }
             key = value
         case "table":
-            guard Self.isTableName(value) else { throw bad("table is a name such as bellwether_lease or app.lease") }
+            guard Self.isTableName(value) else { throw bad("table is a lower-case name such as bellwether_lease or app.lease") }
             table = value
         case "sslmode":
             guard let mode = SSLMode(rawValue: value) else {
@@ -128,7 +128,8 @@ public struct PostgresAddress: Hashable, Sendable, CustomStringConvertible {
             guard let number = Int(value), (1...65535).contains(number) else { throw bad("PORT is 1-65535") }
             port = number
         default:
-            throw bad("parameters are key, table, sslmode, sslrootcert, application_name, connect_timeout")
+            throw bad("parameters are key, table, sslmode, sslrootcert, application_name, connect_timeout, "
+                      + "user, password, dbname, port")
         }
     }
 
@@ -138,23 +139,22 @@ public struct PostgresAddress: Hashable, Sendable, CustomStringConvertible {
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
         return (1...2).contains(parts.count) && parts.allSatisfy { part in
             guard let first = part.unicodeScalars.first, part.utf8.count <= 63 else { return false }
-            return (first == "_" || (first.isASCII && first.properties.isAlphabetic))
-                && part.unicodeScalars.allSatisfy { $0 == "_" || ($0.isASCII && $0.properties.isAlphabetic)
-                    || ("0"..."9").contains($0) }
+            return (first == "_" || ("a"..."z").contains(first))
+                && part.unicodeScalars.allSatisfy { $0 == "_" || ("a"..."z").contains($0) || ("0"..."9").contains($0) }
         }
     }
 
     /// The URL with any password replaced, for error messages.
     static func redacted(_ text: String) -> String {
-        var shown = text
-        if let query = shown.firstRange(of: "password=") {
-            let end = shown[query.upperBound...].firstIndex(of: "&") ?? shown.endIndex
-            shown.replaceSubrange(query.upperBound..<end, with: "***")
+        let query = text.firstIndex(of: "?") ?? text.endIndex
+        var shown = String(text[..<query])
+        if let scheme = shown.firstRange(of: "://"), let at = shown.lastIndex(of: "@"), scheme.upperBound <= at,
+           let colon = shown[scheme.upperBound..<at].firstIndex(of: ":") {
+            shown = String(shown[..<colon]) + ":***" + shown[at...]
         }
-        guard let scheme = shown.firstRange(of: "://"), let at = shown.lastIndex(of: "@"), scheme.upperBound <= at
-        else { return shown }
-        let credentials = shown[scheme.upperBound..<at]
-        guard let colon = credentials.firstIndex(of: ":") else { return shown }
-        return String(shown[..<colon]) + ":***" + shown[at...]
+        guard query < text.endIndex else { return shown }
+        let parameters = text[text.index(after: query)...].split(separator: "&", omittingEmptySubsequences: false)
+            .map { $0.hasPrefix("password=") ? "password=***" : String($0) }
+        return shown + "?" + parameters.joined(separator: "&")
     }
 }

@@ -94,6 +94,21 @@ enum PostgresLeaseSQL {
         }
     }
 
+    /// `sql` in one implicit transaction whose lock and statement timeouts
+    /// are `timeout`, the time the client waits: a statement that a lock
+    /// holds up (a migration's ALTER TABLE, a stuck synchronous standby) ends
+    /// on the server when the client gives up on it, rather than every
+    /// supervisor leaving one more blocked backend behind every R.
+    static func bounded(_ sql: String, by timeout: Duration) -> String {
+        let milliseconds = max(1, timeout.nanoseconds / 1_000_000)
+        return "SET LOCAL lock_timeout = \(milliseconds); SET LOCAL statement_timeout = \(milliseconds); " + sql
+    }
+
+    /// One row, `t` or `f`: whether the lease's user may use the table.
+    static func mayUse(_ table: String) -> String {
+        "SELECT has_table_privilege(\(literal(quoted(table))), 'SELECT, INSERT, UPDATE')"
+    }
+
     /// A name given by `?table=`, quoted part by part (`schema.table`).
     static func quoted(_ table: String) -> String {
         table.split(separator: ".").map { (try? PGWire.identifier(String($0))) ?? "\"\"" }.joined(separator: ".")

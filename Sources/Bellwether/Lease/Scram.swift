@@ -19,7 +19,7 @@ public struct ScramClient: Sendable {
     /// The highest iteration count accepted from a server. PostgreSQL's
     /// default is 4096; each iteration costs two SHA-256 compressions on the
     /// caller's thread, so a server asking for billions would stall it.
-    public static let maximumIterations = 10_000_000
+    public static let maximumIterations = 100_000
 
     enum Phase: Sendable {
         case awaitingServerFirst

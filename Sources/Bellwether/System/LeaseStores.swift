@@ -53,6 +53,7 @@ final class PostgresLeaseStore: LeaseStore {
     private let address: PostgresAddress
     /// The command whose answer is awaited; nil for the start's check.
     private var inFlight: LeaseCommand?
+    private var checking = false
 
     init(address: PostgresAddress) {
         self.address = address
@@ -66,14 +67,16 @@ final class PostgresLeaseStore: LeaseStore {
     func send(_ command: LeaseCommand, holder: String, ttl: Duration, at now: Instant,
               timeout: Duration) -> LeaseStoreOutcome? {
         inFlight = command
+        checking = false
         let sql = PostgresLeaseSQL.query(command, table: address.table, key: address.key, holder: holder, ttl: ttl)
         return connection.send(sql, at: now, timeout: timeout).map(outcome)
     }
 
-    /// A session, the lease table made sure of, and `SELECT 1`.
+    /// A session, the lease table made sure of, and the right to use it.
     func check(at now: Instant, timeout: Duration) -> LeaseStoreOutcome? {
         inFlight = nil
-        return connection.send("SELECT 1", at: now, timeout: timeout).map(outcome)
+        checking = true
+        return connection.send(PostgresLeaseSQL.mayUse(address.table), at: now, timeout: timeout).map(outcome)
     }
 
     func handle(_ revents: Int16, at now: Instant) -> LeaseStoreOutcome? {
@@ -85,6 +88,10 @@ final class PostgresLeaseStore: LeaseStore {
     private func outcome(_ outcome: PostgresConnection.Outcome) -> LeaseStoreOutcome {
         switch outcome {
         case .rows(let rows):
+            if checking, rows.first?.first == "f" {
+                return .rejected("user \(address.user ?? "?") may not use the lease table \(address.table): "
+                                 + "grant it SELECT, INSERT, UPDATE")
+            }
             guard let command = inFlight else { return .reply(.failure(LeaseStoreError(description: "no command"))) }
             return .reply(PostgresLeaseSQL.decode(rows, for: command)
                 .mapError { LeaseStoreError(description: "postgres: \($0.description)") })

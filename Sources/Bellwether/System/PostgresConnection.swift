@@ -230,7 +230,7 @@ final class PostgresConnection {
         let sql = switch statement {
         case .tableExists: PostgresLeaseSQL.tableExists(address.table)
         case .createTable: PostgresLeaseSQL.createTable(address.table)
-        case .request(let sql): sql
+        case .request(let sql): PostgresLeaseSQL.bounded(sql, by: timeout)
         }
         do {
             try socket.write(try PGWire.query(sql))
@@ -268,12 +268,19 @@ final class PostgresConnection {
         }
     }
 
+    /// PgBouncer's own refusals of a login, all SQLSTATE 08P01 (a protocol
+    /// violation), told apart from its transient ones by their words.
+    static let bouncerRefusals = ["authentication failed", "no such user", "no such database", "not allowed",
+                                  "no pg_hba.conf entry"]
+
     private func startupError(_ error: PGDiagnostic) -> Outcome {
         switch error.sqlState {
         case "28P01", "28000":
             return .rejected("\(peer) refused the lease's login: \(error.message)")
-        case "3D000":
+        case "3D000", "42501":
             return .rejected("\(peer): \(error.message)")
+        case "08P01" where Self.bouncerRefusals.contains(where: error.message.lowercased().contains):
+            return .rejected("\(peer) refused the lease's login: \(error.message)")
         case "57P03":  // the database system is starting up, or shutting down
             return .failed("\(peer): \(error.message)")
         default:

@@ -125,7 +125,8 @@ struct RedisLeaseTests {
         #expect(Harness.wait(Self.deadline + Self.grace + 1) { !Harness.isAlive(old.pid) },
                 "the guard stops the scheduler by D + G")
         let stoppedIn = Date().timeIntervalSince(stoppedAt)
-        #expect(stoppedIn <= Self.deadline + Self.grace + 0.3, "guard took \(stoppedIn) s")
+        // D + G, with a second for a loaded machine (the partition tests' slack).
+        #expect(stoppedIn <= Self.deadline + Self.grace + 1, "guard took \(stoppedIn) s")
         let others = all.filter { $0 !== holder }
         #expect(Harness.wait(Self.ttl + Self.renew + Self.takeover + 2) { Self.schedulers(others).count == 1 })
         let frozenFor = 3 * Self.ttl - Date().timeIntervalSince(stoppedAt)

@@ -27,10 +27,12 @@ struct TreeTests {
         first.signal(SIGKILL)
         _ = first.waitForExit()
         let killedAt = Date()
-        // --graceful-timeout 1: TERM (ignored), SIGKILL a second later.
-        #expect(Harness.wait(2) { everything.allSatisfy { !Harness.isAlive($0) } },
+        // --graceful-timeout 1: TERM (ignored), SIGKILL a second later; a
+        // second more for a loaded machine. Gone before the grace would mean
+        // no TERM; the property is that nothing outlives the grace for long.
+        #expect(Harness.wait(3) { everything.allSatisfy { !Harness.isAlive($0) } },
                 "left: \(everything.filter(Harness.isAlive))")
-        #expect(Date().timeIntervalSince(killedAt) < 2)
+        #expect(Date().timeIntervalSince(killedAt) < 3)
 
         let second = Supervisor(["-w", "3", "-b", address], worker: ["--tree"], token: first.token,
                                 oracle: first.oracle, name: "tree-second")

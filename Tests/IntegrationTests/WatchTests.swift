@@ -99,9 +99,13 @@ struct WatchTests {
         defer { try? FileManager.default.removeItem(atPath: app) }
         Self.save(app + "/app.sh", "x=1\n")
         let log = Harness.scratch("watch-broken-log") + "/master.log"
+        // The documented 1 s boot grace, not the short one: a shell that takes
+        // longer than 0.2 s to reach the syntax error on a loaded machine
+        // would count as ready, and the broken generation would win.
+        let environment = ["BELLWETHER_TEST_TIMINGS": "stable-uptime=0.2 token-wait-grace=0.2 watch-debounce=\(Self.debounce)"]
         let master = Harness.spawn([Harness.bellwether, "-w", "1", "--no-scheduler", "--watch", app,
                                     "--watch-include", "*.sh", "--", "/bin/sh", "-c", ". \(app)/app.sh && exec sleep 600"],
-                                   environment: Self.environment, stdout: log, stderr: log)
+                                   environment: environment, stdout: log, stderr: log)
         func text() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
         #expect(Harness.wait { text().contains("generation 0 is ready") }, "\(text())")
         Self.save(app + "/app.sh", "if then fi\n")

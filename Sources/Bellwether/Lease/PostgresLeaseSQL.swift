@@ -86,7 +86,9 @@ enum PostgresLeaseSQL {
                 // Clean: the row was a tombstone, as a released Redis key is.
                 return .success(.acquired(fence: fence, clean: row[1] == "t" && row[2] == "t"))
             }
-            return .success(.heldBy(row[3] ?? ""))
+            // NULL: the row this statement's snapshot saw was free, but a
+            // concurrent acquisition committed first.
+            return .success(.heldBy(row[3] ?? "(another supervisor, acquiring at this moment)"))
         case .renew, .release:
             guard row.count == 2, let count = row[0].flatMap({ Int($0) }) else { return .failure(unexpected) }
             if count == 1 { return .success(command.isRenew ? .renewed : .released) }

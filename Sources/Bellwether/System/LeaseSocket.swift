@@ -123,7 +123,8 @@ final class LeaseSocket {
         guard revents & Int16(POLLIN | POLLERR | POLLHUP) != 0 || tls != nil else { return [] }
         var received: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
+        // A store that floods cannot hold the loop: the rest waits for the next turn.
+        while received.count < Self.readPerTurn {
             switch buffer.withUnsafeMutableBytes(read) {
             case .bytes(let count): received += buffer[0..<count]
             case .wouldBlock: return received
@@ -133,7 +134,11 @@ final class LeaseSocket {
             case .failed(let reason): throw .io("reading: \(reason)")
             }
         }
+        return received
     }
+
+    /// The most one `progress` reads; a lease's answers are a few hundred bytes.
+    static let readPerTurn = 256 << 10
 
     func close() {
         tls?.close()

@@ -2,9 +2,45 @@
 /// `LeaseCommand` into what its store runs (`LeaseScripts`,
 /// `PostgresLeaseSQL`) and the answer back into a `LeaseReply`.
 
+/// One connection to a store, as both stores drive theirs.
+protocol StoreConnection: AnyObject {
+    associatedtype Outcome
+    var fd: Int32 { get }
+    var pollEvents: Int16? { get }
+    var deadline: Instant? { get }
+    func handle(_ revents: Int16, at now: Instant) -> Outcome?
+    func expire(at now: Instant) -> Outcome?
+    func close()
+}
+
+extension RedisConnection: StoreConnection {}
+extension PostgresConnection: StoreConnection {}
+
+/// A store whose readiness, deadlines and answers are its connection's.
+protocol ConnectionStore: LeaseStore {
+    associatedtype Connection: StoreConnection
+    var connection: Connection { get }
+    /// What the connection's outcome means for the lease.
+    func outcome(_ outcome: Connection.Outcome) -> LeaseStoreOutcome
+}
+
+extension ConnectionStore {
+    var fd: Int32 { connection.fd }
+    var pollEvents: Int16? { connection.pollEvents }
+    var deadline: Instant? { connection.deadline }
+
+    func handle(_ revents: Int16, at now: Instant) -> LeaseStoreOutcome? {
+        connection.handle(revents, at: now).map(outcome)
+    }
+
+    func expire(at now: Instant) -> LeaseStoreOutcome? { connection.expire(at: now).map(outcome) }
+
+    func close() { connection.close() }
+}
+
 /// Redis: one EVAL per command on a `RedisConnection`.
-final class RedisLeaseStore: LeaseStore {
-    private let connection: RedisConnection
+final class RedisLeaseStore: ConnectionStore {
+    let connection: RedisConnection
     private let key: String
     /// The command whose reply is awaited; nil for the start's PING.
     private var inFlight: LeaseCommand?
@@ -13,10 +49,6 @@ final class RedisLeaseStore: LeaseStore {
         connection = RedisConnection(address: address)
         key = address.key
     }
-
-    var fd: Int32 { connection.fd }
-    var pollEvents: Int16? { connection.pollEvents }
-    var deadline: Instant? { connection.deadline }
 
     func send(_ command: LeaseCommand, holder: String, ttl: Duration, at now: Instant,
               timeout: Duration) -> LeaseStoreOutcome? {
@@ -36,7 +68,9 @@ final class RedisLeaseStore: LeaseStore {
 
     func expire(at now: Instant) -> LeaseStoreOutcome? { connection.expire(at: now).map(outcome) }
 
-    private func outcome(_ outcome: RedisConnection.Outcome) -> LeaseStoreOutcome {
+    func close() { connection.close() }
+
+    func outcome(_ outcome: RedisConnection.Outcome) -> LeaseStoreOutcome {
         switch outcome {
         case .reply(let value):
             guard let command = inFlight else { return .reply(.failure(LeaseStoreError(description: "no command"))) }
@@ -48,8 +82,8 @@ final class RedisLeaseStore: LeaseStore {
 }
 
 /// PostgreSQL: one statement per command on a `PostgresConnection`.
-final class PostgresLeaseStore: LeaseStore {
-    private let connection: PostgresConnection
+final class PostgresLeaseStore: ConnectionStore {
+    let connection: PostgresConnection
     private let address: PostgresAddress
     /// The command whose answer is awaited; nil for the start's check.
     private var inFlight: LeaseCommand?
@@ -59,10 +93,6 @@ final class PostgresLeaseStore: LeaseStore {
         self.address = address
         connection = PostgresConnection(address: address)
     }
-
-    var fd: Int32 { connection.fd }
-    var pollEvents: Int16? { connection.pollEvents }
-    var deadline: Instant? { connection.deadline }
 
     func send(_ command: LeaseCommand, holder: String, ttl: Duration, at now: Instant,
               timeout: Duration) -> LeaseStoreOutcome? {
@@ -79,13 +109,7 @@ final class PostgresLeaseStore: LeaseStore {
         return connection.send(PostgresLeaseSQL.mayUse(address.table), at: now, timeout: timeout).map(outcome)
     }
 
-    func handle(_ revents: Int16, at now: Instant) -> LeaseStoreOutcome? {
-        connection.handle(revents, at: now).map(outcome)
-    }
-
-    func expire(at now: Instant) -> LeaseStoreOutcome? { connection.expire(at: now).map(outcome) }
-
-    private func outcome(_ outcome: PostgresConnection.Outcome) -> LeaseStoreOutcome {
+    func outcome(_ outcome: PostgresConnection.Outcome) -> LeaseStoreOutcome {
         switch outcome {
         case .rows(let rows):
             if checking, rows.first?.first == "f" {

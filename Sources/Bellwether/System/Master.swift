@@ -213,6 +213,7 @@ final class Master {
             process()
         }
         outputs.finish()
+        lease?.close()
         listeners.closeAll()
         control.close()
         metrics?.close()

@@ -29,6 +29,7 @@ protocol LeaseStore: AnyObject {
     func check(at now: Instant, timeout: Duration) -> LeaseStoreOutcome?
     func handle(_ revents: Int16, at now: Instant) -> LeaseStoreOutcome?
     func expire(at now: Instant) -> LeaseStoreOutcome?
+    func close()
 }
 
 /// The network lease's shell: its store's connection and the deadline pipes
@@ -95,6 +96,9 @@ final class NetworkLease {
     func ready(_ revents: Int16, at now: Instant) -> LeaseEvent? {
         store.handle(revents, at: now).map(event(for:))
     }
+
+    /// At the master's exit, once the lease is released: the session ended politely.
+    func close() { store.close() }
 
     /// A command in flight past its deadline fails.
     func expire(at now: Instant) -> LeaseEvent? { store.expire(at: now).map(event(for:)) }

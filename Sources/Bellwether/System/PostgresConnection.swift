@@ -252,6 +252,11 @@ final class PostgresConnection {
                     + "\(address.user ?? "?") may not create it (\(error.message)); create it as the manual shows"))
             case (.createTable, "23505"):
                 break  // another supervisor created it at the same moment
+            case (.request, _) where result.status == .idle:
+                // The session is sound (a timeout, a serialization failure):
+                // it stays open for the next command.
+                deadline = nil
+                return .failed("\(peer): \(error.message) (SQLSTATE \(error.sqlState))")
             default:
                 return drop(.failed("\(peer): \(error.message) (SQLSTATE \(error.sqlState))"))
             }
@@ -298,6 +303,11 @@ final class PostgresConnection {
     }
 
     private func fail(_ failure: LeaseSocket.Failure) -> Outcome {
+        // A FATAL before the server closed (an administrator's termination,
+        // a shutdown) says more than the end of the stream does.
+        if failure == .closed, case .answering(let result) = phase, let error = result.error {
+            return drop(.failed("\(peer): \(error.message) (SQLSTATE \(error.sqlState))"))
+        }
         switch failure {
         case .connect(let why): return drop(.failed("cannot connect to \(peer): \(why)"))
         case .closed: return drop(.failed("\(peer) closed the connection"))

@@ -71,7 +71,9 @@ public enum Bellwether {
             lines.append("max-worker-age = \(plan.maxWorkerAge.shortDescription) "
                 + "(plus up to \(plan.maxWorkerAgeJitter.shortDescription) of jitter)")
         }
-        if plan.maxWorkerMemory > 0 { lines.append("max-worker-memory = \(plan.maxWorkerMemory) bytes") }
+        if plan.maxWorkerMemory > 0 {
+            lines.append("max-worker-memory = \(plan.maxWorkerMemory) bytes (\(plan.maxWorkerMemory >> 20) MiB)")
+        }
         if let chdir = settings.chdir { lines.append("chdir = \(chdir)") }
         if let pidfile = settings.pidfile { lines.append("pidfile = \(pidfile)") }
         lines.append("control-socket = \(settings.controlSocket ?? configuration.controlSocket.replacingPID())")

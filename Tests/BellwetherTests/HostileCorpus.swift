@@ -221,7 +221,7 @@ enum HostileCorpus {
             value = random.percent(80) ? random.pick(["3600", "86400", "2592000", "0", "0.5", "600"])
                 : random.pick(["2592001", "1h", "-5"] + numbers)
         case "max-worker-memory":
-            value = random.percent(80) ? random.pick(["512M", "2G", "1024", "0", "64KiB", "1gb"])
+            value = random.percent(80) ? random.pick(["512M", "2G", "1048576", "0", "64MiB", "1gb"])
                 : random.pick(["1.5G", "3X", "G", "-1M", "9999999T", "512 M"] + numbers)
         case "watch-include", "watch-exclude": value = random.pick(["*.py", "*.html", "[a-z]*", "[!x]?", "[", "*", ""])
         default: value = random.pick(paths)

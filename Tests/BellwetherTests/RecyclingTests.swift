@@ -15,12 +15,16 @@ import Testing
         return world
     }
 
-    /// Advances in small steps, checking that at most one worker is being recycled.
+    /// Advances in small steps, checking that at most one worker is being
+    /// recycled, and that at most one tree beyond the N serving ones boots or
+    /// drains at any moment (a scheduler's handover included).
     static func run(_ world: inout SimulatedWorld, for duration: Duration) {
         let end = world.now + duration
         while world.now < end {
             world.advance(to: min(end, world.now + .milliseconds(100)))
             #expect(world.core.workers.filter(\.isRecycling).count <= 1, "two recycles at once")
+            #expect(world.core.workers.count <= world.core.plan.workers + 1,
+                    "\(world.core.workers.count) trees for \(world.core.plan.workers) slots at \(world.now)")
         }
     }
 
@@ -64,6 +68,19 @@ import Testing
         #expect(!world.core.workers.contains { $0.ref == worker.ref }, "retired once its replacement was ready")
         #expect(world.core.workers.filter { $0.slot == worker.slot }.count == 1)
         #expect(world.violations.isEmpty, "\(world.violations)")
+        #expect(world.logged("memory_limit_too_low").isEmpty, "it was under the limit at its first measurement")
+    }
+
+    /// A limit below what a fresh worker uses recycles every worker at every
+    /// measurement: said once, as a warning.
+    @Test func aLimitBelowAFreshWorkerIsWarnedOfOnce() throws {
+        var plan = Plan(workers: 2)
+        plan.maxWorkerMemory = 10 << 20
+        var world = Self.world(plan)
+        for worker in world.core.workers { world.send(.memory(worker.ref, bytes: 40 << 20)) }
+        let warnings = world.logged("memory_limit_too_low")
+        #expect(warnings.count == 1)
+        #expect(warnings.first?.message.contains("40 MiB at its first measurement, over --max-worker-memory 10 MiB") == true)
     }
 
     @Test func theAppMayAskAndWaitsItsTurn() throws {

@@ -31,15 +31,17 @@ enum Parse {
     }
 
     /// A size in bytes: a whole number with an optional binary unit, K, M,
-    /// G or T (also KiB, MB, …: always powers of 1024); 0 means off.
+    /// G or T (also KiB, MB, …: always powers of 1024); 0 means off, and
+    /// anything else under 1 MiB is a mistake no process tree fits in.
     static func size(_ text: String, source: SettingSource) throws(BellwetherError) -> Int {
         let digits = text.prefix { $0.isASCII && $0.isNumber }
         var unit = text.dropFirst(digits.count).uppercased()
         if unit.hasSuffix("IB") { unit.removeLast(2) } else if unit.count > 1, unit.hasSuffix("B") { unit.removeLast() }
         let shifts: [String: Int] = ["": 0, "B": 0, "K": 10, "M": 20, "G": 30, "T": 40]
         guard !digits.isEmpty, let number = Int(digits), let shift = shifts[unit],
-              number <= (1 << 50) >> shift else {
-            throw .invalidValue(source, value: text, expected: "a size such as 512M or 2G (K, M, G, T: powers of 1024)")
+              number <= (1 << 50) >> shift, number == 0 || number << shift >= 1 << 20 else {
+            throw .invalidValue(source, value: text,
+                                expected: "0, or a size of at least 1M such as 512M or 2G (K, M, G, T: powers of 1024)")
         }
         return number << shift
     }

@@ -11,6 +11,7 @@ extension SupervisorCore {
         /// Chosen for a planned replacement: a replacement boots, and it
         /// retires once that one is ready.
         case recycling(Worker, Worker.Recycling)
+        case memoryLimitTooLow(Worker, bytes: Int, limit: Int)
         /// Reaped, `uptime` after it was spawned (or ordered, if it never was).
         case exited(Worker, ExitStatus, uptime: Duration)
         /// Its app exited; its guard ends what the app left behind.

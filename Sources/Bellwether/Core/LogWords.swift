@@ -37,6 +37,12 @@ extension SupervisorCore.Happening {
         case .retiring(let worker, let why):
             LogRecord(.info, "retiring", "retiring \(Self.named(worker)): \(why.words)",
                       Self.fields(worker) + [.init("reason", .string(why.words))])
+        case .memoryLimitTooLow(let worker, let bytes, let limit):
+            LogRecord(.warning, "memory_limit_too_low",
+                      "\(Self.named(worker)) uses \(bytes / 1_048_576) MiB at its first measurement, over "
+                      + "--max-worker-memory \(limit / 1_048_576) MiB: fresh workers are bigger than the limit, "
+                      + "so every worker will be recycled at every measurement",
+                      Self.fields(worker) + [.init("bytes", .int(bytes)), .init("limit", .int(limit))])
         case .recycling(let worker, let why):
             LogRecord(.info, "recycling", "recycling \(Self.named(worker)): \(why.words); its replacement boots first",
                       Self.fields(worker) + [.init("reason", .string(why.words))])

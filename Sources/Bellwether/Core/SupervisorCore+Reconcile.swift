@@ -247,11 +247,7 @@ extension SupervisorCore {
     /// (and the scheduler runs, unless the token is someone else's): then it
     /// becomes the stable generation, and systemd hears READY=1.
     mutating func noteGenerationReady(at now: Instant, into actions: inout [Action]) {
-        guard stableGeneration != generation else { return }
-        let ready = (0..<plan.workers).allSatisfy { current(in: $0)?.ready == true }
-            && (!wantsScheduler || tokenWait != nil || workers.contains { $0.role == .scheduler && $0.ready
-                && $0.generation == generation })
-        guard ready else { return }
+        guard stableGeneration != generation, everySlotReady else { return }
         let first = stableGeneration == nil
         stableGeneration = generation
         stablePlan = plan
@@ -264,6 +260,14 @@ extension SupervisorCore {
         }
         reloadStartedAt = nil
         actions.append(.announce(.ready(status: status)))
+    }
+
+    /// Every slot has a ready worker of this generation, and the scheduler
+    /// runs (unless the token is someone else's).
+    var everySlotReady: Bool {
+        (0..<plan.workers).allSatisfy { current(in: $0)?.ready == true }
+            && (!wantsScheduler || tokenWait != nil || workers.contains { $0.role == .scheduler && $0.ready
+                && $0.generation == generation })
     }
 
     /// The earliest instant at which the core has something to do, or nil

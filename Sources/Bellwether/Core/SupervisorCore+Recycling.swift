@@ -8,8 +8,16 @@ extension SupervisorCore {
     /// The worker being recycled, if one is and has not retired yet.
     var recyclingInProgress: Bool { workers.contains { $0.isRecycling } }
 
-    /// Whether recycling may start now: running, no reload under way.
-    var mayRecycle: Bool { !isStopping && stableGeneration == generation && !recyclingInProgress }
+    /// Whether recycling may start now: running, no reload under way, and
+    /// the last recycling (or scheduler handover) over — every slot served by
+    /// a ready worker of this generation, the scheduler's slot by the
+    /// scheduler itself, and no tree beside the N serving ones (a stand-in, a
+    /// worker still draining) — so that at most one extra tree boots or
+    /// drains at any moment.
+    var mayRecycle: Bool {
+        !isStopping && stableGeneration == generation && !recyclingInProgress && everySlotReady
+            && workers.count == plan.workers
+    }
 
     /// When a worker started at `since` passes the age limit: its share of the
     /// jitter is drawn from its serial, so that the core stays a function of
@@ -37,12 +45,12 @@ extension SupervisorCore {
         guard mayRecycle else { return }
         // The app's own request first, then memory, then age; the oldest first.
         let candidates = workers.indices.compactMap { index in
-            recycleReason(workers[index], at: now).map { (index, $0) }
+            recycleReason(workers[index], at: now).map { (index, $0, workers[index].process?.since ?? now) }
         }
         func rank(_ reason: Worker.Recycling) -> Int {
             switch reason { case .asked: 0; case .memory: 1; case .age: 2 }
         }
-        guard let (index, reason) = candidates.min(by: { rank($0.1) < rank($1.1) }) else { return }
+        guard let (index, reason, _) = candidates.min(by: { (rank($0.1), $0.2) < (rank($1.1), $1.2) }) else { return }
         workers[index].process?.recycling = reason
         workers[index].process?.recycleWanted = nil
         history[workers[index].slot, default: SlotHistory()].recycled[reason.kind, default: 0] += 1

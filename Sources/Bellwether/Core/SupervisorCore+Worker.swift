@@ -51,6 +51,8 @@ extension SupervisorCore {
             /// A reason to replace it that waits its turn (one slot at a time):
             /// the app asked, or its tree used too much memory.
             public var recycleWanted: Recycling?
+            /// Its tree was measured once (`--max-worker-memory`).
+            public var measured = false
         }
 
         /// Why a worker is recycled.

@@ -84,6 +84,8 @@ public struct SupervisorCore: Sendable {
     /// A worker has been ready since the master started (a failed start is
     /// one where none ever was, within the ready timeout).
     var someWorkerWasReady = false
+    /// `memoryLimitTooLow` was logged.
+    var warnedMemoryLimitTooLow = false
     /// A worker has sent READY=1 since the master started: if none has, a
     /// ready timeout under `--ready notify` suggests an app without sd_notify.
     var heardReadyNotification = false
@@ -193,7 +195,16 @@ public struct SupervisorCore: Sendable {
             actions.log(.ready(workers[index]))
         case .memory(let ref, let bytes):
             let index = spawned(ref, "memory")
+            let first = workers[index].process?.measured == false
+            workers[index].process?.measured = true
             guard plan.maxWorkerMemory > 0, bytes > plan.maxWorkerMemory else { return [] }
+            // Over the limit at its first measurement: a fresh worker is
+            // bigger than the limit, and every worker will be replaced at
+            // every measurement. Said once; the recycling goes on as asked.
+            if first && !warnedMemoryLimitTooLow {
+                warnedMemoryLimitTooLow = true
+                actions.log(.memoryLimitTooLow(workers[index], bytes: bytes, limit: plan.maxWorkerMemory))
+            }
             if workers[index].process?.recycleWanted == nil {
                 workers[index].process?.recycleWanted = .memory(bytes: bytes, limit: plan.maxWorkerMemory)
             }

@@ -107,7 +107,9 @@ def settled(bellwether, control, workers, generation=None):
         return False
     slots = report["slots"]
     generations = {s["generation"] for s in slots}
-    return len(slots) == workers and all(s["state"] == "ready" for s in slots) and len(generations) == 1 \
+    # A worker being recycled is ready and serves until its replacement is.
+    return len(slots) == workers and all(s["state"] in ("ready", "recycling") for s in slots) \
+        and len(generations) == 1 \
         and generation in (None, *generations)
 
 

@@ -239,8 +239,12 @@ def chaos(bellwether, scratch):
         check("chaos: the master serves metrics", wait_for(10, lambda: port()))
         if not port():
             return
-        check("chaos: three workers ready, one of them the scheduler under the lease",
-              wait_for(30, lambda: settled(bellwether, control, 3)))
+        def served():
+            """Every slot served by a ready worker (one may be being recycled), and a scheduler."""
+            report = status(bellwether, control)
+            return bool(report and report["scheduler"]) and {
+                s["slot"] for s in report["slots"] if s["state"] in ("ready", "recycling")} == {0, 1, 2}
+        check("chaos: three slots served, one of them by the scheduler under the lease", wait_for(30, served))
         scraper = Scraper(port())
         scraper.start()
         rng = random.Random(1729)

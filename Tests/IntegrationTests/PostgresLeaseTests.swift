@@ -131,6 +131,28 @@ struct PostgresLeaseTests {
         Lease.checkOneSchedulerStays(all, seconds: 2, minimumStarts: 2)
     }
 
+    /// Every login method the lease speaks, against the real server: the
+    /// others run SCRAM-SHA-256 (the default); here md5, a cleartext password
+    /// and trust, each a role of its own that pg_hba.conf sends that way.
+    @Test func md5PasswordAndTrustLoginsEachGetTheLease() throws {
+        let server = PostgresServer(hba: ["host all md5user 127.0.0.1/32 md5",
+                                          "host all plainuser 127.0.0.1/32 password",
+                                          "host all trustuser 127.0.0.1/32 trust"])
+        defer { withExtendedLifetime(server) {} }
+        server.psql("SET password_encryption = 'md5'; CREATE ROLE md5user LOGIN PASSWORD 'md5pw'; "
+                    + "RESET password_encryption; CREATE ROLE plainuser LOGIN PASSWORD 'plainpw'; "
+                    + "CREATE ROLE trustuser LOGIN; GRANT CREATE ON SCHEMA public TO md5user, plainuser, trustuser")
+        for (user, password) in [("md5user", "md5pw" as String?), ("plainuser", "plainpw"), ("trustuser", nil)] {
+            let master = Supervisor(["-w", "1"] + Lease.timings,
+                                    lease: server.url(user: user, password: password, query: "key=\(user)&table=\(user)_lease"),
+                                    name: "pg-\(user)")
+            #expect(Harness.wait(10) { master.liveSchedulers().count == 1 }, "\(user): \(master.logText())")
+            #expect(master.stop() == 0)
+        }
+        let row = server.psql("SELECT count(*) FROM md5user_lease, plainuser_lease, trustuser_lease").stdout
+        #expect(row.hasPrefix("1"), "each login made its table and row: \(row)")
+    }
+
     /// What a user gets wrong, each one line on stderr and exit 77 at start.
     @Test func wrongPasswordMissingDatabaseAndAnUncreatableTableAreOneLineAnd77() throws {
         let server = PostgresServer()

@@ -1,9 +1,10 @@
 /// One connection to PostgreSQL (directly, or through PgBouncer), driven by
 /// the master's poll loop: one statement at a time, each with a deadline.
 /// A fresh connection authenticates (trust, password, md5 or SCRAM-SHA-256,
-/// whose server signature is checked) and makes sure the lease table
-/// exists before the statement. On any failure or timeout the connection is
-/// dropped; the next statement opens a new one.
+/// whose server signature is checked), TLS first when `sslmode` asks, and
+/// makes sure the lease table exists before the statement. On a failure or
+/// a timeout the connection is dropped and the next statement opens a new
+/// one; only an ERROR that leaves the session idle and sound keeps it.
 final class PostgresConnection {
     enum Outcome: Equatable {
         case rows([[String?]])

@@ -12,7 +12,11 @@ usage: forkserver.py CONTROL_FD GUARD MASTER_PID CREDENTIALS PRELOAD APP [ARG...
   APP          a script's path, "-m MODULE", or a console script's name (its
                entry point, from the installed distributions' metadata, is
                imported with the preload); a path into this interpreter's
-               bin/ that names a console script counts as that script
+               bin/ that names a console script counts as that script.
+               sys.path[0] is what `python APP` would have: the script's
+               directory, the working directory for -m, bin/ for a console
+               script (with the working directory after it during the
+               preload only: gunicorn and the like add it when they start)
 
 Stdlib only, Python 3.8 or later, Linux. Meant to be installed as
 share/bellwether/forkserver.py (VENV/share/bellwether/ from the wheel); the
@@ -183,14 +187,23 @@ class Preload:
         freeze = os.environ.get("BELLWETHER_FORKSERVER_GC_FREEZE", "1") != "0"
         if freeze:
             gc.disable()  # no holes in the pages the workers will share
+        # A console script (gunicorn, uvicorn, celery) puts the working
+        # directory on sys.path itself when it starts: the preload needs it
+        # there first, and the worker finds the path as the script leaves it.
+        working = None
         try:
             app.resolve()
             sys.path[0] = app.path0
+            if app.kind == "console":
+                working = os.getcwd()
+                sys.path.insert(1, working)
             for module in modules:
                 __import__(module)
             app.load()
         except (Exception, SystemExit) as error:
             self.error = error
+        if working is not None and working in sys.path[1:]:
+            del sys.path[sys.path.index(working, 1)]
         self.refusal = threads_refusal()
         if freeze:
             gc.freeze()

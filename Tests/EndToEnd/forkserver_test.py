@@ -150,7 +150,8 @@ def run(kind):
         held_error = error.errno
     report = {
         "kind": kind, "pid": os.getpid(), "ppid": os.getppid(), "pgid": os.getpgid(0),
-        "env": dict(os.environ), "argv": sys.argv, "path0": sys.path[0], "random": random.random(),
+        "env": dict(os.environ), "argv": sys.argv, "path0": sys.path[0], "sys_path": sys.path,
+        "random": random.random(),
         "constant": CONSTANT, "after_fork": AFTER_FORK, "fds": fds, "held_fd": HELD.fileno(),
         "held_error": held_error, "utc_offset": time.strftime("%z"), "gc_enabled": __import__("gc").isenabled(),
         "main": sys.modules["__main__"].__dict__.get("__file__"),
@@ -198,9 +199,11 @@ class Scratch:
         for name, text in (("fsapp.py", FSAPP), ("app.py", APP), ("fsmain.py", MAIN)):
             with open(os.path.join(self.dir, name), "w") as f:
                 f.write(textwrap.dedent(text))
-        # A distribution with a console script, for importlib.metadata.
-        info = os.path.join(self.dir, "fsdemo-0.1.dist-info")
-        os.mkdir(info)
+        # A distribution with a console script, for importlib.metadata, in a
+        # directory of its own: fsapp is found only in the working directory.
+        self.site = os.path.join(self.dir, "site")
+        info = os.path.join(self.site, "fsdemo-0.1.dist-info")
+        os.makedirs(info)
         with open(os.path.join(info, "METADATA"), "w") as f:
             f.write("Metadata-Version: 2.1\nName: fsdemo\nVersion: 0.1\n")
         with open(os.path.join(info, "entry_points.txt"), "w") as f:
@@ -497,13 +500,16 @@ def test_modules_and_console_scripts(guard):
           repr(report and (report["argv"], report["path0"])))
     master.stop()
 
-    master = Master(scratch, guard, "-", ["fsdemo", "--flag"], env={"PYTHONPATH": scratch.dir})
+    master = Master(scratch, guard, "fsapp", ["fsdemo", "--flag"], env={"PYTHONPATH": scratch.site})
     _, worker = master.order(mode="exit:0")
     report = worker and guard_of(worker, guard)
     bindir = os.path.dirname(sys.executable)
     check("a console script: its entry point (from the metadata) runs with sys.argv set",
           report and report["kind"] == "console" and report["argv"] == [os.path.join(bindir, "fsdemo"), "--flag"]
           and describe(worker.wait()) == "exit 0", repr(report and report["argv"]) + master.server_stderr())
+    check("... its preload found in the working directory, which the worker's sys.path does not have",
+          report and report["path0"] == bindir and scratch.dir not in report["sys_path"],
+          repr(report and report["sys_path"]))
     before = len(scratch.imports())
     _, worker = master.order(mode="exit:0")
     guard_of(worker, guard)

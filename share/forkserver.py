@@ -326,6 +326,11 @@ class Server:
         if intermediate == 0:
             try:
                 os.close(reader)
+                # F is born with every signal blocked, until the guard reads
+                # them from its signalfd: one the master sends to F before F
+                # executes the guard stays pending across execve and is
+                # forwarded to W, rather than being F's death (and W's).
+                signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
                 forked = os.fork()
                 if forked == 0:
                     os.close(writer)

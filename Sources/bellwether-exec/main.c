@@ -28,6 +28,17 @@
 // token is released only when every process of the scheduler's tree is gone.
 // GUARD "-" makes it a plain exec shim: death signal, then execve in place.
 //
+//   bellwether-exec MASTER_PID - LINK:GRACE_MS:TOKEN:APP_PID
+//
+// ADOPT mode (the raw-syscall build below only), for a worker forked by the
+// fork server (share/forkserver.py): a fourth GUARD field names the app,
+// already running as this process's child (the fork server's copy forked
+// it, then executed this guard in its place). The guard does all of the above except the fork and the app's
+// set-up, which the app did itself; nothing follows GUARD, and CREDENTIALS
+// must be "-" (the app already runs with the fork server's). The app may
+// have exited before the guard started: its SIGCHLD is then lost, so the
+// guard reaps once at the start, and a pid that is not its child is refused.
+//
 // It runs on every worker start, so it must cost next to nothing. On Linux
 // x86_64 and aarch64 it has its own entry point and makes raw system calls:
 // no dynamic loader, no libc start-up (whose CPU-feature probing is costly
@@ -382,12 +393,33 @@ static void drain(void) {
     signal_tree(SIGTERM_);
 }
 
+static long app;
+static int app_status = -1;  // the app's wait status, once reaped
+
+// Reaps every child that has exited. Once the app has: TERM to the rest of
+// the tree, and the app's exit once nothing of the tree is left.
+static void reap(char **envp) {
+    long reaped;
+    int status = 0;
+    while ((reaped = raw(SYS_WAIT4, -1, (long)&status, WNOHANG_ | WALL_, 0)) > 0) {
+        if (reaped == app) app_status = status;
+    }
+    if (app_status < 0) return;
+    if (reaped == -ECHILD_) exit_like(app_status);
+    if (phase == RUNNING) notify_master(envp, "X_BELLWETHER_APP_EXITED=1");
+    drain();
+}
+
+// GUARD is "LINK:GRACE_MS:TOKEN", or with ":APP_PID" the app to adopt.
 static __attribute__((noreturn)) void guard(const char *spec, char **argv, char **envp) {
     const char *p = spec;
     long link = number(&p, 10);
     long grace_ms = (*p++ == ':') ? number(&p, 10) : -1;
     long token = (grace_ms >= 0 && *p++ == ':') ? field(&p, 10) : -1;
-    if (link < 0 || grace_ms < 0 || token == -1 || *p != '\0') malformed("guard");
+    long adopted = (token != -1 && *p == ':') ? (p++, number(&p, 10)) : 0;
+    if (link < 0 || grace_ms < 0 || token == -1 || adopted < 0 || *p != '\0' || (adopted > 0) != (argv[0] == 0)) {
+        malformed("guard");
+    }
     grace = (long long)grace_ms * 1000000LL;
 
     self_pid = raw(SYS_GETPID, 0, 0, 0, 0);
@@ -401,24 +433,38 @@ static __attribute__((noreturn)) void guard(const char *spec, char **argv, char 
     long signals = raw(SYS_SIGNALFD4, -1, (long)&all, 8, O_CLOEXEC_ | O_NONBLOCK_);
     if (signals < 0) leave(125);
 
-    long app = raw(SYS_CLONE, SIGCHLD_, 0, 0, 0);
-    if (app == 0) become_app(self_pid, argv, envp);
-    if (app < 0) {
-        say("bellwether-exec: cannot fork the app\n");
-        leave(125);
+    char note[96];
+    if (adopted > 0) {
+        // Still our child until reaped, so its pid cannot be reused meanwhile.
+        int status = 0;
+        long reaped = raw(SYS_WAIT4, adopted, (long)&status, WNOHANG_ | WALL_, 0);
+        if (reaped < 0) {
+            say(with_number(note, "bellwether-exec: cannot adopt pid ", adopted));
+            say(": not a child of the guard\n");
+            leave(125);
+        }
+        app = adopted;
+        if (reaped == app) app_status = status;
+    } else {
+        app = raw(SYS_CLONE, SIGCHLD_, 0, 0, 0);
+        if (app == 0) become_app(self_pid, argv, envp);
+        if (app < 0) {
+            say("bellwether-exec: cannot fork the app\n");
+            leave(125);
+        }
     }
-    char started[40];
-    notify_master(envp, with_number(started, "MAINPID=", app));
+    notify_master(envp, with_number(note, "MAINPID=", app));
     // The listening sockets (3 up to the token or the link) are the app's:
     // a guard draining a tree after the master died must not keep a port.
     for (long fd = 3; fd < (token >= 0 ? token : link); fd++) if (fd != signals) raw(SYS_CLOSE, fd, 0, 0, 0);
+    // An adopted app's SIGCHLD, or an orphan's, may have come before the
+    // signalfd: SIGCHLD is discarded while its disposition is the default.
+    if (adopted > 0) reap(envp);
 
-    int app_status = -1;  // the app's wait status, once reaped
     long long deadline = -1;
     for (;;) {
         long long now = now_ns();
         if (phase == RUNNING && deadline >= 0 && now >= deadline) {
-            char note[96];
             say(with_number(note, "bellwether-exec: renew deadline passed; stopping the scheduler, pid ", app));
             say("\n");
             drain();
@@ -451,10 +497,10 @@ static __attribute__((noreturn)) void guard(const char *spec, char **argv, char 
         }
         // struct signalfd_siginfo: signo @0, code @8, pid @12, int @44; 128 bytes.
         int info[32];
-        int reap = 0;
+        int children_changed = 0;
         while (raw(SYS_READ, signals, (long)info, sizeof info, 0) == (long)sizeof info) {
             int sig = info[0], code = info[2], sender = info[3], value = info[11];
-            if (sig == SIGCHLD_) reap = 1;
+            if (sig == SIGCHLD_) children_changed = 1;
             else if (sig == BW_KILL_SIGNAL && code == SI_QUEUE_ && sender == master_pid && value == BW_KILL_TREE) {
                 if (phase != KILLING) kill_at = now_ns();
                 phase = KILLING;
@@ -462,16 +508,7 @@ static __attribute__((noreturn)) void guard(const char *spec, char **argv, char 
                 raw(SYS_KILL, app, sig, 0, 0);  // not our own (a SIGPIPE from a write to a closed stderr)
             }
         }
-        if (!reap) continue;
-        long reaped;
-        int status = 0;
-        while ((reaped = raw(SYS_WAIT4, -1, (long)&status, WNOHANG_ | WALL_, 0)) > 0) {
-            if (reaped == app) app_status = status;
-        }
-        if (app_status < 0) continue;
-        if (reaped == -ECHILD_) exit_like(app_status);  // nothing of the tree is left
-        if (phase == RUNNING) notify_master(envp, "X_BELLWETHER_APP_EXITED=1");
-        drain();
+        if (children_changed) reap(envp);
     }
 }
 
@@ -479,13 +516,19 @@ __attribute__((noreturn, used)) void shim_main(long *stack) {
     long argc = stack[0];
     char **argv = (char **)(stack + 1);
     char **envp = argv + argc + 1;
-    if (argc < 6) {
-        say("bellwether-exec: usage: bellwether-exec MASTER_PID CREDENTIALS GUARD PATH ARGV0 [ARG...]\n");
+    // ADOPT mode: a GUARD with four fields, and nothing after it.
+    int fields = 1;
+    for (const char *c = argc > 3 ? argv[3] : ""; *c; c++) fields += *c == ':';
+    int adopting = argc == 4 && fields == 4;
+    if (argc < 6 && !adopting) {
+        say("bellwether-exec: usage: bellwether-exec MASTER_PID CREDENTIALS GUARD PATH ARGV0 [ARG...]\n"
+            "   or: bellwether-exec MASTER_PID - LINK:GRACE_MS:TOKEN:APP_PID\n");
         leave(125);
     }
     const char *digits = argv[1];
     master_pid = number(&digits, 10);
     if (master_pid <= 0 || *digits != '\0') leave(125);
+    if (adopting && !(argv[2][0] == '-' && argv[2][1] == '\0')) malformed("credentials: an adopted app keeps its own");
     apply_credentials(argv[2]);
     // argv + 4: PATH, ARGV0, ARG...
     if (argv[3][0] == '-' && argv[3][1] == '\0') become_app(master_pid, argv + 4, envp);

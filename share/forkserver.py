@@ -1,0 +1,486 @@
+"""bellwether's fork server: imports a generation's modules once, then forks
+its workers, each of which becomes a guard (bellwether-exec) with the worker
+below it, as if the master had spawned the guard.
+
+usage: forkserver.py CONTROL_FD GUARD MASTER_PID CREDENTIALS PRELOAD APP [ARG...]
+
+  CONTROL_FD   a SOCK_SEQPACKET unix socket shared with the master
+  GUARD        the path of bellwether-exec; MASTER_PID and CREDENTIALS are
+               its first two arguments (CREDENTIALS "-": the master started
+               this server with the worker's credentials already)
+  PRELOAD      comma-separated module names to import once, "-" for none
+  APP          a script's path, "-m MODULE", or a console script's name (its
+               entry point, from the installed distributions' metadata, is
+               imported with the preload); a path into this interpreter's
+               bin/ that names a console script counts as that script.
+               sys.path[0] is what `python APP` would have: the script's
+               directory, the working directory for -m, bin/ for a console
+               script (with the working directory after it during the
+               preload only: gunicorn and the like add it when they start)
+
+Stdlib only, Python 3.8 or later, Linux. Meant to be installed as
+share/bellwether/forkserver.py (VENV/share/bellwether/ from the wheel); the
+release does not ship it yet, and the master does not use it yet.
+
+The master must be a child subreaper and this server's parent: each worker is
+forked twice (server -> I -> F, I exits), so that F is orphaned to the master
+and is reaped by it like a guard it spawned. F becomes a subreaper, forks the
+worker W, and executes the guard in its place in ADOPT mode,
+`GUARD MASTER_PID CREDENTIALS LINK:GRACE_MS:TOKEN:W` (see
+Sources/bellwether-exec/main.c). So every worker is still guard -> app.
+
+Protocol, one JSON object per datagram:
+  server -> master, once, when the preload is done:
+    {"ready": PID, "failure": null or "one line", "gc_frozen": OBJECTS}
+  master -> server, an order, with descriptors attached (SCM_RIGHTS):
+    {"ref": N, "env": {NAME: VALUE...}, "fds": {"TARGET": INDEX...},
+     "guard": "LINK:GRACE_MS:TOKEN"}
+    "fds" places the INDEXth attached descriptor at TARGET (0..63) in the
+    guard and the worker; "guard" is the guard's spec for that layout, as the
+    master would pass it to a guard it spawns (LINK and TOKEN are among the
+    targets). "env" is the whole environment of the guard and the worker;
+    the worker's LISTEN_PID and WATCHDOG_PID, if set, become its own pid.
+  server -> master, the answer: {"ref": N, "pid": F} (F is the master's
+    child now), or {"ref": N, "error": "text"} (nothing was started).
+End of file on CONTROL_FD ends the server (status 0).
+
+What a worker has:
+  - descriptors 0-2 as the server's unless the order placed others there,
+    and the order's targets but the link and the token (the guard's). Every
+    other descriptor is gone; one that the preload opened is replaced with a
+    descriptor that fails every read and write (EBADF), so that an object
+    still holding its number never reaches a file the app opens later;
+  - the order's environment (what the interpreter read from its own at
+    start, PYTHON* and the locale, is the server's); the signal dispositions this interpreter had
+    at its start (SIGINT raises KeyboardInterrupt, SIGPIPE ignored) and an
+    empty signal mask; death signal SIGKILL when the guard exits;
+  - `random` reseeded and every os.register_at_fork handler run: os.fork()
+    does both. What the preload seeded otherwise (a random.Random of its
+    own, str hashes) is the same in every worker;
+  - the server's command line, in ps.
+
+A failed preload does not stop the server: every worker raises the same
+exception, so it exits 1 with the traceback on stderr, a failed boot for the
+master. Threads running after the preload are refused the same way (each
+worker prints them and exits 1): a forked worker has none of them, and a lock
+that one of them held at the fork is never released in it. Start threads in
+the worker, or drop the module that starts them from PRELOAD.
+
+gc: the collector is off during the preload and what it imported is frozen
+(gc.freeze()), so that no worker's collections write to the pages it shares
+with the server. BELLWETHER_FORKSERVER_GC_FREEZE=0 turns both off.
+"""
+import ctypes
+import fcntl
+import gc
+import json
+import os
+import runpy
+import signal
+import socket
+import sys
+import threading
+import time
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+# Descriptors below this are kept free for the orders' layouts, so that none
+# the preload opens can be overwritten by a socket or the link.
+LAYOUT_LIMIT = 64
+MAX_ORDER = 1 << 20
+MAX_FDS = 64  # SCM_RIGHTS takes at most 253
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def prctl(option, value):
+    if _libc.prctl(option, ctypes.c_ulong(value), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, os.strerror(error))
+
+
+def say(text):
+    """Straight to stderr: a worker forked beside threads must not take the
+    buffer lock that one of them may hold."""
+    os.write(2, ("bellwether forkserver: " + text + "\n").encode(errors="replace"))
+
+
+def open_descriptors():
+    return sorted(int(name) for name in os.listdir("/proc/self/fd"))
+
+
+# --- the app ----------------------------------------------------------------
+
+class App:
+    """What a worker runs: a script, a module, or a console script's entry point."""
+
+    def __init__(self, argv):
+        self.argv = argv
+        self.entry_point = None
+        self.path0 = sys.path[0]
+
+    def resolve(self):
+        """Sets what to run and where its modules are found (sys.path[0], as
+        `python APP` would); raises SystemExit with the reason if it cannot."""
+        argv = self.argv
+        if argv[0] == "-m":
+            if len(argv) < 2:
+                raise SystemExit("bellwether forkserver: -m: expected a module name")
+            self.kind, self.target, self.args = "module", argv[1], argv[2:]
+            self.path0 = os.getcwd()
+            return
+        bindir = os.path.dirname(sys.executable)
+        name = argv[0]
+        if "/" in name:
+            script = name if os.path.dirname(os.path.abspath(name)) == os.path.abspath(bindir) else None
+            entry = console_script(os.path.basename(name)) if script else None
+        else:
+            entry = console_script(name)
+            script = os.path.join(bindir, name)
+            if entry is None:
+                raise SystemExit(f"bellwether forkserver: {name}: no console script of that name in {sys.prefix}")
+        if entry is not None:
+            self.kind, self.target, self.args = "console", entry, argv[1:]
+            self.argv0 = script
+            self.path0 = os.path.dirname(os.path.realpath(script)) if os.path.exists(script) else bindir
+        else:
+            self.kind, self.target, self.args = "script", name, argv[1:]
+            self.path0 = os.path.dirname(os.path.realpath(name))
+
+    def load(self):
+        """Imports the console script's entry point (part of the preload)."""
+        if self.kind == "console":
+            self.entry_point = self.target.load()
+
+    def run(self):
+        """In the worker: the app's exit status, or its exception."""
+        if self.kind == "module":
+            sys.argv = [self.target] + self.args
+            runpy.run_module(self.target, run_name="__main__", alter_sys=True)
+            return 0
+        if self.kind == "script":
+            sys.argv = [self.target] + self.args
+            runpy.run_path(self.target, run_name="__main__")
+            return 0
+        sys.argv = [self.argv0] + self.args
+        return self.entry_point()
+
+
+def console_script(name):
+    from importlib import metadata
+    found = metadata.entry_points()
+    if hasattr(found, "select"):
+        found = found.select(group="console_scripts", name=name)
+    else:  # Python 3.8, 3.9
+        found = [entry for entry in found.get("console_scripts", ()) if entry.name == name]
+    return next(iter(found), None)
+
+
+# --- the preload ------------------------------------------------------------
+
+class Preload:
+    """Imports once; remembers what every worker must fail with instead."""
+
+    def __init__(self, modules, app):
+        self.error = None  # the preload's exception, raised again in each worker
+        self.refusal = None  # why no worker may run: threads
+        freeze = os.environ.get("BELLWETHER_FORKSERVER_GC_FREEZE", "1") != "0"
+        if freeze:
+            gc.disable()  # no holes in the pages the workers will share
+        # A console script (gunicorn, uvicorn, celery) puts the working
+        # directory on sys.path itself when it starts: the preload needs it
+        # there first, and the worker finds the path as the script leaves it.
+        working = None
+        try:
+            app.resolve()
+            sys.path[0] = app.path0
+            if app.kind == "console":
+                working = os.getcwd()
+                sys.path.insert(1, working)
+            for module in modules:
+                __import__(module)
+            app.load()
+        except (Exception, SystemExit) as error:
+            self.error = error
+        if working is not None and working in sys.path[1:]:
+            del sys.path[sys.path.index(working, 1)]
+        self.refusal = threads_refusal()
+        if freeze:
+            gc.freeze()
+            gc.enable()
+        self.frozen = gc.get_freeze_count()  # objects
+
+    def failure(self):
+        if self.refusal:
+            return self.refusal
+        if self.error is not None:
+            return f"the preload failed: {type(self.error).__name__}: {self.error}"
+        return None
+
+
+def threads_refusal():
+    others = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+    try:
+        native = len(os.listdir("/proc/self/task")) - 1 - len(others)
+    except OSError:
+        native = 0
+    if native > 0:
+        others.append(f"{native} not started by threading")
+    if not others:
+        return None
+    return (f"refusing to fork workers: {len(others)} thread(s) besides the main thread run after the preload "
+            f"({', '.join(others)}); a worker would have none of them, and a lock one of them held at the "
+            "fork would stay locked in it. Start them after the fork, or drop the module that starts them "
+            "from the preload")
+
+
+# --- one order --------------------------------------------------------------
+
+class OrderError(Exception):
+    pass
+
+
+class Order:
+    def __init__(self, data, received):
+        try:
+            order = json.loads(data)
+            self.ref = order["ref"]
+            self.env = {str(k): str(v) for k, v in order["env"].items()}
+            self.layout = {int(target): received[index] for target, index in order["fds"].items()}
+            spec = order["guard"]
+            link, grace, token = spec.split(":")
+            self.guard_fds = {int(link)} | ({int(token)} if token != "-" else set())
+            int(grace)
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as error:
+            raise OrderError(f"malformed order: {error!r}") from None
+        if any(not 0 <= target < LAYOUT_LIMIT for target in self.layout):
+            raise OrderError(f"descriptors must be placed below {LAYOUT_LIMIT}")
+        if not self.guard_fds <= set(self.layout):
+            raise OrderError("the guard's link or token is not among the order's descriptors")
+        self.spec = spec
+
+
+class Server:
+    def __init__(self, control, guard_prefix, preload, app, placeholder, signals):
+        self.control = control
+        self.guard_prefix = guard_prefix
+        self.preload = preload
+        self.app = app
+        self.placeholder = placeholder  # O_PATH: any read or write on a copy fails
+        self.signals = signals  # the dispositions this interpreter had at its start
+
+    def serve(self):
+        """0 once the master is gone; in a worker, the worker to run."""
+        failure = self.preload.failure()
+        if failure:
+            say(failure)
+        self.reply({"ready": os.getpid(), "failure": failure, "gc_frozen": self.preload.frozen})
+        while True:
+            try:
+                data, ancillary, flags, _ = self.control.recvmsg(
+                    MAX_ORDER, socket.CMSG_SPACE(MAX_FDS * 4), socket.MSG_CMSG_CLOEXEC)
+            except ConnectionResetError:
+                return 0
+            received = []
+            for level, kind, payload in ancillary:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    usable = len(payload) - len(payload) % 4
+                    received += list(memoryview(payload)[:usable].cast("i"))
+            if not data and not received:
+                return 0
+            try:
+                if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+                    raise OrderError("order truncated")
+                outcome = self.fork(Order(data, received), received)
+            except OrderError as error:
+                outcome = {"ref": reference(data), "error": str(error)}
+            if callable(outcome):
+                return outcome  # the worker's: its guard closed what was received
+            for fd in received:
+                os.close(fd)
+            if not self.reply(outcome):
+                return 0
+
+    def reply(self, message):
+        try:
+            self.control.send(json.dumps(message).encode())
+            return True
+        except (BrokenPipeError, ConnectionResetError):
+            return False
+
+    def fork(self, order, received):
+        """Server -> I -> F. Answers F's pid; in F and W it does not return
+        to the loop: F executes the guard, W returns the worker to run."""
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()  # or every worker writes it out again
+            except (OSError, ValueError, AttributeError):
+                pass
+        reader, writer = os.pipe()
+        try:
+            intermediate = os.fork()
+        except OSError as error:
+            os.close(reader)
+            os.close(writer)
+            raise OrderError(f"cannot fork: {error.strerror}")
+        if intermediate == 0:
+            try:
+                os.close(reader)
+                # F is born with every signal blocked, until the guard reads
+                # them from its signalfd: one the master sends to F before F
+                # executes the guard stays pending across execve and is
+                # forwarded to W, rather than being F's death (and W's).
+                signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+                forked = os.fork()
+                if forked == 0:
+                    os.close(writer)
+                    return self.become_guard(order, received)
+                os.write(writer, f"{forked}\n".encode())
+                os._exit(0)
+            except BaseException as error:
+                try:
+                    os.write(writer, f"error {error}\n".encode())
+                finally:
+                    os._exit(1)
+        os.close(writer)
+        answer = b""
+        try:
+            while not answer.endswith(b"\n"):
+                chunk = os.read(reader, 256)
+                if not chunk:
+                    break
+                answer += chunk
+        finally:
+            os.close(reader)
+            os.waitpid(intermediate, 0)
+        text = answer.decode(errors="replace").strip()
+        if not text.isdigit():
+            raise OrderError(text[len("error "):] if text.startswith("error ") else "the fork failed")
+        return {"ref": order.ref, "pid": int(text)}
+
+    def become_guard(self, order, received):
+        """In F: lay out the descriptors, fork W, execute the guard."""
+        try:
+            os.close(self.control.detach())
+            os.setpgid(0, 0)  # the master signals and renices a guard's group
+            prctl(PR_SET_CHILD_SUBREAPER, 1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # SIG_IGN would reap W behind the guard's back
+            for target, fd in order.layout.items():
+                os.dup2(fd, target)  # received ones are above LAYOUT_LIMIT: no clash
+            for fd in received:
+                os.close(fd)
+            guard = os.getpid()
+            worker = os.fork()
+            if worker == 0:
+                try:
+                    return self.become_worker(order, guard)
+                except BaseException as error:
+                    say(f"cannot start the worker: {error}")
+                    os._exit(1)
+            for fd in open_descriptors():
+                if fd > 2 and fd not in order.layout:
+                    try:
+                        os.set_inheritable(fd, False)
+                    except OSError:
+                        pass
+            argv = self.guard_prefix + [f"{order.spec}:{worker}"]
+            os.execve(argv[0], argv, order.env)
+        except BaseException as error:
+            say(f"cannot become the guard: {error}")
+        os._exit(125)  # W, if forked, gets SIGKILL from its death signal
+
+    def become_worker(self, order, guard):
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != guard:
+            os._exit(1)  # the guard is gone already
+        keep = {0, 1, 2} | set(order.layout) - order.guard_fds
+        for fd in open_descriptors():
+            if fd in keep or fd == self.placeholder:
+                continue
+            try:
+                if fd < LAYOUT_LIMIT:  # the reservation, the link, the token: no object holds these
+                    os.close(fd)
+                else:  # the preload's
+                    os.dup2(self.placeholder, fd, inheritable=False)
+            except OSError:
+                pass  # the listing's own descriptor
+        os.close(self.placeholder)
+        os.environ.clear()
+        os.environ.update(order.env)
+        for name in ("LISTEN_PID", "WATCHDOG_PID"):
+            if name in os.environ:
+                os.environ[name] = str(os.getpid())
+        time.tzset()  # the order's TZ
+        for number, handler in self.signals.items():
+            try:
+                signal.signal(number, handler)
+            except (OSError, ValueError, TypeError):
+                pass
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        return self.worker
+
+    def worker(self):
+        """Runs at the top of the interpreter's stack, so that the app's
+        exit is an ordinary one: SystemExit, tracebacks, atexit, threads."""
+        if self.preload.refusal:
+            say(self.preload.refusal)
+            os._exit(1)
+        if self.preload.error is not None:
+            raise self.preload.error
+        return self.app.run()
+
+
+def reference(data):
+    try:
+        return json.loads(data)["ref"]
+    except Exception:
+        return None
+
+
+def reserve_layout_descriptors(control_fd):
+    """Moves the control socket above LAYOUT_LIMIT and fills 3..LAYOUT_LIMIT-1
+    with placeholders, before anything is imported. Answers the control
+    socket's descriptor and the placeholder to copy."""
+    low = os.open("/dev/null", os.O_PATH | os.O_CLOEXEC)
+    placeholder = fcntl.fcntl(low, fcntl.F_DUPFD_CLOEXEC, LAYOUT_LIMIT)
+    control = fcntl.fcntl(control_fd, fcntl.F_DUPFD_CLOEXEC, LAYOUT_LIMIT)
+    for fd in range(3, LAYOUT_LIMIT):
+        os.dup2(placeholder, fd, inheritable=False)
+    for fd in {control_fd, low}:
+        if fd >= LAYOUT_LIMIT:
+            os.close(fd)  # the others were replaced above
+    return control, placeholder
+
+
+def main(argv):
+    if len(argv) < 6:
+        say("usage: forkserver.py CONTROL_FD GUARD MASTER_PID CREDENTIALS PRELOAD APP [ARG...]")
+        return 2
+    try:
+        control_fd = int(argv[0])
+        control_fd, placeholder = reserve_layout_descriptors(control_fd)
+        control = socket.socket(fileno=control_fd)
+    except (ValueError, OSError) as error:
+        say(f"CONTROL_FD: expected a unix socket's descriptor, got {argv[0]!r} ({error})")
+        return 2
+    if control.family != socket.AF_UNIX or control.type != socket.SOCK_SEQPACKET:
+        say(f"CONTROL_FD: expected a SOCK_SEQPACKET unix socket, got {argv[0]!r}")
+        return 2
+    guard_prefix = argv[1:4]
+    modules = [name for name in argv[4].split(",") if name and name != "-"]
+    signals = {}
+    for number in signal.valid_signals():
+        handler = signal.getsignal(number)
+        if handler is not None:
+            signals[number] = handler
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # ignored, I would be reaped before our waitpid
+    app = App(argv[5:])
+    preload = Preload(modules, app)
+    return Server(control, guard_prefix, preload, app, placeholder, signals).serve()
+
+
+if __name__ == "__main__":
+    outcome = main(sys.argv[1:])
+    if callable(outcome):  # this process is a worker now
+        outcome = outcome()
+    sys.exit(outcome)

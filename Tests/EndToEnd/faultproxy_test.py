@@ -21,24 +21,13 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from faultproxy import FaultProxy, send_command  # noqa: E402
+import harness  # noqa: E402
+from harness import check  # noqa: E402
 
 # How long a blackholed read waits to show that nothing comes. Absence can
 # only be shown by waiting; everything else waits on a condition.
 SILENCE = 0.5
 DELAY = 0.3
-
-passed = failed = 0
-
-
-def check(name, condition, detail=""):
-    global passed, failed
-    if condition:
-        passed += 1
-        print(f"ok   {name}", flush=True)
-    else:
-        failed += 1
-        print(f"FAIL {name}" + (f"\n    | {detail}" if detail else ""), flush=True)
-
 
 def wait_for(seconds, condition):
     deadline = time.monotonic() + seconds
@@ -299,8 +288,7 @@ def main():
                 check(f"{test.__name__} ran to its end", False, repr(error))
     finally:
         echo.stop()
-    print(f"faultproxy: {passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return harness.tally("faultproxy")
 
 
 if __name__ == "__main__":

@@ -22,25 +22,15 @@ import tempfile
 import textwrap
 import time
 
+import harness
+from harness import check
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SERVER = os.path.join(ROOT, "share", "forkserver.py")
 GRACE_MS = 1000
 # Generous: a loaded 2-core CI machine. Every wait ends as soon as its
 # condition holds.
 PATIENCE = 20
-
-passed = failed = 0
-
-
-def check(name, condition, detail=""):
-    global passed, failed
-    if condition:
-        passed += 1
-        print(f"ok   {name}", flush=True)
-    else:
-        failed += 1
-        print(f"FAIL {name}" + (f"\n    | {detail}" if detail else ""), flush=True)
-
 
 def wait_for(condition, seconds=PATIENCE):
     deadline = time.monotonic() + seconds
@@ -651,8 +641,7 @@ def main():
         test_threads_refused(guard)
     finally:
         shutil.rmtree(scratch.dir, ignore_errors=True)
-    print(f"forkserver: {passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return harness.tally("forkserver")
 
 
 if __name__ == "__main__":

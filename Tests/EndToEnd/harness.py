@@ -28,11 +28,13 @@ def app_scratch(usage, prefix, app):
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 failures = 0
+passes = 0
 
 
 def check(name, condition, detail=""):
-    global failures
+    global failures, passes
     if condition:
+        passes += 1
         print(f"ok   {name}", flush=True)
     else:
         failures += 1
@@ -45,6 +47,12 @@ def finish(scratch):
         print_logs(scratch)
     print(f"{failures} failed")
     sys.exit(1 if failures else 0)
+
+
+def tally(name):
+    """A self-contained script's last line, "NAME: N passed, M failed", and its exit status."""
+    print(f"{name}: {passes} passed, {failures} failed")
+    return 1 if failures else 0
 
 
 def print_logs(scratch):

@@ -71,22 +71,15 @@ public enum PGSSLAnswer: Hashable, Sendable {
 /// traps on hostile input: a length out of bounds, a field running past its
 /// message, bytes left over after the last field are each a `PGWireError`,
 /// and a length is checked before its body is waited for.
-public struct PGBackendParser: Sendable {
+public struct PGBackendParser: IncrementalParser, Sendable {
     /// The largest body accepted. A lease's replies are a few hundred bytes.
     public static let maximumMessage = 1 << 20
 
-    private var buffer: [UInt8] = []
-    private var start = 0
+    /// What has arrived; `start` is where the next message begins.
+    var buffer: [UInt8] = []
+    var start = 0
 
     public init() {}
-
-    public mutating func feed(_ bytes: some Sequence<UInt8>) {
-        if start > 4096 && start * 2 > buffer.count {
-            buffer.removeFirst(start)
-            start = 0
-        }
-        buffer.append(contentsOf: bytes)
-    }
 
     /// The answer to SSLRequest, nil if it has not arrived. Call it once,
     /// before any `next()`. After 'S' nothing more may have arrived: bytes

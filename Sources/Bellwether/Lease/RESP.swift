@@ -15,25 +15,18 @@ public struct RESPError: Error, Hashable, Sendable, CustomStringConvertible {
     public var description: String
 }
 
-public struct RESPParser: Sendable {
+public struct RESPParser: IncrementalParser, Sendable {
     /// Limits that keep a broken or hostile peer from exhausting memory.
     public static let maximumBulk = 64 << 20
     public static let maximumElements = 1 << 20
     public static let maximumDepth = 16
     public static let maximumLine = 64 << 10
 
-    private var buffer: [UInt8] = []
-    private var start = 0
+    /// What has arrived; `start` is where the next message begins.
+    var buffer: [UInt8] = []
+    var start = 0
 
     public init() {}
-
-    public mutating func feed(_ bytes: some Sequence<UInt8>) {
-        if start > 4096 && start * 2 > buffer.count {
-            buffer.removeFirst(start)
-            start = 0
-        }
-        buffer.append(contentsOf: bytes)
-    }
 
     /// The next complete reply, nil if more bytes are needed.
     public mutating func next() throws(RESPError) -> RESPValue? {

@@ -294,11 +294,13 @@ class Server:
                 outcome = self.fork(Order(data, received), received)
             except OrderError as error:
                 outcome = {"ref": reference(data), "error": str(error)}
+                if not self.reply(outcome):
+                    outcome = None
             if callable(outcome):
                 return outcome  # the worker's: its guard closed what was received
             for fd in received:
                 os.close(fd)
-            if not self.reply(outcome):
+            if outcome is None:
                 return 0
 
     def reply(self, message):
@@ -309,33 +311,47 @@ class Server:
             return False
 
     def fork(self, order, received):
-        """Server -> I -> F. Answers F's pid; in F and W it does not return
-        to the loop: F executes the guard, W returns the worker to run."""
+        """Server -> I -> F. Sends the master F's pid and answers it (None if
+        the master is gone); in F and W it does not return to the loop: F
+        executes the guard, W returns the worker to run."""
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()  # or every worker writes it out again
             except (OSError, ValueError, AttributeError):
                 pass
         reader, writer = os.pipe()
+        go_reader, go_writer = os.pipe()
         try:
             intermediate = os.fork()
         except OSError as error:
-            os.close(reader)
-            os.close(writer)
+            for fd in (reader, writer, go_reader, go_writer):
+                os.close(fd)
             raise OrderError(f"cannot fork: {error.strerror}")
         if intermediate == 0:
             try:
                 os.close(reader)
+                os.close(go_writer)
                 # F is born with every signal blocked, until the guard reads
                 # them from its signalfd: one the master sends to F before F
                 # executes the guard stays pending across execve and is
                 # forwarded to W, rather than being F's death (and W's).
                 signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+                # F goes on only once I is gone, and I goes only once the
+                # server has answered the master: whatever F or its worker
+                # does, the master has F's pid in its socket before that.
+                held_reader, held_writer = os.pipe()
                 forked = os.fork()
                 if forked == 0:
                     os.close(writer)
+                    os.close(go_reader)
+                    os.close(held_writer)
+                    while os.read(held_reader, 1):
+                        pass
+                    os.close(held_reader)
                     return self.become_guard(order, received)
+                os.close(held_reader)
                 os.write(writer, f"{forked}\n".encode())
+                os.read(go_reader, 1)  # the answer is sent, or the server is gone
                 os._exit(0)
             except BaseException as error:
                 try:
@@ -343,6 +359,7 @@ class Server:
                 finally:
                     os._exit(1)
         os.close(writer)
+        os.close(go_reader)
         answer = b""
         try:
             while not answer.endswith(b"\n"):
@@ -350,13 +367,17 @@ class Server:
                 if not chunk:
                     break
                 answer += chunk
+            text = answer.decode(errors="replace").strip()
+            if not text.isdigit():
+                raise OrderError(text[len("error "):] if text.startswith("error ") else "the fork failed")
+            outcome = {"ref": order.ref, "pid": int(text)}
+            if not self.reply(outcome):
+                outcome = None
+            return outcome
         finally:
             os.close(reader)
+            os.close(go_writer)  # I exits
             os.waitpid(intermediate, 0)
-        text = answer.decode(errors="replace").strip()
-        if not text.isdigit():
-            raise OrderError(text[len("error "):] if text.startswith("error ") else "the fork failed")
-        return {"ref": order.ref, "pid": int(text)}
 
     def become_guard(self, order, received):
         """In F: lay out the descriptors, fork W, execute the guard."""
@@ -452,6 +473,22 @@ def reserve_layout_descriptors(control_fd):
     return control, placeholder
 
 
+def drop_credentials(spec):
+    """CREDENTIALS as the guard takes them, UID:GID:GROUPS:UMASK ("-" for
+    any part the worker keeps): this server and its workers take them."""
+    if spec == "-":
+        return
+    uid, gid, groups, mask = spec.split(":")
+    if groups != "-":
+        os.setgroups([int(group) for group in groups.split(",") if group])
+    if gid != "-":
+        os.setgid(int(gid))
+    if uid != "-":
+        os.setuid(int(uid))
+    if mask != "-":
+        os.umask(int(mask, 8))
+
+
 def main(argv):
     if len(argv) < 6:
         say("usage: forkserver.py CONTROL_FD GUARD MASTER_PID CREDENTIALS PRELOAD APP [ARG...]")
@@ -466,7 +503,16 @@ def main(argv):
     if control.family != socket.AF_UNIX or control.type != socket.SOCK_SEQPACKET:
         say(f"CONTROL_FD: expected a SOCK_SEQPACKET unix socket, got {argv[0]!r}")
         return 2
-    guard_prefix = argv[1:4]
+    try:
+        drop_credentials(argv[3])
+    except (ValueError, OSError) as error:
+        say(f"CREDENTIALS {argv[3]!r}: {error}")
+        return 2
+    # The master's death is this server's (its end of CONTROL_FD would do,
+    # but not while the preload runs). After the credentials: a change of
+    # them clears it.
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    guard_prefix = [argv[1], argv[2], "-"]  # the guard's credentials are this server's now
     modules = [name for name in argv[4].split(",") if name and name != "-"]
     signals = {}
     for number in signal.valid_signals():

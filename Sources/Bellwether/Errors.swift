@@ -90,23 +90,28 @@ public enum BellwetherError: Error, Hashable, Sendable {
     case cannotCreate(what: String, path: String, errno: Int32)
     case system(call: String, errno: Int32)
     case shimMissing(path: String)
+    /// --preload, and share/bellwether/forkserver.py is not where bellwether looks.
+    case forkServerMissing(path: String)
     case cannotBind(address: String, errno: Int32)
     case unsafeDirectory(path: String)
     case notInherited(address: String, reason: String)
     case controlSocketBusy(path: String)
     case needsRoot(SettingSource, uid: UInt32)
     case watchUnsupported(SettingSource)
+    /// --preload with a command that is not Python, or a module list that cannot be read.
+    case preloadRefused(SettingSource, reason: String)
 
     public var exitCode: ExitCode {
         switch self {
         case .unknownOption, .missingValue, .unexpectedValue, .notApplicable, .missingCommand, .invalidValue,
-             .reservedVariable, .unknownTimezone, .directoryUnusable, .leaseTimings, .watchUnsupported:
+             .reservedVariable, .unknownTimezone, .directoryUnusable, .leaseTimings, .watchUnsupported,
+             .preloadRefused:
             .usage
         case .configUnreadable, .configSyntax, .configUnknownKey, .configKeyNotAllowed: .config
         case .commandNotFound, .commandOutOfReach: .commandNotFound
         case .notExecutable, .userCannotExecute, .userCannotEnter: .notExecutable
         case .pidfileBusy, .unsafePidfile, .cannotCreate, .unsafeDirectory, .controlSocketBusy: .cannotCreate
-        case .system, .shimMissing: .system
+        case .system, .shimMissing, .forkServerMissing: .system
         case .cannotBind, .tlsUnavailable: .unavailable
         case .leaseRejected, .needsRoot: .permission
         case .notInherited: .usage
@@ -128,6 +133,8 @@ public enum BellwetherError: Error, Hashable, Sendable {
             "no COMMAND given (usage: bellwether [OPTIONS] [--] COMMAND [ARG...])"
         case .invalidValue(let source, let value, let expected):
             "\(source): expected \(expected), got \(echoedQuoted(value))"
+        case .preloadRefused(let source, let reason):
+            "\(source): \(reason)"
         case .reservedVariable(let source, let name):
             "\(source): \(name) is set by bellwether for each worker and cannot be overridden"
         case .configUnreadable(let path, let errno):
@@ -185,6 +192,9 @@ public enum BellwetherError: Error, Hashable, Sendable {
             "\(source): watching files for changes needs inotify, which only Linux has"
         case .shimMissing(let path):
             "exec shim \(echoed(path)) is missing or not executable; install bellwether-exec beside bellwether"
+        case .forkServerMissing(let path):
+            "--preload: the fork server \(echoed(path)) is missing; install share/bellwether/forkserver.py "
+                + "with bellwether (the release, the package and the wheel carry it)"
         }
     }
 }

@@ -253,3 +253,42 @@ int bw_unix_connect(const char *path, int timeout_seconds) {
     if (connect(fd, (struct sockaddr *)&address, sizeof address) != 0) return fail(fd);
     return fd;
 }
+
+int bw_seqpacket_pair(int fds[2]) {
+#ifdef SOCK_CLOEXEC
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0) return -errno;
+#else
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, fds) != 0) return -errno;
+    fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+    fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+#endif
+    return 0;
+}
+
+long bw_send_with_fds(int fd, const void *bytes, unsigned long length, const int *fds, int count) {
+    if (count < 0 || count > 64) return -EINVAL;
+    struct iovec part = { .iov_base = (void *)bytes, .iov_len = length };
+    union {
+        struct cmsghdr header;
+        char space[CMSG_SPACE(64 * sizeof(int))];
+    } control;
+    memset(&control, 0, sizeof control);
+    struct msghdr message = { .msg_iov = &part, .msg_iovlen = 1 };
+    if (count > 0) {
+        message.msg_control = control.space;
+        message.msg_controllen = CMSG_SPACE(count * sizeof(int));
+        struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+        header->cmsg_level = SOL_SOCKET;
+        header->cmsg_type = SCM_RIGHTS;
+        header->cmsg_len = CMSG_LEN(count * sizeof(int));
+        memcpy(CMSG_DATA(header), fds, count * sizeof(int));
+    }
+#ifdef MSG_NOSIGNAL
+    int flags = MSG_NOSIGNAL;
+#else
+    int flags = 0;
+#endif
+    ssize_t sent;
+    do sent = sendmsg(fd, &message, flags); while (sent < 0 && errno == EINTR);
+    return sent < 0 ? -errno : (long)sent;
+}

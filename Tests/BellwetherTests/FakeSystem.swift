@@ -287,6 +287,12 @@ final class FakeSystem: SystemCalls, @unchecked Sendable {
     }
 
     func setNonBlocking(_ fd: Int32) {}
+
+    func seqpacketPair() -> Result<(Int32, Int32), SystemCallError> { .success((descriptor(), descriptor())) }
+
+    func sendWithDescriptors(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, _ descriptors: [Int32]) -> Int {
+        bytes.count
+    }
     func lock(_ fd: Int32, wait: Bool) -> Int32 { 0 }
     func recordLock(_ fd: Int32) -> Int32 { 0 }
     func recordLockHolder(_ fd: Int32) -> Int32 { 0 }

@@ -90,10 +90,14 @@ def target_of(fd):
 
 
 def reap(pid, seconds=PATIENCE):
-    """The wait status of our child `pid`, or None if it has not exited in time."""
+    """The wait status of our child `pid`, or None if it has not exited in
+    time. A guard the fork server just answered may not be our child yet."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        got, status = os.waitpid(pid, os.WNOHANG)
+        try:
+            got, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            got, status = 0, 0
         if got == pid:
             return status
         time.sleep(0.02)
@@ -367,6 +371,12 @@ def test_preloaded_workers(guard):
     if not all(workers):
         master.stop()
         return
+    # The answer comes before the pid is orphaned to the master (so that the
+    # master knows it before it can reap it or hear from it): give it a moment.
+    deadline = time.monotonic() + PATIENCE
+    while time.monotonic() < deadline and not all(
+            (stat_of(w.guard) or (0, 0, 0))[1] == os.getpid() for w in workers):
+        time.sleep(0.01)
     check("each answered pid is the master's own child",
           all((stat_of(w.guard) or (0, 0, 0))[1] == os.getpid() for w in workers),
           repr([(w.guard, stat_of(w.guard)) for w in workers]))

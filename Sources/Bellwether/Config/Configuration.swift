@@ -23,6 +23,8 @@ public struct Launch: Hashable, Sendable {
     /// --no-aslr: the workers' executables and libraries at the same,
     /// unrandomized addresses.
     public var randomizeLayout = true
+    /// --preload: the workers are forked by a fork server of their generation.
+    public var preload: PythonPreload?
 }
 
 /// Validated settings: the core's plan, the launch, and start-only settings.
@@ -129,11 +131,16 @@ public struct Configuration: Hashable, Sendable {
         plan.maxWorkerAge = settings.maxWorkerAge
         plan.maxWorkerAgeJitter = settings.maxWorkerAgeJitter ?? settings.maxWorkerAge / 10
         plan.maxWorkerMemory = settings.maxWorkerMemory
-        let launch = Launch(executable: executable, arguments: settings.command,
+        var launch = Launch(executable: executable, arguments: settings.command,
                             environment: variables.map { "\($0.0)=\($0.1)" }, roleVariable: settings.roleEnv,
                             directory: settings.chdir == nil ? nil : workingDirectory,
                             credentials: credentials, reloadNice: Int32(settings.reloadNice),
                             randomizeLayout: !settings.noASLR)
+        if let value = settings.preload {
+            launch.preload = try PythonPreload.resolve(value, source: settings.source("preload"),
+                                                       command: settings.command, executable: executable,
+                                                       path: path, directory: workingDirectory)
+        }
         let tokenPath = settings.lease ?? defaultTokenPath(launch: launch, directory: workingDirectory,
                                                             environment: variables)
         let controlSocket = settings.controlSocket ?? defaultControlSocket(pid: getpid(), environment: variables)

@@ -183,6 +183,12 @@ struct OptionSpec: Sendable {
             settings, value, source throws(BellwetherError) in
             settings.maxWorkerMemory = try Parse.size(value, source: source)
         },
+        OptionSpec("preload", value: "MODULES",
+                   help: "Python only: one fork server per generation imports MODULES (a,b or @FILE; - for none) "
+                       + "and forks the workers") {
+            settings, value, source throws(BellwetherError) in
+            settings.preload = try Parse.nonEmpty(value, source: source, expected: "module names, @FILE or -")
+        },
         OptionSpec("no-aslr",
                    help: "start workers without address-space randomization: one shared layout (see the manual)") {
             settings, value, source throws(BellwetherError) in

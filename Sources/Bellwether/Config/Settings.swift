@@ -62,6 +62,8 @@ public struct Settings: Hashable, Sendable {
     public var maxWorkerAge: Duration = .zero
     /// --max-worker-age-jitter; nil: a tenth of `maxWorkerAge`.
     public var maxWorkerAgeJitter: Duration?
+    /// --preload: the fork server's modules ("a,b", "@FILE" or "-"); nil: no fork server.
+    public var preload: String?
     /// --max-worker-memory, in bytes: recycle a worker whose tree uses more; zero: never.
     public var maxWorkerMemory = 0
     /// --watch paths in the order given, and the --watch-include and

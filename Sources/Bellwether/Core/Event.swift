@@ -6,7 +6,10 @@ public enum Event: Hashable, Sendable {
     /// The spawn ordered for this worker succeeded.
     case spawned(WorkerRef, pid: Int32)
     /// The spawn ordered for this worker failed before any process existed.
-    case spawnFailed(WorkerRef, reason: String)
+    /// `failedBoot`: a fork server could not fork it (it died, or never
+    /// answered): a failed boot of its slot, as a worker that could not
+    /// import would be, where a `posix_spawn` that failed is not.
+    case spawnFailed(WorkerRef, reason: String, failedBoot: Bool = false)
     /// The worker was reaped.
     case exited(WorkerRef, ExitStatus)
     /// The worker's guard started the app with this pid (MAINPID=).

@@ -74,6 +74,7 @@ extension SupervisorCore {
     enum Setback: Hashable, Sendable {
         case exitedBeforeReady(Worker, ExitStatus)
         case notReady(Worker, after: Duration)
+        case notForked(Worker, reason: String)
     }
 
     /// Why a first start failed.
@@ -119,4 +120,7 @@ enum MasterHappening: Hashable, Sendable {
     case watchLimit(path: String, watched: Int)
     case watchFailed(path: String, error: String)
     case watchChange(path: String, count: Int)
+    /// --preload: a generation's fork server was spawned, or is gone.
+    case forkServerStarted(generation: Int, pid: Int32, modules: [String])
+    case forkServerExited(generation: Int, pid: Int32, status: String, failedOrders: Int)
 }

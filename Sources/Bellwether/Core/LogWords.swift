@@ -176,6 +176,8 @@ extension SupervisorCore.Setback {
             "\(worker.role.rawValue) \(worker.slot) exited with \(status) before it was ready"
         case .notReady(let worker, let timeout):
             SupervisorCore.Happening.notReady(worker, after: timeout)
+        case .notForked(let worker, let reason):
+            "\(worker.role.rawValue) \(worker.slot) could not be forked: \(reason)"
         }
     }
 }
@@ -275,6 +277,16 @@ extension MasterHappening {
         case .reloadNiceOff(let pid, let error):
             LogRecord(.warning, "reload_nice", "cannot give worker pid \(pid) its priority back "
                 + "(\(error)); --reload-nice is off from now on")
+        case .forkServerStarted(let generation, let pid, let modules):
+            LogRecord(.info, "fork_server", "fork server of generation \(generation) started (pid \(pid)), "
+                + (modules.isEmpty ? "preloading the app's entry point only" : "preloading " + modules.joined(separator: ", ")),
+                [.init("generation", .int(generation)), .init("pid", .int(Int(pid)))])
+        case .forkServerExited(let generation, let pid, let status, let failedOrders):
+            LogRecord(failedOrders > 0 ? .error : .info, "fork_server_exited",
+                      "fork server of generation \(generation) (pid \(pid)) \(status)"
+                + (failedOrders > 0 ? "; \(failedOrders) worker(s) it had not forked yet count as failed boots" : ""),
+                [.init("generation", .int(generation)), .init("pid", .int(Int(pid))),
+                 .init("failed_orders", .int(failedOrders))])
         case .noASLR(let error):
             LogRecord(.warning, "no_aslr", "cannot change the personality for --no-aslr "
                 + "(\(error)); workers start with the inherited one")

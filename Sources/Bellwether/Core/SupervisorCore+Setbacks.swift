@@ -7,16 +7,18 @@ extension SupervisorCore {
     ///
     /// A worker that ran and died before it was ready is a failed boot of its
     /// slot; a spawn that failed is not (running out of processes passes, an
-    /// app that cannot import stays). Before any generation was ready,
+    /// app that cannot import stays), unless a fork server failed to fork it
+    /// (`failedBoot`: the generation's preload cannot serve). Before any generation was ready,
     /// `plan.bootAttempts` of them in a row are a failed start. `ending`: how
     /// it ended, for the log.
-    mutating func noteDeath(of worker: Worker, ending: ExitStatus? = nil, at now: Instant,
+    mutating func noteDeath(of worker: Worker, ending: ExitStatus? = nil, failedBoot: Bool = false, at now: Instant,
                             into actions: inout [Action]) {
         guard !isStopping, worker.diedUnasked, worker.generation == generation,
               worker.slot < plan.workers else { return }
         var health = slots[worker.slot] ?? SlotHealth()
-        let failedBoots = worker.ready ? 0 : health.failedBoots + (worker.pid == nil ? 0 : 1)
-        if stableGeneration == nil, worker.pid != nil, plan.bootAttempts > 0, failedBoots >= plan.bootAttempts {
+        let booted = worker.pid != nil || failedBoot
+        let failedBoots = worker.ready ? 0 : health.failedBoots + (booted ? 1 : 0)
+        if stableGeneration == nil, booted, plan.bootAttempts > 0, failedBoots >= plan.bootAttempts {
             failStart(because: .failedBoots(worker, count: failedBoots, last: ending), slot: worker.slot,
                       at: now, into: &actions)
             return

@@ -158,10 +158,13 @@ public struct SupervisorCore: Sendable {
             if workers[index].role == .scheduler {
                 actions.append(.announce(.status("\(plan.workers) workers, generation \(generation)")))
             }
-        case .spawnFailed(let ref, let reason):
+        case .spawnFailed(let ref, let reason, let failedBoot):
             let worker = workers.remove(at: awaitingSpawn(ref, "spawnFailed"))
             actions.log(.spawnFailed(worker, reason: reason))
-            noteDeath(of: worker, at: now, into: &actions)
+            if failedBoot && worker.generation == generation {
+                abandonReload(at: now, because: .notForked(worker, reason: reason), into: &actions)
+            }
+            noteDeath(of: worker, failedBoot: failedBoot, at: now, into: &actions)
         case .exited(let ref, let status):
             let worker = workers.remove(at: spawned(ref, "exited"))
             if token == .passed(ref) { token = .notHeld }

@@ -156,6 +156,16 @@ struct LiveSystem: SystemCalls {
 
     func setNonBlocking(_ fd: Int32) { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
 
+    func seqpacketPair() -> Result<(Int32, Int32), SystemCallError> {
+        var ends: [Int32] = [-1, -1]
+        let error = bw_seqpacket_pair(&ends)
+        return error == 0 ? .success((ends[0], ends[1])) : .failure(Self.failure("socketpair", -error))
+    }
+
+    func sendWithDescriptors(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, _ descriptors: [Int32]) -> Int {
+        Int(bw_send_with_fds(fd, bytes.baseAddress, UInt(bytes.count), descriptors, Int32(descriptors.count)))
+    }
+
     func lock(_ fd: Int32, wait: Bool) -> Int32 {
         flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) == 0 ? 0 : errno
     }

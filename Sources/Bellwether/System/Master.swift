@@ -17,6 +17,8 @@ final class Master {
     private let signals: SignalSource
     private let token: SchedulerToken
     private let spawner: Spawner
+    /// `--preload`: the generations' fork servers.
+    private let forkServers: ForkServers
     private let pidfile: Pidfile?
     private let listeners: Listeners
     private let notifySocket: WorkerNotifySocket
@@ -94,6 +96,12 @@ final class Master {
 
         spawner = Spawner(masterPID: Sys.calls.processID())
         guard Sys.calls.isAccessible(spawner.shim, X_OK) else { throw .shimMissing(path: spawner.shim) }
+        forkServers = ForkServers(shim: spawner.shim, masterPID: spawner.masterPID,
+                                  masterEnvironment: Bellwether.dictionary(environment), logger: logger)
+        if configuration.launch.preload != nil && forkServers.script == nil {
+            throw .forkServerMissing(path: String(spawner.shim.dropLast("bellwether-exec".count))
+                + "../share/bellwether/forkserver.py")
+        }
         // The pidfile first: a second master of the same pidfile names the
         // running one, rather than failing on its busy port.
         let settings = configuration.settings
@@ -159,7 +167,7 @@ final class Master {
             if core.plan.maxWorkerMemory == 0 { nextMemorySample = nil }
             else if nextMemorySample == nil { nextMemorySample = now + memorySampleInterval }
             let wake = [deadline, nextWatchdogPing, lease?.nextDeadline, control.nextDeadline, metrics?.nextDeadline,
-                        watcher?.deadline, nextMemorySample]
+                        watcher?.deadline, nextMemorySample, forkServers.deadline]
                 .compactMap { $0 }.min()
             var watched: [(fd: Int32, events: Int16)] = [(signals.fd, Int16(POLLIN)), (notifySocket.fd, Int16(POLLIN))]
             let leaseIndex = lease?.pollEntry.map { entry in
@@ -176,8 +184,11 @@ final class Master {
             watched += metrics?.pollEntries ?? []
             let outputIndex = watched.count
             watched += outputs.pollEntries
+            let forkServerIndex = watched.count
+            watched += forkServers.pollEntries
             let revents = Sys.wait(watched, timeout: wake.map { $0 - now })
             for signal in signals.drain() { receive(signal) }
+            if revents[forkServerIndex...].contains(where: { $0 != 0 }) { collectForkServerAnswers() }
             for message in notifySocket.drain() { receive(message.fields, from: message.pid) }
             reap()
             let after = Sys.monotonicNow()
@@ -192,7 +203,7 @@ final class Master {
                 MetricsReport(core: core, lease: MetricsReport.lease(of: supervision, store: lease?.address.kind, at: after), masterUptime: after - startedAt,
                               usage: MetricsListener.ownUsage(), now: after).text
             }
-            outputs.serve(Array(revents[outputIndex...]))
+            outputs.serve(Array(revents[outputIndex..<forkServerIndex]))
             if let watcher {
                 if let watcherIndex, revents[watcherIndex] != 0 { watcher.drain(at: after) }
                 // While stopping, a change is read and let go.
@@ -202,6 +213,7 @@ final class Master {
                 }
             }
             if let deadline, after >= deadline { queue.append(.supervisor(.tick)) }
+            if let due = forkServers.deadline, after >= due { forkServers.expire(at: after) }
             if let sample = nextMemorySample, after >= sample {
                 measureTrees()
                 nextMemorySample = after + memorySampleInterval
@@ -211,7 +223,9 @@ final class Master {
                 nextWatchdogPing = after + interval
             }
             process()
+            forkServers.retain(core.generationsInUse)
         }
+        forkServers.finish()
         outputs.finish()
         lease?.close()
         listeners.closeAll()
@@ -273,7 +287,9 @@ final class Master {
 
     /// An sd_notify message from a worker (or anything in its process group).
     private func receive(_ fields: [(String, String)], from pid: Int32) {
-        guard let ref = refs[pid] ?? refs[Sys.calls.processGroup(of: pid)] else { return }
+        func known() -> WorkerRef? { refs[pid] ?? refs[Sys.calls.processGroup(of: pid)] }
+        guard let ref = known() ?? (forkServers.hasPending ? collectForkServerAnswers(then: known) : nil)
+        else { return }
         for (key, value) in fields {
             switch key {
             case "MAINPID" where refs[pid] != nil:  // from the guard itself only
@@ -331,6 +347,12 @@ final class Master {
         var treeLost = false
         while let (pid, status) = Sys.reapOne() {
             reaped.insert(pid)
+            if let answers = forkServers.reaped(pid, status, at: Sys.monotonicNow()) {
+                for answer in answers { finish(answer) }
+                continue
+            }
+            // A guard a fork server forked is known once its answer is read.
+            if refs[pid] == nil && forkServers.hasPending { collectForkServerAnswers() }
             if let ref = refs.removeValue(forKey: pid) {
                 bootPriority.forget(pid)
                 outputs.drain(pid: pid)
@@ -349,7 +371,9 @@ final class Master {
         }
         guard !reaped.isEmpty else { return }
         // In /proc of another PID namespace, the pids are not the master's to signal.
-        let children = procIsOurs ? Sys.children() : []
+        // The fork servers are the master's children too, and no worker's.
+        let children = procIsOurs ? Sys.children().filter { !forkServers.pids.contains($0) } : []
+        if forkServers.hasPending { collectForkServerAnswers() }
         // A guard reaps its app before it exits: an app that came to the
         // master lost its guard.
         if !apps.isDisjoint(with: reaped) || children.contains(where: apps.contains) { treeLost = true }
@@ -473,22 +497,58 @@ final class Master {
                 return
             }
         }
-        let result = spawner.spawn(launch, sockets: sockets.map(\.fd), token: handsToken ? token.fd : nil,
-                                   link: guardLink, grace: grace, environment: environment, output: pipes)
-        if guardLink != link.read { Sys.closeFile(guardLink) }
-        if let pipes {
-            let pid = try? result.get()
-            outputs.adopt(pipes, label: pid.map { .init(slot: order.slot, role: order.role, pid: $0) }, mode: outputMode)
+        let pending = PendingSpawn(order: order, handsToken: handsToken, pipes: pipes, reloadNice: launch.reloadNice,
+                                   forked: launch.preload != nil)
+        let layout = spawner.layout(sockets: sockets.map(\.fd), token: handsToken ? token.fd : nil, link: guardLink,
+                                    grace: grace, output: pipes)
+        if let preload = launch.preload {
+            let failure = forkServers.order(pending, launch: launch, preload: preload, environment: environment,
+                                            descriptors: layout.descriptors, guardSpec: layout.guardSpec,
+                                            patience: core.plan.readyTimeout, at: Sys.monotonicNow())
+            if guardLink != link.read { Sys.closeFile(guardLink) }
+            if let failure { finish(.failed(pending, reason: failure)) }
+            return
         }
+        let result = spawner.spawn(launch, layout: layout, environment: environment, output: pipes)
+        if guardLink != link.read { Sys.closeFile(guardLink) }
         switch result {
-        case .success(let pid):
+        case .success(let pid): finish(.spawned(pending, pid: pid))
+        case .failure(let error): finish(.failed(pending, reason: error.description))
+        }
+    }
+
+    /// Reads what the fork servers answered, and finishes those spawns;
+    /// then answers `then()`, e.g. a lookup that may now succeed.
+    @discardableResult
+    private func collectForkServerAnswers<T>(then: () -> T? = { nil as Int? }) -> T? {
+        for answer in forkServers.collect(at: Sys.monotonicNow()) { finish(answer) }
+        return then()
+    }
+
+    /// A spawn's outcome, from `posix_spawn` or a fork server: the pipes'
+    /// read ends labelled, the guard known, the token handed over.
+    private func finish(_ answer: ForkServers.Answer) {
+        let pending: PendingSpawn
+        let pid: Int32?
+        switch answer {
+        case .spawned(let spawned, let spawnedPID): (pending, pid) = (spawned, spawnedPID)
+        case .failed(let failed, _): (pending, pid) = (failed, nil)
+        }
+        let order = pending.order
+        if let pipes = pending.pipes {
+            outputs.adopt(pipes, label: pid.map { .init(slot: order.slot, role: order.role, pid: $0) },
+                          mode: configuration.settings.workerOutput)
+        }
+        switch answer {
+        case .spawned:
+            guard let pid else { return }
             refs[pid] = order.ref
-            if order.background { bootPriority.lower(pid, by: launch.reloadNice) }
-            if handsToken { token.release() }
+            if order.background { bootPriority.lower(pid, by: pending.reloadNice) }
+            if pending.handsToken { token.release() }
             queue.append(.supervisor(.spawned(order.ref, pid: pid)))
-        case .failure(let error):
+        case .failed(_, let reason):
             lease?.closeGuardPipe(for: order.ref)
-            queue.append(.supervisor(.spawnFailed(order.ref, reason: error.description)))
+            queue.append(.supervisor(.spawnFailed(order.ref, reason: reason, failedBoot: pending.forked)))
         }
     }
 }

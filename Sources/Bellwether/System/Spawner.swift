@@ -23,16 +23,24 @@ struct Spawner {
         return CommandLine.arguments.first ?? "bellwether"
     }
 
+    /// Where a worker's descriptors go, and the guard's spec of them.
+    struct Layout {
+        /// (target, fd): the output pipes' write ends at 1 and 2 (when the
+        /// worker has pipes), the sockets at 3, 4, …, the token, the link.
+        var descriptors: [(target: Int32, fd: Int32)]
+        /// LINK:GRACE_MS:TOKEN, the guard's view of the layout.
+        var guardSpec: String
+    }
+
     /// `sockets` go to descriptors 3, 4, … (LISTEN_FDS), the token after them,
     /// then `link`: the read end of a pipe only the master writes to, whose
     /// end of file tells the guard that the master is gone (a lease
     /// scheduler's link also carries renew deadlines). `grace`: how long the
-    /// guard gives the rest of the tree between TERM and SIGKILL.
-    /// `environment`: the worker's, from `WorkerEnvironment`. `output`: the
-    /// write ends of the worker's stdout and stderr pipes (`WorkerOutputs`);
-    /// nil: the master's own.
-    func spawn(_ launch: Launch, sockets: [Int32], token: Int32?, link: Int32, grace: Duration,
-               environment: [String], output: WorkerOutputs.Pipes? = nil) -> Result<Int32, SystemCallError> {
+    /// guard gives the rest of the tree between TERM and SIGKILL. `output`:
+    /// the write ends of the worker's stdout and stderr pipes
+    /// (`WorkerOutputs`); nil: the master's own.
+    func layout(sockets: [Int32], token: Int32?, link: Int32, grace: Duration,
+                output: WorkerOutputs.Pipes?) -> Layout {
         var inherit = sockets
         let tokenSlot = token.map { fd -> String in
             inherit.append(fd)
@@ -40,10 +48,19 @@ struct Spawner {
         }
         inherit.append(link)
         let guardSpec = "\(2 + inherit.count):\(max(grace.nanoseconds, 0) / 1_000_000):\(tokenSlot ?? "-")"
-        let arguments = [shim, String(masterPID), launch.credentials.shimArgument, guardSpec, launch.executable]
+        let outputs = output.map { [(Int32(1), $0.stdout.write), (Int32(2), $0.stderr.write)] } ?? []
+        return Layout(descriptors: outputs + inherit.enumerated().map { (Int32(3 + $0.offset), $0.element) },
+                      guardSpec: guardSpec)
+    }
+
+    /// `environment`: the worker's, from `WorkerEnvironment`.
+    func spawn(_ launch: Launch, layout: Layout, environment: [String],
+               output: WorkerOutputs.Pipes? = nil) -> Result<Int32, SystemCallError> {
+        let arguments = [shim, String(masterPID), launch.credentials.shimArgument, layout.guardSpec, launch.executable]
             + launch.arguments
         return Sys.calls.spawn(SpawnRequest(path: shim, arguments: arguments, environment: environment,
-                                            descriptors: inherit, directory: launch.directory,
+                                            descriptors: layout.descriptors.filter { $0.target > 2 }.map(\.fd),
+                                            directory: launch.directory,
                                             stdout: output?.stdout.write, stderr: output?.stderr.write))
     }
 }

@@ -71,6 +71,10 @@ protocol SystemCalls: Sendable {
     /// A close-on-exec pipe, or -errno.
     func pipe(nonBlockingWrite: Bool) -> Result<(read: Int32, write: Int32), SystemCallError>
     func setNonBlocking(_ fd: Int32)
+    /// A connected pair of close-on-exec SOCK_SEQPACKET Unix sockets (a fork server's orders).
+    func seqpacketPair() -> Result<(Int32, Int32), SystemCallError>
+    /// One datagram with `descriptors` attached (SCM_RIGHTS), without SIGPIPE: the count sent, or -errno.
+    func sendWithDescriptors(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, _ descriptors: [Int32]) -> Int
     /// flock: 0, or errno (EWOULDBLOCK: someone else holds it).
     func lock(_ fd: Int32, wait: Bool) -> Int32
     /// A POSIX write lock on the whole file, not waiting: 0, the holder's pid, or -errno.

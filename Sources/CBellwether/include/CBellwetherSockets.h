@@ -56,4 +56,11 @@ int bw_unix_listening(const char *path);
 /// most timeout_seconds (when > 0) for a listener with a full backlog.
 int bw_unix_connect(const char *path, int timeout_seconds);
 
+/// A pair of connected SOCK_SEQPACKET Unix sockets, both close-on-exec: 0 or -errno.
+int bw_seqpacket_pair(int fds[2]);
+
+/// One datagram with `count` descriptors attached (SCM_RIGHTS), without
+/// SIGPIPE: the bytes sent, or -errno.
+long bw_send_with_fds(int fd, const void *bytes, unsigned long length, const int *fds, int count);
+
 #endif

@@ -191,20 +191,22 @@ class Preload:
         # directory on sys.path itself when it starts: the preload needs it
         # there first, and the worker finds the path as the script leaves it.
         working = None
+        watch = WorkerVariablesWatch(os.environ.get("BELLWETHER_FORKSERVER_WORKER_VARIABLES", ""))
         try:
             app.resolve()
             sys.path[0] = app.path0
             if app.kind == "console":
                 working = os.getcwd()
                 sys.path.insert(1, working)
-            for module in modules:
-                __import__(module)
-            app.load()
+            with watch:
+                for module in modules:
+                    __import__(module)
+                app.load()
         except (Exception, SystemExit) as error:
             self.error = error
         if working is not None and working in sys.path[1:]:
             del sys.path[sys.path.index(working, 1)]
-        self.refusal = threads_refusal()
+        self.refusal = threads_refusal() or watch.refusal()
         if freeze:
             gc.freeze()
             gc.enable()
@@ -216,6 +218,58 @@ class Preload:
         if self.error is not None:
             return f"the preload failed: {type(self.error).__name__}: {self.error}"
         return None
+
+
+class WorkerVariablesWatch:
+    """Notes which of a worker's own variables (its role, id, count …) the
+    preload reads: a module imported by the server sees none of them, and
+    an `if WORKER_ROLE == "scheduler"` it ran would never run again in a
+    worker, so no worker would ever schedule."""
+
+    def __init__(self, names):
+        self.names = {name for name in names.split(",") if name}
+        self.read = []  # (name, module)
+        self.saved = None
+
+    def __enter__(self):
+        if not self.names:
+            return self
+        watch, environ = self, os.environ
+
+        class Watched(type(environ)):
+            def __getitem__(self, key):
+                watch.note(key)
+                return super().__getitem__(key)
+
+            def __contains__(self, key):
+                watch.note(key)
+                return super().__contains__(key)
+
+        self.saved = environ
+        # The same mapping underneath: what a module keeps of it stays live.
+        os.environ = Watched(environ._data, environ.encodekey, environ.decodekey,
+                             environ.encodevalue, environ.decodevalue)
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            os.environ = self.saved
+        return False
+
+    def note(self, key):
+        if key in self.names and len(self.read) < 8:
+            frame = sys._getframe(2)
+            while frame and frame.f_globals.get("__name__", "") in ("os", "collections.abc", "_collections_abc"):
+                frame = frame.f_back
+            self.read.append((key, frame.f_globals.get("__name__", "?") if frame else "?"))
+
+    def refusal(self):
+        if not self.read:
+            return None
+        seen = ", ".join(sorted({f"{name} (in {module})" for name, module in self.read}))
+        return (f"refusing to fork workers: the preload read {seen}, which each worker has its own value of, "
+                "and no preloaded module sees it. Drop that module from --preload (import it in the app), "
+                "or read the variable when the worker runs, not at import")
 
 
 def threads_refusal():

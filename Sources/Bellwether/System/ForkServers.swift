@@ -141,7 +141,10 @@ final class ForkServers {
         let arguments = [preload.interpreter, script, "3", shim, String(masterPID), launch.credentials.shimArgument,
                          preload.modules.isEmpty ? "-" : preload.modules.joined(separator: ",")] + preload.app
         let spawned = Sys.calls.spawn(SpawnRequest(path: preload.interpreter, arguments: arguments,
-                                                   environment: launch.environment + environment,
+                                                   environment: launch.environment + environment
+                                                       + ["BELLWETHER_FORKSERVER_WORKER_VARIABLES="
+                                                           + (WorkerEnvironment.perWorker + [launch.roleVariable])
+                                                           .joined(separator: ",")],
                                                    descriptors: [ends.1], directory: launch.directory))
         Sys.closeFile(ends.1)
         switch spawned {

@@ -47,9 +47,12 @@ End of file on CONTROL_FD ends the server (status 0).
 What a worker has:
   - descriptors 0-2 as the server's unless the order placed others there,
     and the order's targets but the link and the token (the guard's). Every
-    other descriptor is gone; one that the preload opened is replaced with a
-    descriptor that fails every read and write (EBADF), so that an object
-    still holding its number never reaches a file the app opens later;
+    other descriptor is gone, but for the preload's: a regular file it opened
+    for appending (a logging.FileHandler's) stays shared, as after gunicorn's
+    preload; any other (a socket, a pipe, a file read or rewritten) is
+    replaced with a descriptor that fails every read and write (EBADF), so
+    that no two workers share a connection, and an object still holding its
+    number never reaches a file the app opens later;
   - the order's environment (what the interpreter read from its own at
     start, PYTHON* and the locale, is the server's); the signal dispositions this interpreter had
     at its start (SIGINT raises KeyboardInterrupt, SIGPIPE ignored) and an
@@ -78,6 +81,7 @@ import os
 import runpy
 import signal
 import socket
+import stat
 import sys
 import threading
 import time
@@ -475,7 +479,7 @@ class Server:
             try:
                 if fd < LAYOUT_LIMIT:  # the reservation, the link, the token: no object holds these
                     os.close(fd)
-                else:  # the preload's
+                elif not appended_file(fd):  # the preload's: a socket, a pipe, a file read or rewritten
                     os.dup2(self.placeholder, fd, inheritable=False)
             except OSError:
                 pass  # the listing's own descriptor
@@ -503,6 +507,16 @@ class Server:
         if self.preload.error is not None:
             raise self.preload.error
         return self.app.run()
+
+
+def appended_file(fd):
+    """A regular file opened for appending, such as a logging.FileHandler's:
+    every worker may go on writing to it, as after gunicorn's preload; each
+    write lands whole at the end."""
+    try:
+        return bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND) and stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        return False
 
 
 def reference(data):

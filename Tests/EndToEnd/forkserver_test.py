@@ -122,6 +122,10 @@ CONSTANT = "preloaded-42"
 with open(os.environ["FS_COUNTER"], "a") as counter:
     counter.write(f"{os.getpid()}\\n")
 HELD = open(os.environ["FS_HELD"], "w")  # a descriptor opened at import
+import logging, socket
+LOG = logging.getLogger("fsapp")
+LOG.addHandler(logging.FileHandler(os.environ["FS_HELD"] + ".log"))  # appended: shared, as after gunicorn's preload
+CONNECTION = socket.socketpair()[0]  # a connection opened at import: never shared
 AFTER_FORK = []
 os.register_at_fork(after_in_child=lambda: AFTER_FORK.append(os.getpid()))
 if os.environ.get("FS_THREAD"):
@@ -142,7 +146,14 @@ def run(kind):
         held_error = 0
     except OSError as error:
         held_error = error.errno
+    LOG.warning("logged by %d", os.getpid())
+    try:
+        CONNECTION.send(b"x")
+        connection_error = 0
+    except OSError as error:
+        connection_error = error.errno
     report = {
+        "connection_error": connection_error,
         "kind": kind, "pid": os.getpid(), "ppid": os.getppid(), "pgid": os.getpgid(0),
         "env": dict(os.environ), "argv": sys.argv, "path0": sys.path[0], "sys_path": sys.path,
         "random": random.random(),
@@ -418,6 +429,12 @@ def test_preloaded_workers(guard):
           all(r["fds"].get("3") == listener_target for r in reports), repr(first["fds"]))
     check("the descriptor opened at import is not open in the worker",
           all(scratch.held not in r["fds"].values() for r in reports), repr(first["fds"]))
+    with open(scratch.held + ".log") as logged:
+        logged = logged.read()
+    check("a logging.FileHandler opened at import (appending) is shared: every worker's line is in its file",
+          all(f"logged by {r['pid']}" in logged for r in reports), logged)
+    check("a socket opened at import fails with EBADF in the worker, never shared",
+          all(r["connection_error"] == errno.EBADF for r in reports), repr([r["connection_error"] for r in reports]))
     check("its number fails with EBADF rather than reaching another file",
           all(r["held_error"] == errno.EBADF and r["fds"].get(str(r["held_fd"])) == "/dev/null" for r in reports),
           repr([(r["held_fd"], r["held_error"], r["fds"].get(str(r["held_fd"]))) for r in reports]))

@@ -14,7 +14,10 @@ old scheduler's tree lives finds the oracle taken and writes ORACLE.failures.
    slot (where the app runs, below the arbiter); then two HUPs: each old
    scheduler's daemon goes with it, and the oracle never finds two schedulers.
 
-usage: trees.py BELLWETHER VENV   (VENV holds gunicorn)
+With PRELOAD, the same with `--preload PRELOAD`: the workers are forks of
+a fork server (one per generation), which dies with the master too.
+
+usage: trees.py BELLWETHER VENV [PRELOAD]   (VENV holds gunicorn)
 Prints "ok"/"FAIL" lines and exits non-zero on any failure.
 """
 import os
@@ -99,13 +102,17 @@ def daemons(scratch):
         return [int(line) for line in listed.read().split()]
 
 
+PRELOAD = sys.argv.pop(3) if len(sys.argv) == 4 else None
+
+
 def start(bellwether, venv, scratch, name, port, env):
     control = os.path.join(scratch, f"{name}.ctl")
+    preload = ["--preload", PRELOAD] if PRELOAD else []
     with open(os.path.join(scratch, f"{name}.log"), "w") as log:
         master = subprocess.Popen(
             [bellwether, "-w", "2", "-b", f"127.0.0.1:{port}", "--ready", "notify",
              "--graceful-timeout", str(GRACE), "--lease", "file:" + os.path.join(scratch, "token"),
-             "--control-socket", control, "--chdir", scratch, "--",
+             "--control-socket", control, "--chdir", scratch, *preload, "--",
              os.path.join(venv, "bin", "gunicorn"), "-c", os.path.join(ROOT, "etc", "gunicorn.conf.py"),
              "-w", "1", "app:app"], env=env, stdout=log, stderr=subprocess.STDOUT)
     return master, control

@@ -121,6 +121,7 @@ class App:
     def __init__(self, argv):
         self.argv = argv
         self.entry_point = None
+        self.gunicorn = None  # GunicornPreload, for gunicorn's console script
         self.path0 = sys.path[0]
 
     def resolve(self):
@@ -155,6 +156,8 @@ class App:
         """Imports the console script's entry point (part of the preload)."""
         if self.kind == "console":
             self.entry_point = self.target.load()
+            if self.target.value.replace(" ", "") == GUNICORN_ENTRY_POINT:
+                self.gunicorn = GunicornPreload([self.argv0] + self.args)
 
     def run(self):
         """In the worker: the app's exit status, or its exception."""
@@ -167,7 +170,99 @@ class App:
             runpy.run_path(self.target, run_name="__main__")
             return 0
         sys.argv = [self.argv0] + self.args
+        if self.gunicorn is not None and self.gunicorn.application is not None:
+            return self.gunicorn.run()
         return self.entry_point()
+
+
+GUNICORN_ENTRY_POINT = "gunicorn.app.wsgiapp:run"
+
+
+class GunicornStandIn:
+    """What gunicorn's server hooks (pre_fork, post_fork, worker_exit) are
+    given for the arbiter: its settings, log and sockets, no other worker."""
+
+    def __init__(self, application, log, listeners):
+        self.app, self.cfg, self.log = application, application.cfg, log
+        self.LISTENERS, self.WORKERS = listeners, {}
+        self.pid = os.getpid()
+        self.proc_name = application.cfg.proc_name
+        self.num_workers = 1
+        self.timeout = application.cfg.timeout
+
+
+class GunicornPreload:
+    """`gunicorn -w 1 ...` under the fork server. The preload reads its
+    settings (and its -c file) and sets up its log, once, as gunicorn's
+    arbiter does before it forks; each worker then runs gunicorn's worker
+    class in its own process, as the arbiter would in the one worker it
+    forks. The slot is bellwether's, so an arbiter would only add an
+    interpreter (its memory, a second fork on every failover) and a control
+    socket of its own. What only the arbiter does is not done: its hooks
+    (on_starting, when_ready, child_exit, on_exit …), its --timeout
+    (bellwether's --timeout watches the worker), restarting the worker
+    (bellwether restarts the slot). With -w 2 or more, --check-config,
+    --print-config, --daemon or --reuse-port, the arbiter runs as usual."""
+
+    def __init__(self, argv):
+        self.application = self.log = None
+        import gunicorn.workers.sync  # noqa: F401  the default worker class, shared
+        from gunicorn.app.wsgiapp import WSGIApplication
+        saved = sys.argv
+        sys.argv = argv
+        try:
+            application = WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]")
+        finally:
+            sys.argv = saved
+        cfg = application.cfg
+        if cfg.workers != 1 or any(getattr(cfg, name, False) for name in
+                                   ("print_config", "check_config", "daemon", "reuse_port")):
+            return  # the worker runs gunicorn's own entry point: the arbiter
+        cfg.worker_class  # noqa: B018  imports it
+        self.application, self.log = application, cfg.logger_class(cfg)
+
+    def run(self):
+        from gunicorn import SERVER_SOFTWARE, sock, systemd, util
+        from gunicorn.errors import AppImportError
+
+        application, log = self.application, self.log
+        cfg = application.cfg
+        if cfg.chdir not in sys.path:  # as gunicorn's chdir() leaves it (the preload's path is gone)
+            sys.path.insert(0, cfg.chdir)
+        for path in (cfg.pythonpath or "").split(","):
+            if path and os.path.abspath(path) not in sys.path:
+                sys.path.insert(0, os.path.abspath(path))
+        os.environ["SERVER_SOFTWARE"] = SERVER_SOFTWARE
+        inherited = systemd.listen_fds()
+        fds = list(range(systemd.SD_LISTEN_FDS_START, systemd.SD_LISTEN_FDS_START + inherited)) if inherited else None
+        listeners = sock.create_sockets(cfg, log, fds)
+        server = GunicornStandIn(application, log, listeners)
+        worker = cfg.worker_class(1, os.getppid(), listeners, application, cfg.timeout / 2.0, cfg, log)
+        worker.pid = os.getpid()
+        log.info("Booting worker with pid: %s (no arbiter: its slot is bellwether's)", worker.pid)
+        util._setproctitle("worker [%s]" % cfg.proc_name)
+        try:
+            cfg.pre_fork(server, worker)
+            cfg.post_fork(server, worker)
+            worker.init_process()
+            return 0
+        except SystemExit:
+            raise
+        except AppImportError as error:
+            log.debug("Exception while loading the application", exc_info=True)
+            print(error, file=sys.stderr, flush=True)
+            return 4  # gunicorn's APP_LOAD_ERROR
+        except Exception as error:
+            log.exception("Exception in worker process")
+            print(error, file=sys.stderr, flush=True)
+            return 3 if not worker.booted else 255  # WORKER_BOOT_ERROR, or gunicorn's -1
+        finally:
+            log.info("Worker exiting (pid: %s)", worker.pid)
+            try:
+                worker.tmp.close()
+                cfg.worker_exit(server, worker)
+            except Exception:
+                log.warning("Exception during worker exit", exc_info=True)
 
 
 def console_script(name):

@@ -223,6 +223,9 @@ enum HostileCorpus {
         case "max-worker-memory":
             value = random.percent(80) ? random.pick(["512M", "2G", "1048576", "0", "64MiB", "1gb"])
                 : random.pick(["1.5G", "3X", "G", "-1M", "9999999T", "512 M"] + numbers)
+        case "preload":
+            value = random.percent(80) ? random.pick(["flask", "flask,sqlalchemy", "-", "myapp.models", "@modules.txt"])
+                : random.pick(["x-y", ",", "flask,", "1abc", "@", "@/no/such/file", "a..b", ""])
         case "watch-include", "watch-exclude": value = random.pick(["*.py", "*.html", "[a-z]*", "[!x]?", "[", "*", ""])
         default: value = random.pick(paths)
         }

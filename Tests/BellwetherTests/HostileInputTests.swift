@@ -82,7 +82,7 @@ struct HostileInputTests {
     static func documentedStatus(_ error: BellwetherError) -> Int32? {
         switch error {
         case .unknownOption, .missingValue, .unexpectedValue, .missingCommand, .invalidValue, .reservedVariable,
-             .unknownTimezone, .directoryUnusable, .leaseTimings, .notInherited:
+             .unknownTimezone, .directoryUnusable, .leaseTimings, .notInherited, .preloadRefused:
             64
         case .configUnreadable, .configSyntax, .configUnknownKey, .configKeyNotAllowed: 78
         case .notExecutable, .userCannotExecute, .userCannotEnter: 126

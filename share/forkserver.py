@@ -73,6 +73,7 @@ gc: the collector is off during the preload and what it imported is frozen
 (gc.freeze()), so that no worker's collections write to the pages it shares
 with the server. BELLWETHER_FORKSERVER_GC_FREEZE=0 turns both off.
 """
+import array
 import ctypes
 import fcntl
 import gc
@@ -221,17 +222,22 @@ class GunicornPreload:
         cfg.worker_class  # noqa: B018  imports it
         self.application, self.log = application, cfg.logger_class(cfg)
 
+    def set_paths(self):
+        """sys.path as gunicorn leaves it for the app: its chdir and --pythonpath first."""
+        cfg = self.application.cfg
+        if cfg.chdir not in sys.path:  # the preload's working directory is gone from it
+            sys.path.insert(0, cfg.chdir)
+        for path in (cfg.pythonpath or "").split(","):
+            if path and os.path.abspath(path) not in sys.path:
+                sys.path.insert(0, os.path.abspath(path))
+
     def run(self):
         from gunicorn import SERVER_SOFTWARE, sock, systemd, util
         from gunicorn.errors import AppImportError
 
         application, log = self.application, self.log
         cfg = application.cfg
-        if cfg.chdir not in sys.path:  # as gunicorn's chdir() leaves it (the preload's path is gone)
-            sys.path.insert(0, cfg.chdir)
-        for path in (cfg.pythonpath or "").split(","):
-            if path and os.path.abspath(path) not in sys.path:
-                sys.path.insert(0, os.path.abspath(path))
+        self.set_paths()
         os.environ["SERVER_SOFTWARE"] = SERVER_SOFTWARE
         inherited = systemd.listen_fds()
         fds = list(range(systemd.SD_LISTEN_FDS_START, systemd.SD_LISTEN_FDS_START + inherited)) if inherited else None
@@ -414,13 +420,18 @@ class Order:
 
 
 class Server:
-    def __init__(self, control, guard_prefix, preload, app, placeholder, signals):
-        self.control = control
+    def __init__(self, control, guard_prefix, preload, app, placeholder, signals, role_variable):
+        self.control = control  # the master's: orders come in, answers go out
+        self.orders = control  # where this process reads orders (a zygote: from the server)
         self.guard_prefix = guard_prefix
         self.preload = preload
         self.app = app
         self.placeholder = placeholder  # O_PATH: any read or write on a copy fails
         self.signals = signals  # the dispositions this interpreter had at its start
+        self.role_variable = role_variable
+        self.zygote = None  # the socket to the web workers' zygote, once it runs
+        self.zygote_off = os.environ.get("BELLWETHER_FORKSERVER_APP", "1") == "0" or not role_variable
+        self.is_zygote = False
 
     def serve(self):
         """0 once the master is gone; in a worker, the worker to run."""
@@ -428,9 +439,14 @@ class Server:
         if failure:
             say(failure)
         self.reply({"ready": os.getpid(), "failure": failure, "gc_frozen": self.preload.frozen})
+        if failure:
+            self.zygote_off = True
+        return self.loop()
+
+    def loop(self):
         while True:
             try:
-                data, ancillary, flags, _ = self.control.recvmsg(
+                data, ancillary, flags, _ = self.orders.recvmsg(
                     MAX_ORDER, socket.CMSG_SPACE(MAX_FDS * 4), socket.MSG_CMSG_CLOEXEC)
             except ConnectionResetError:
                 return 0
@@ -444,7 +460,15 @@ class Server:
             try:
                 if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
                     raise OrderError("order truncated")
-                outcome = self.fork(Order(data, received), received)
+                order = Order(data, received)
+                if self.wants_zygote(order):
+                    if self.zygote is None:
+                        zygote = self.start_zygote(received)
+                        if zygote is not None:  # this process is the zygote now
+                            return self.serve_as_zygote(zygote)
+                    if self.zygote is not None and self.forward(data, received):
+                        continue
+                outcome = self.fork(order, received)
             except OrderError as error:
                 outcome = {"ref": reference(data), "error": str(error)}
                 if not self.reply(outcome):
@@ -455,6 +479,105 @@ class Server:
                 os.close(fd)
             if outcome is None:
                 return 0
+
+    # --- the web workers' zygote: gunicorn's app imported once per role ----
+
+    def wants_zygote(self, order):
+        return (not self.is_zygote and not self.zygote_off and self.app.gunicorn is not None
+                and self.app.gunicorn.application is not None
+                and order.env.get(self.role_variable) == "worker")
+
+    def start_zygote(self, received):
+        """Forks the zygote, which imports the app as a web worker would
+        (WORKER_ROLE=worker), then forks every web worker in its stead. In
+        the zygote, answers its socket to the server; in the server, None
+        (self.zygote is set once the zygote says it is ready, or
+        self.zygote_off with the reason said)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            pid = os.fork()
+        except OSError as error:
+            ours.close()
+            theirs.close()
+            self.zygote_off = True
+            say(f"cannot fork the web workers' zygote ({error.strerror}): each imports the app itself")
+            return None
+        if pid == 0:
+            ours.close()
+            for fd in received:
+                os.close(fd)  # the server forwards the order, with copies of them
+            return theirs
+        theirs.close()
+        word = ours.recv(4096).decode(errors="replace")
+        if word == "ok":
+            self.zygote = ours
+            return None
+        ours.close()
+        os.waitpid(pid, 0)
+        self.zygote_off = True
+        say("web workers import the app themselves: " + (word[len("no "):] if word.startswith("no ")
+                                                          else "the zygote is gone"))
+        return None
+
+    def serve_as_zygote(self, server):
+        """In the zygote: the app imported, then the loop of orders the
+        server forwards; answers go to the master straight."""
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the server's death is the zygote's
+        self.is_zygote = True
+        self.orders = server
+        reason = self.import_app()
+        try:
+            server.send(b"ok" if reason is None else ("no " + reason).encode())
+        except OSError:
+            os._exit(0)
+        if reason is not None:
+            os._exit(0)
+        return self.loop()
+
+    def import_app(self):
+        """Imports gunicorn's app with the role of a web worker; None if that
+        is safe to share, else why not: the import reads a worker's own
+        variable (its id, count …), starts a thread, or opens a descriptor
+        a worker may not share (a connection)."""
+        names = os.environ.get("BELLWETHER_FORKSERVER_WORKER_VARIABLES", "").split(",")
+        watch = WorkerVariablesWatch(",".join(name for name in names if name != self.role_variable))
+        before = set(open_descriptors())
+        os.environ[self.role_variable] = "worker"
+        gc.disable()
+        try:
+            self.app.gunicorn.set_paths()
+            with watch:
+                self.app.gunicorn.application.wsgi()
+        except BaseException as error:  # noqa: B036  SystemExit included: each worker will say it
+            return f"importing the app as a web worker raised {type(error).__name__}: {error}"
+        finally:
+            del os.environ[self.role_variable]
+            gc.freeze()
+            gc.enable()
+        if watch.read:
+            return "the app reads " + ", ".join(sorted({name for name, _ in watch.read})) + " at import"
+        if threads_refusal():
+            return "the app starts a thread at import"
+        opened = [fd for fd in set(open_descriptors()) - before if not appended_file(fd)]
+        opened = [fd for fd in opened if os.path.exists(f"/proc/self/fd/{fd}")]
+        if opened:
+            return "the app opens descriptors at import (" + ", ".join(
+                describe_descriptor(fd) for fd in sorted(opened)[:3]) + ")"
+        return None
+
+    def forward(self, data, received):
+        """Hands an order to the zygote; False if it is gone (the server forks
+        this worker itself, and every one after it)."""
+        try:
+            self.zygote.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", received))])
+        except OSError as error:
+            say(f"the web workers' zygote is gone ({error.strerror}): each imports the app itself from now on")
+            self.zygote.close()
+            self.zygote, self.zygote_off = None, True
+            return False
+        for fd in received:
+            os.close(fd)
+        return True
 
     def reply(self, message):
         try:
@@ -481,6 +604,9 @@ class Server:
                 os.close(fd)
             raise OrderError(f"cannot fork: {error.strerror}")
         if intermediate == 0:
+            # No collection in I or F: each page one dirtied before W is
+            # forked would be a private copy in W. W turns it back on.
+            gc.disable()
             try:
                 os.close(reader)
                 os.close(go_writer)
@@ -504,7 +630,8 @@ class Server:
                     return self.become_guard(order, received)
                 os.close(held_reader)
                 os.write(writer, f"{forked}\n".encode())
-                os.read(go_reader, 1)  # the answer is sent, or the server is gone
+                if os.read(go_reader, 1) != b"g":  # the master did not hear of F: F goes
+                    os.kill(forked, signal.SIGKILL)
                 os._exit(0)
             except BaseException as error:
                 try:
@@ -525,7 +652,8 @@ class Server:
                 raise OrderError(text[len("error "):] if text.startswith("error ") else "the fork failed")
             outcome = {"ref": order.ref, "pid": int(text)}
             if not self.reply(outcome):
-                outcome = None
+                return None
+            os.write(go_writer, b"g")
             return outcome
         finally:
             os.close(reader)
@@ -536,6 +664,9 @@ class Server:
         """In F: lay out the descriptors, fork W, execute the guard."""
         try:
             os.close(self.control.detach())
+            for other in (self.orders, self.zygote):
+                if other is not None and other is not self.control:
+                    other.close()
             os.setpgid(0, 0)  # the master signals and renices a guard's group
             prctl(PR_SET_CHILD_SUBREAPER, 1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # SIG_IGN would reap W behind the guard's back
@@ -591,6 +722,7 @@ class Server:
             except (OSError, ValueError, TypeError):
                 pass
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        gc.enable()  # off since I was forked
         return self.worker
 
     def worker(self):
@@ -602,6 +734,13 @@ class Server:
         if self.preload.error is not None:
             raise self.preload.error
         return self.app.run()
+
+
+def describe_descriptor(fd):
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return str(fd)
 
 
 def appended_file(fd):
@@ -685,7 +824,8 @@ def main(argv):
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # ignored, I would be reaped before our waitpid
     app = App(argv[5:])
     preload = Preload(modules, app)
-    return Server(control, guard_prefix, preload, app, placeholder, signals).serve()
+    role_variable = os.environ.get("BELLWETHER_FORKSERVER_ROLE_VARIABLE", "")
+    return Server(control, guard_prefix, preload, app, placeholder, signals, role_variable).serve()
 
 
 if __name__ == "__main__":

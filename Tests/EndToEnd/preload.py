@@ -17,6 +17,9 @@ server per generation, new code on every HUP.
 5. Start-time refusals: a command that is not Python (64), a preload that
    starts a thread or reads WORKER_ROLE (a failed start, 3, with the reason).
 6. The master SIGKILLed: the fork server and every tree go with it.
+7. gunicorn's app is imported once for the web workers (by the fork
+   server's zygote) and by the scheduler itself; an app that reads
+   WORKER_ID at import is imported by each worker, and says so.
 
 usage: preload.py BELLWETHER VENV   (VENV holds gunicorn and flask)
 """
@@ -36,6 +39,8 @@ import os
 import constmod
 from flask import Flask
 
+with open(os.environ["PRELOAD_IMPORTS"], "a") as imports:
+    imports.write(f"{os.getpid()}\\n")
 app = Flask(__name__)
 if os.environ.get("WORKER_ROLE") == "scheduler":
     ORACLE = os.open(os.environ["PRELOAD_ORACLE"], os.O_RDWR | os.O_CREAT)
@@ -50,6 +55,19 @@ if os.environ.get("WORKER_ROLE") == "scheduler":
 @app.get("/")
 def index():
     return f"{constmod.VALUE} {os.environ.get('WORKER_ROLE', '-')} {os.getpid()}\\n"
+"""
+
+IDAPP = """\
+import os
+from flask import Flask
+
+ID_AT_IMPORT = os.environ.get("WORKER_ID")
+app = Flask(__name__)
+
+
+@app.get("/")
+def index():
+    return f"{ID_AT_IMPORT} {os.environ['WORKER_ID']}\\n"
 """
 
 GRACE = 2
@@ -124,7 +142,8 @@ def main():
     gunicorn = os.path.join(venv, "bin", "gunicorn")
     with directory as scratch:
         oracle = os.path.join(scratch, "oracle")
-        env = dict(os.environ, XDG_RUNTIME_DIR=scratch, PRELOAD_ORACLE=oracle)
+        imports = os.path.join(scratch, "imports")
+        env = dict(os.environ, XDG_RUNTIME_DIR=scratch, PRELOAD_ORACLE=oracle, PRELOAD_IMPORTS=imports)
         env.pop("NOTIFY_SOCKET", None)
         write_module(scratch, 'VALUE = "one"\n')
         port = free_port()
@@ -169,6 +188,12 @@ def main():
                     return cmdline.read()
             check("each slot's app is the fork server's fork (its command line), not an interpreter of its own",
                   all(b"forkserver.py" in command_line(pid) for pid in arbiters), repr(arbiters))
+            with open(imports) as imported:
+                importers = [int(line) for line in imported.read().split()]
+            web = [slot["pid"] for slot in report["slots"] if slot["role"] == "worker"]
+            check("the app was imported twice: by the scheduler, and once for the web workers (not by them)",
+                  len(importers) == 2 and report["scheduler"] in importers and not set(web) & set(importers),
+                  f"imported by {importers}; scheduler {report['scheduler']}, web workers {web}")
             check("each guard is the master's child, each app its guard's", all(
                 open(f"/proc/{g}/stat").read().rsplit(")", 1)[1].split()[1] == str(master.pid) for g in guards))
 
@@ -230,6 +255,31 @@ def main():
             if master.poll() is None:
                 master.kill()
                 master.wait()
+
+        # --- 7. an app that reads WORKER_ID at import: each worker imports it -
+        with open(os.path.join(scratch, "idapp.py"), "w") as module:
+            module.write(IDAPP)
+        with open(os.path.join(scratch, "idapp.log"), "w") as log:
+            master = subprocess.Popen(bellwether_command("-w", "3", preload="flask", command=[
+                gunicorn, "-c", os.path.join(ROOT, "etc", "gunicorn.conf.py"), "-w", "1", "idapp:app"]),
+                env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            check("an app reading WORKER_ID at import: 3 workers ready",
+                  wait_for(60, lambda: settled(bellwether, control, 3)))
+            answers = set()
+            for _ in range(30):
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+                        answers.add(tuple(response.read().decode().split()))
+                except OSError:
+                    answers.add(("failed",))
+            check("... every worker saw its own WORKER_ID at import (it imported the app itself)",
+                  answers and all(len(a) == 2 and a[0] == a[1] for a in answers), repr(sorted(answers)))
+            check("... and the fork server said why", "web workers import the app themselves: the app reads "
+                  "WORKER_ID at import" in log_of(scratch, "idapp"))
+        finally:
+            master.terminate()
+            master.wait(60)
 
         # --- 2'. gunicorn --preload keeps the old code ----------------------
         write_module(scratch, 'VALUE = "one"\n')

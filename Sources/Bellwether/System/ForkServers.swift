@@ -69,7 +69,9 @@ final class ForkServers {
         self.masterPID = masterPID
         self.logger = logger
         script = Self.locate(nextTo: shim)
-        environment = masterEnvironment["BELLWETHER_FORKSERVER_GC_FREEZE"].map { ["BELLWETHER_FORKSERVER_GC_FREEZE=\($0)"] } ?? []
+        environment = ["BELLWETHER_FORKSERVER_GC_FREEZE", "BELLWETHER_FORKSERVER_APP"].compactMap { name in
+            masterEnvironment[name].map { "\(name)=\($0)" }
+        }
     }
 
     /// Installed: BINDIR/../share/bellwether/forkserver.py (a package, a
@@ -144,7 +146,8 @@ final class ForkServers {
                                                    environment: launch.environment + environment
                                                        + ["BELLWETHER_FORKSERVER_WORKER_VARIABLES="
                                                            + (WorkerEnvironment.perWorker + [launch.roleVariable])
-                                                           .joined(separator: ",")],
+                                                           .joined(separator: ","),
+                                                          "BELLWETHER_FORKSERVER_ROLE_VARIABLE=\(launch.roleVariable)"],
                                                    descriptors: [ends.1], directory: launch.directory))
         Sys.closeFile(ends.1)
         switch spawned {

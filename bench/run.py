@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""bellwether against gunicorn, seven benchmarks in one run (see bench/run).
+"""bellwether against gunicorn, eight benchmarks in one run (see bench/run).
 
 Every benchmark runs both systems in alternation, REPS times (5; --quick: 1,
 with smaller sizes), on the same app (bench/app.py): `gunicorn -w N app:app`
@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -541,8 +542,187 @@ def signal_storm():
     record("signal storm", "two schedulers at once (flock oracle)", [len(failures)], [], "", "0", not failures)
 
 
+# --- 8. --preload: one fork server per generation ---------------------------------------------
+# The recommended recipes: the example's libraries preloaded, gunicorn -w 1 in each slot.
+PRELOAD_EXAMPLES = {
+    "Flask": {"directory": os.path.join(ROOT, "examples", "flask-apscheduler"), "app": "app:app",
+              "preload": "flask,flask_apscheduler,apscheduler.schedulers.background"},
+    "Django": {"directory": os.path.join(ROOT, "examples", "django-apscheduler"), "app": "mysite.wsgi:application",
+               "preload": "django.core.handlers.wsgi,django.db.models,django.db.backends.sqlite3.base,django.urls,"
+                          "django.template.defaulttags,django.forms,django.contrib.admin,django.contrib.auth,"
+                          "django.contrib.sessions.middleware,django.views.generic,"
+                          "apscheduler.schedulers.background,apscheduler.triggers.cron,"
+                          "apscheduler.triggers.interval"},
+}
+
+
+def tree_of(pid):
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        try:
+            with open(f"/proc/{current}/task/{current}/children") as f:
+                queue += [int(child) for child in f.read().split()]
+        except OSError:
+            pass
+    return found
+
+
+def pss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def tree_pss(argv, cwd, env, port, settle=8):
+    """The whole tree's PSS (MiB) and process count, `settle` seconds after its first answer."""
+    with open(os.path.join(OUT, f"pss-{port}.log"), "w") as log:
+        process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        if not wait_for(60, lambda: probe(port)):
+            raise RuntimeError(f"{argv} did not answer on port {port}")
+        time.sleep(settle)
+        pids = tree_of(process.pid)
+        return sum(pss_kib(pid) for pid in pids) / 1024, len(pids)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def probe(port):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+            return response.status < 500
+    except urllib.error.HTTPError as error:
+        return error.code < 500  # Django's 404 for / is an answer
+    except OSError:
+        return False
+
+
+def preload():
+    log("preload")
+    conf = os.path.join(ROOT, "etc", "gunicorn.conf.py")
+    database = os.path.join(OUT, "preload-django.sqlite3")
+    env = dict(os.environ, DJANGO_DB=database, XDG_RUNTIME_DIR=OUT)
+    env.pop("NOTIFY_SOCKET", None)
+    if os.path.exists(database):
+        os.unlink(database)
+    subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=PRELOAD_EXAMPLES["Django"]["directory"], env=env,
+                   check=True)
+    for name, example in PRELOAD_EXAMPLES.items():
+        layouts = {
+            "gunicorn -w 4": lambda port: [GUNICORN, "-w", "4", "-b", f"127.0.0.1:{port}", example["app"]],
+            "gunicorn -w 4 --preload": lambda port: [GUNICORN, "-w", "4", "--preload", "-b", f"127.0.0.1:{port}",
+                                                     example["app"]],
+            "recipe": lambda port: [BW, "-w", "4", "-b", f"127.0.0.1:{port}", "--", GUNICORN, "-c", conf, "-w", "1",
+                                    example["app"]],
+            "recipe, inner --preload": lambda port: [BW, "-w", "4", "-b", f"127.0.0.1:{port}", "--", GUNICORN, "-c",
+                                                     conf, "-w", "1", "--preload", example["app"]],
+            "--preload": lambda port: [BW, "-w", "4", "-b", f"127.0.0.1:{port}", "--preload", example["preload"],
+                                       "--", GUNICORN, "-c", conf, "-w", "1", example["app"]],
+        }
+        pss = {layout: [] for layout in layouts}
+        counts = {}
+        for _ in range(REPS):
+            for layout, argv in layouts.items():
+                port = free_port()
+                mib, count = tree_pss(argv(port), example["directory"], env, port, settle=3 if QUICK else 8)
+                pss[layout].append(mib)
+                counts[layout] = count
+        plain, preloaded = pss["gunicorn -w 4"], pss["gunicorn -w 4 --preload"]
+        record("preload", f"{name} example, whole-tree PSS, 4 workers: gunicorn -w 4 --preload "
+               f"({counts['gunicorn -w 4 --preload']} processes) / gunicorn -w 4 ({counts['gunicorn -w 4']})",
+               preloaded, plain, "MiB", "-", None)
+        record("preload", f"{name}: the README's recipe, bellwether -w 4 -- gunicorn -w 1 ({counts['recipe']} "
+               "processes) / gunicorn -w 4", pss["recipe"], plain, "MiB", "-", None)
+        record("preload", f"{name}: the same with the inner gunicorn --preload ({counts['recipe, inner --preload']})"
+               " / gunicorn -w 4", pss["recipe, inner --preload"], plain, "MiB", "-", None)
+        ratio = statistics.median(pss["--preload"]) / statistics.median(plain)
+        record("preload", f"{name}: bellwether -w 4 --preload LIBRARIES -- gunicorn -w 1 ({counts['--preload']} "
+               "processes) / gunicorn -w 4", pss["--preload"], plain, "MiB", "≤ 0.7×", ratio <= 0.7)
+        ratio = statistics.median(pss["--preload"]) / statistics.median(preloaded)
+        record("preload", f"{name}: the same / gunicorn -w 4 --preload", pss["--preload"], preloaded, "MiB",
+               "≤ 1.25×", ratio <= 1.25)
+
+    # Failover: the only worker SIGKILLed, a request sent at once (it waits in
+    # the listen queue of the socket the master keeps). bellwether: the
+    # scheduler's app on --scheduler-bind (forked by the fork server, imports
+    # bench/app.py itself), and a web worker (forked by the zygote, the app
+    # already imported); gunicorn: its worker.
+    samples = {"scheduler": [], "web": [], "gunicorn": [], "master": []}
+    kills = 3 if QUICK else 5
+    for _ in range(REPS):
+        for kind in ("scheduler", "web", "gunicorn"):
+            port = free_port()
+            if kind == "gunicorn":
+                system = System("gunicorn", 1)
+            else:
+                bind = ["--scheduler-bind", f"127.0.0.1:{port}"] if kind == "scheduler" else \
+                    ["--no-scheduler", "-b", f"127.0.0.1:{port}"]
+                system = System("bellwether", 1, extra=bind + ["--preload", "-"],
+                                command=[GUNICORN, "-w", "1", "--no-control-socket", "--log-level", "warning",
+                                         "app:app"])
+                system.port = port
+            with system:
+                values, master = [], []
+                for _ in range(kills):
+                    wait_for(30, lambda: get(system.port, 1) is not None)
+                    time.sleep(1.2)  # past the 1 s stable uptime: no back-off
+                    before = get(system.port)
+                    own = process_cpu(system.pid)
+                    start = time.monotonic()
+                    os.kill(before["pid"], signal.SIGKILL)  # bellwether's: the app, below its guard
+                    answer = get(system.port, 30)
+                    values.append((time.monotonic() - start) * 1000)
+                    assert answer and answer["pid"] != before["pid"], (kind, answer, before)
+                    time.sleep(0.3)
+                    master.append((process_cpu(system.pid) - own) * 1000)
+                samples[kind].append(statistics.median(values))
+                if kind == "web":
+                    samples["master"].append(statistics.median(master))
+    gu = samples["gunicorn"]
+    record("preload", "failover: a web worker SIGKILLed → its replacement (forked by the zygote) serves its first "
+           "request", samples["web"], gu, "ms", "≤ gunicorn", statistics.median(samples["web"]) <= statistics.median(gu))
+    record("preload", "failover: the scheduler SIGKILLed → its replacement (forked, imports the app) serves",
+           samples["scheduler"], gu, "ms", "≤ gunicorn", statistics.median(samples["scheduler"]) <= statistics.median(gu))
+    record("preload", "failover: the master's own CPU per replacement (the order, the answer, the reap)",
+           samples["master"], [], "ms", "≤ 1 ms", statistics.median(samples["master"]) <= 1)
+
+    # CPU per HUP, whole machine, no load: 4 workers of bench/app.py.
+    cpu = {"bellwether": [], "gunicorn": []}
+    wakeups = []
+    for _ in range(REPS):
+        for kind in ("bellwether", "gunicorn"):
+            extra = ["--preload", "-"] if kind == "bellwether" else []
+            with System(kind, 4, extra=extra) as system:
+                wait_for(60, lambda: get(system.port, 1) is not None)
+                time.sleep(3)
+                if kind == "bellwether":
+                    switches = status_field(system.pid, "voluntary_ctxt_switches")
+                    time.sleep(3 if QUICK else 10)
+                    wakeups.append((status_field(system.pid, "voluntary_ctxt_switches") - switches)
+                                   / (3 if QUICK else 10))
+                machine, _ = reload_cpu(system.pid, 2 if QUICK else 4)
+                cpu[kind].append(machine)
+    ratio = statistics.median(cpu["bellwether"]) / statistics.median(cpu["gunicorn"])
+    record("preload", "CPU per HUP without load, whole machine, 4 workers: bellwether --preload / gunicorn",
+           cpu["bellwether"], cpu["gunicorn"], "ms", "≤ 1.5×", ratio <= 1.5)
+    record("preload", "idle master with --preload: voluntary context switches", wakeups, [], "per s", "0",
+           max(wakeups) == 0)
+
+
 ORDER = ["failover", "reload_under_load", "idle_master", "metrics_scrape", "master_memory", "spawn_scaling",
-         "signal_storm"]
+         "signal_storm", "preload"]
 
 
 def table(directory):

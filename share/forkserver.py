@@ -74,6 +74,7 @@ gc: the collector is off during the preload and what it imported is frozen
 with the server. BELLWETHER_FORKSERVER_GC_FREEZE=0 turns both off.
 """
 import array
+import atexit
 import ctypes
 import fcntl
 import gc
@@ -828,8 +829,55 @@ def main(argv):
     return Server(control, guard_prefix, preload, app, placeholder, signals, role_variable).serve()
 
 
+def run_worker(worker):
+    """Runs the worker, then ends the process as the interpreter would —
+    non-daemon threads joined, atexit handlers run, output flushed, the
+    same status (a message for a SystemExit that is not a number, the
+    traceback of an uncaught exception, SIGINT's death for
+    KeyboardInterrupt) — but without tearing the interpreter down: that
+    would touch every object the fork shares, about 12 ms of CPU per worker
+    and its pages copied for nothing. (__del__ methods are not run at exit,
+    which Python does not promise either.)"""
+    interrupted = False
+    try:
+        code = worker()
+    except SystemExit as error:
+        code = error.code
+    except KeyboardInterrupt:
+        sys.excepthook(*sys.exc_info())
+        code, interrupted = 130, True
+    except BaseException:  # noqa: B036  what the interpreter would print and exit 1 for
+        sys.excepthook(*sys.exc_info())
+        code = 1
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    try:
+        threading._shutdown()  # joins the non-daemon threads, as Py_FinalizeEx does first
+    except Exception:  # noqa: BLE001
+        pass
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    if interrupted:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    os._exit(code & 0xFF)
+
+
 if __name__ == "__main__":
     outcome = main(sys.argv[1:])
     if callable(outcome):  # this process is a worker now
-        outcome = outcome()
-    sys.exit(outcome)
+        run_worker(outcome)
+    # The server or the zygote, done: nothing of its own to finish.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(outcome if isinstance(outcome, int) else 1)

@@ -6,7 +6,7 @@ into the virtualenv (PEP 427's .data directory):
 
     bellwether-V.data/scripts/bellwether          -> VENV/bin/bellwether
     bellwether-V.data/scripts/bellwether-exec     -> VENV/bin/bellwether-exec
-    bellwether-V.data/data/share/bellwether/gunicorn.conf.py
+    bellwether-V.data/data/share/bellwether/gunicorn.conf.py, forkserver.py
                                                   -> VENV/share/bellwether/
     bellwether-V.data/data/share/man/man1/bellwether.1
                                                   -> VENV/share/man/man1/
@@ -69,6 +69,8 @@ def main():
         (f"{data}/scripts/bellwether", read(os.path.join(args.bin, "bellwether")), 0o755),
         (f"{data}/scripts/bellwether-exec", read(os.path.join(args.bin, "bellwether-exec")), 0o755),
         (f"{data}/data/share/bellwether/gunicorn.conf.py", read(os.path.join(ROOT, "etc", "gunicorn.conf.py")), 0o644),
+        # --preload's fork server, where bellwether looks for it: BINDIR/../share/bellwether/.
+        (f"{data}/data/share/bellwether/forkserver.py", read(os.path.join(ROOT, "share", "forkserver.py")), 0o644),
         (f"{data}/data/share/man/man1/bellwether.1", read(os.path.join(ROOT, "man", "bellwether.1")), 0o644),
         (f"{info}/METADATA", metadata.encode(), 0o644),
         (f"{info}/WHEEL", wheel.encode(), 0o644),

@@ -6,6 +6,7 @@
 #
 #   the wheel     pip install into a fresh virtualenv; auditwheel must name the
 #                 wheel's own manylinux tag; pip uninstall leaves nothing
+#   (each)        the fork server in share/bellwether/, and --preload works
 #   the tarball   extracted into a temporary directory; SHA256SUMS must match
 #   the .deb      lintian must report no error; dpkg -i, then dpkg -r
 #
@@ -58,6 +59,20 @@ same_file() { cmp -s "$1" "$2"; }
 says_version() { [ "$("$1" --version)" = "bellwether $version" ]; }
 executable_pair() { [ -x "$1/bellwether" ] && [ -x "$1/bellwether-exec" ] && [ -f "$1/bellwether-exec" ]; }
 absent() { local path; for path; do [ ! -e "$path" ] || return 1; done; }
+# --preload with the installed fork server: a worker forked by it, with the
+# preloaded module already imported, runs; then TERM.
+preload_works() {  # preload_works BELLWETHER
+    local marker=$scratch/preloaded-$RANDOM tries=0 master
+    printf 'import os, sys, time\nopen(%s, "w").write(f"{\x27colorsys\x27 in sys.modules} {os.environ[\x27WORKER_ROLE\x27]}")\ntime.sleep(60)\n' \
+        "'$marker'" >"$scratch/preload_app.py"
+    "$1" -w 1 --preload colorsys -- python3 "$scratch/preload_app.py" >"$scratch/preload.log" 2>&1 &
+    master=$!
+    until [ -s "$marker" ] || [ $((tries += 1)) -gt 300 ]; do sleep 0.1; done
+    kill -TERM "$master"
+    wait "$master" || true
+    grep -q "fork server of generation 0 started" "$scratch/preload.log" \
+        && [ "$(cat "$marker" 2>/dev/null)" = "True scheduler" ] || { cat "$scratch/preload.log"; return 1; }
+}
 
 scratch=$(mktemp -d /tmp/bellwether-install-XXXXXX)
 deb_installed=
@@ -98,6 +113,9 @@ data=$("$scratch/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path
 check "wheel: gunicorn.conf.py at $data/share/bellwether/" \
     same_file etc/gunicorn.conf.py "$data/share/bellwether/gunicorn.conf.py"
 check "wheel: the manual at $data/share/man/man1/" same_file man/bellwether.1 "$data/share/man/man1/bellwether.1"
+check "wheel: the fork server at $data/share/bellwether/" \
+    same_file share/forkserver.py "$data/share/bellwether/forkserver.py"
+check "wheel: --preload forks a worker from the installed fork server" preload_works "$scratch/venv/bin/bellwether"
 run_apps wheel "$scratch/venv/bin/bellwether"
 "$scratch/venv/bin/pip" uninstall -q -y bellwether
 check "wheel: pip uninstall removes it all" \
@@ -113,6 +131,9 @@ check "tarball: bin/bellwether and bin/bellwether-exec executable" executable_pa
 check "tarball: etc/ and man/ as in the source" \
     bash -c "diff -r etc '$unpacked/etc' && cmp man/bellwether.1 '$unpacked/man/bellwether.1'"
 check "tarball: bellwether --version says $version" says_version "$unpacked/bin/bellwether"
+check "tarball: the fork server at share/bellwether/" \
+    same_file share/forkserver.py "$unpacked/share/bellwether/forkserver.py"
+check "tarball: --preload forks a worker from the unpacked fork server" preload_works "$unpacked/bin/bellwether"
 run_apps tarball "$unpacked/bin/bellwether"
 
 # --- the Debian package ----------------------------------------------------
@@ -132,6 +153,8 @@ check "deb: dpkg -i installs it" dpkg_install "$deb"
 check "deb: /usr/bin/bellwether and /usr/bin/bellwether-exec executable" executable_pair /usr/bin
 check "deb: bellwether --version says $version" says_version /usr/bin/bellwether
 check "deb: gunicorn.conf.py at /usr/share/bellwether/" same_file etc/gunicorn.conf.py /usr/share/bellwether/gunicorn.conf.py
+check "deb: the fork server at /usr/share/bellwether/" same_file share/forkserver.py /usr/share/bellwether/forkserver.py
+check "deb: --preload forks a worker from the installed fork server" preload_works /usr/bin/bellwether
 check "deb: the manual at /usr/share/man/man1/bellwether.1.gz" \
     same_file man/bellwether.1 <(gzip -dc /usr/share/man/man1/bellwether.1.gz)
 check "deb: the systemd units and sample config in /usr/share/doc/bellwether/examples/" \

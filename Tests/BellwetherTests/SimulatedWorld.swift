@@ -30,6 +30,8 @@ struct SimulatedWorld {
     var exitStatus: Int32?
     var rng: SplitMix
     var spawnFailureRate = 0.03
+    /// Spawn failures are a fork server's (`--preload`): failed boots.
+    var spawnFailuresAreFailedBoots = false
     var ignoreTermRate = 0.1
     /// With notify readiness: the share of processes that never send READY=1.
     var neverReadyRate = 0.05
@@ -91,7 +93,8 @@ struct SimulatedWorld {
         switch action {
         case .spawn(let order):
             if rng.chance(spawnFailureRate) {
-                pending.append(.spawnFailed(order.ref, reason: "simulated failure"))
+                pending.append(.spawnFailed(order.ref, reason: "simulated failure",
+                                            failedBoot: spawnFailuresAreFailedBoots))
                 return
             }
             if order.role == .scheduler {

@@ -173,6 +173,12 @@ def run(kind):
     os.rename(path + ".tmp", path + ".json")
     if mode.startswith("exit:"):
         sys.exit(int(mode[5:]))
+    if mode == "ending":  # what the interpreter's end does, the fork server's quick one too
+        import atexit
+        atexit.register(lambda: print("atexit ran", flush=True))
+        threading.Thread(target=lambda: (time.sleep(0.3), print("thread joined", flush=True))).start()
+        print("buffered, not flushed", end="")
+        sys.exit("a message for stderr")
     if mode == "sleep":
         while True:
             time.sleep(3600)
@@ -478,6 +484,16 @@ def test_preloaded_workers(guard):
     _, worker = master.order(mode="exit:3")
     check("a worker that exits 3: its guard exits 3", worker and describe(worker.wait()) == "exit 3",
           describe(worker and worker.status))
+
+    # The end of a worker: as the interpreter's, without its teardown.
+    _, worker = master.order(mode="ending")
+    status = describe(worker and worker.wait())
+    said = worker.stderr() if worker else ""
+    check("a worker's end: non-daemon threads joined, atexit handlers run, output flushed, "
+          "sys.exit(TEXT) is TEXT on stderr and status 1",
+          status == "exit 1" and all(part in said for part in
+                                     ("thread joined", "atexit ran", "buffered, not flushed", "a message for stderr"))
+          and said.index("thread joined") < said.index("atexit ran"), f"{status}: {said!r}")
 
     # An orphan left behind is TERMed and waited for.
     _, worker = master.order(mode="orphan")

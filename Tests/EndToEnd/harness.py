@@ -1,7 +1,8 @@
 """What the end-to-end scripts share (apps.py, gunicorn_ready.py, trees.py,
-servers.py): ok/FAIL lines and the exit status, free ports, waiting on a
-condition, the master's status, a request loop, and the job logs the example
-apps write (one `key=value ...` line per job execution)."""
+preload.py, servers.py): ok/FAIL lines and the exit status, free ports, waiting on a
+condition, the master's status, a request loop, the processes of a tree,
+and the job logs the example apps write (one `key=value ...` line per job
+execution)."""
 import http.client
 import json
 import os
@@ -77,6 +78,29 @@ def wait_for(seconds, condition):
             return True
         time.sleep(0.1)
     return condition()
+
+
+def alive(pid):
+    """Running, not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def tree(pid):
+    """pid and every process below it."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        try:
+            with open(f"/proc/{current}/task/{current}/children") as children:
+                queue += [int(child) for child in children.read().split()]
+        except OSError:
+            pass
+    return found
 
 
 def redis_server(scratch):

@@ -30,7 +30,7 @@ import sys
 import time
 import urllib.request
 
-from harness import ROOT, RequestLoop, app_scratch, check, finish, free_port, settled, status, wait_for
+from harness import ROOT, RequestLoop, alive, app_scratch, check, finish, free_port, settled, status, tree, wait_for
 
 APP = """\
 import fcntl
@@ -93,27 +93,6 @@ def values(port, count=12):
         except OSError:
             seen.append(None)
     return seen
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
-
-
-def tree(pid):
-    found, queue = [], [pid]
-    while queue:
-        current = queue.pop()
-        found.append(current)
-        try:
-            with open(f"/proc/{current}/task/{current}/children") as children:
-                queue += [int(child) for child in children.read().split()]
-        except OSError:
-            pass
-    return found
 
 
 def fork_servers(master):

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 
-from harness import ROOT, app_scratch, check, finish, free_port, settled, status, wait_for
+from harness import ROOT, alive, app_scratch, check, finish, free_port, settled, status, tree, wait_for
 
 GRACE = 2
 
@@ -64,29 +64,6 @@ if os.environ.get("WORKER_ROLE") == "scheduler":
     with open(os.environ["TREE_DAEMONS"], "a") as daemons:
         daemons.write(f"{daemon.pid}\\n")
 """
-
-
-def alive(pid):
-    """Running, not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
-
-
-def tree(pid):
-    """pid and every process below it."""
-    found, queue = [], [pid]
-    while queue:
-        current = queue.pop()
-        found.append(current)
-        try:
-            with open(f"/proc/{current}/task/{current}/children") as children:
-                queue += [int(child) for child in children.read().split()]
-        except OSError:
-            pass
-    return found
 
 
 def refused(port):

@@ -11,7 +11,8 @@ struct PendingSpawn {
     var handsToken: Bool
     var pipes: WorkerOutputs.Pipes?
     var reloadNice: Int32
-    /// A fork server's: a failure to fork it is a failed boot of its generation.
+    /// A fork server's: a failure to fork it is a failed boot of its generation
+    /// (the master's own shortage of descriptors or buffer space is not).
     var forked: Bool
 }
 
@@ -98,18 +99,20 @@ final class ForkServers {
     /// Sends `pending`'s order to its generation's server, spawning the
     /// server first if there is none. `descriptors`: (target, fd) as the
     /// guard expects them; `guardSpec`: LINK:GRACE_MS:TOKEN for that layout.
-    /// nil once sent; else why nothing was started.
+    /// nil once sent; else why nothing was started, and whether that is a
+    /// failed boot of the generation (the fork server cannot be started) or
+    /// passes (no descriptor or process left, the socket's buffer full).
     func order(_ pending: PendingSpawn, launch: Launch, preload: PythonPreload, environment: [String],
                descriptors: [(target: Int32, fd: Int32)], guardSpec: String, patience: Duration,
-               at now: Instant) -> String? {
+               at now: Instant) -> (reason: String, failedBoot: Bool)? {
         let generation = pending.order.generation
         let server: Server
         if let running = servers[generation] {
             server = running
         } else {
             let started = start(generation: generation, launch: launch, preload: preload)
-            guard let started = started.server else { return started.failure }
-            server = started
+            guard let running = started.server else { return started.failure }
+            server = running
         }
         var env: [(String, JSON)] = []
         for entry in environment {
@@ -122,7 +125,7 @@ final class ForkServers {
         let sent = Array(message.utf8).withUnsafeBytes { bytes in
             Sys.calls.sendWithDescriptors(server.fd, bytes, descriptors.map(\.fd))
         }
-        if sent < 0 { return "cannot send the order to the fork server: \(describe(Int32(-sent)))" }
+        if sent < 0 { return ("cannot send the order to the fork server: \(describe(Int32(-sent)))", false) }
         server.pending[pending.order.ref.serial] = pending
         server.patience = patience
         if server.due == nil { server.due = now + patience }
@@ -131,14 +134,15 @@ final class ForkServers {
 
     /// The server, or why there is none.
     private func start(generation: Int, launch: Launch,
-                       preload: PythonPreload) -> (server: Server?, failure: String?) {
+                       preload: PythonPreload) -> (server: Server?, failure: (reason: String, failedBoot: Bool)?) {
         guard let script else {
-            return (nil, "--preload: the fork server (share/bellwether/forkserver.py) is not installed beside \(shim)")
+            return (nil, ("--preload: the fork server (share/bellwether/forkserver.py) is not installed beside \(shim)",
+                          true))
         }
         let ends: (Int32, Int32)
         switch Sys.calls.seqpacketPair() {
         case .success(let pair): ends = pair
-        case .failure(let error): return (nil, "cannot create the fork server's socket: \(describe(error.errno))")
+        case .failure(let error): return (nil, ("cannot create the fork server's socket: \(describe(error.errno))", false))
         }
         let arguments = [preload.interpreter, script, "3", shim, String(masterPID), launch.credentials.shimArgument,
                          preload.modules.isEmpty ? "-" : preload.modules.joined(separator: ",")] + preload.app
@@ -159,7 +163,9 @@ final class ForkServers {
             return (server, nil)
         case .failure(let error):
             Sys.closeFile(ends.0)
-            return (nil, "cannot start the fork server: \(error.description)")
+            // Out of processes or memory passes; an interpreter that cannot run does not.
+            let passing = [EAGAIN, ENOMEM, EMFILE, ENFILE].contains(error.errno)
+            return (nil, ("cannot start the fork server: \(error.description)", !passing))
         }
     }
 

@@ -506,7 +506,11 @@ final class Master {
                                             descriptors: layout.descriptors, guardSpec: layout.guardSpec,
                                             patience: core.plan.readyTimeout, at: Sys.monotonicNow())
             if guardLink != link.read { Sys.closeFile(guardLink) }
-            if let failure { finish(.failed(pending, reason: failure)) }
+            if let failure {
+                var unsent = pending
+                unsent.forked = failure.failedBoot
+                finish(.failed(unsent, reason: failure.reason))
+            }
             return
         }
         let result = spawner.spawn(launch, layout: layout, environment: environment, output: pipes)

@@ -60,7 +60,8 @@ What a worker has:
   - `random` reseeded and every os.register_at_fork handler run: os.fork()
     does both. What the preload seeded otherwise (a random.Random of its
     own, str hashes) is the same in every worker;
-  - the server's command line, in ps.
+  - the server's command line, in ps; its name (top, ps -o comm) is the
+    app's: the script's, the console script's or the module's.
 
 A failed preload does not stop the server: every worker raises the same
 exception, so it exits 1 with the traceback on stderr, a failed boot for the
@@ -89,6 +90,7 @@ import threading
 import time
 
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
 PR_SET_CHILD_SUBREAPER = 36
 # Descriptors below this are kept free for the orders' layouts, so that none
 # the preload opens can be overwritten by a socket or the link.
@@ -126,6 +128,11 @@ class App:
         self.gunicorn = None  # GunicornPreload, for gunicorn's console script
         self.path0 = sys.path[0]
 
+    @property
+    def name(self):
+        """What a worker calls itself: the script's or console script's name, or the module's."""
+        return self.argv[1] if self.argv[0] == "-m" and len(self.argv) > 1 else os.path.basename(self.argv[0])
+
     def resolve(self):
         """Sets what to run and where its modules are found (sys.path[0], as
         `python APP` would); raises SystemExit with the reason if it cannot."""
@@ -153,6 +160,8 @@ class App:
         else:
             self.kind, self.target, self.args = "script", name, argv[1:]
             self.path0 = os.path.dirname(os.path.realpath(name))
+            if not os.path.exists(name):  # in Python's words, without a traceback from runpy
+                raise SystemExit(f"{sys.executable}: can't open file {name!r}: [Errno 2] No such file or directory")
 
     def load(self):
         """Imports the console script's entry point (part of the preload)."""
@@ -676,13 +685,20 @@ class Server:
             for fd in received:
                 os.close(fd)
             guard = os.getpid()
+            # W starts its app only once this process is the guard (its end of
+            # `execed` closes at the execve), and the master has F's MAINPID=
+            # by then: W's READY=1 never comes first.
+            execed, execing = os.pipe()
             worker = os.fork()
             if worker == 0:
                 try:
-                    return self.become_worker(order, guard)
+                    os.close(execing)
+                    return self.become_worker(order, guard, execed)
                 except BaseException as error:
                     say(f"cannot start the worker: {error}")
                     os._exit(1)
+            os.close(execed)
+            tell_master(order.env.get("NOTIFY_SOCKET"), f"MAINPID={worker}")
             for fd in open_descriptors():
                 if fd > 2 and fd not in order.layout:
                     try:
@@ -695,11 +711,13 @@ class Server:
             say(f"cannot become the guard: {error}")
         os._exit(125)  # W, if forked, gets SIGKILL from its death signal
 
-    def become_worker(self, order, guard):
+    def become_worker(self, order, guard, execed):
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        # top and `ps -o comm` name the app (ps's command line stays the server's).
+        _libc.prctl(PR_SET_NAME, ctypes.c_char_p(self.app.name.encode()[:15]), 0, 0, 0)
         if os.getppid() != guard:
             os._exit(1)  # the guard is gone already
-        keep = {0, 1, 2} | set(order.layout) - order.guard_fds
+        keep = {0, 1, 2, execed} | set(order.layout) - order.guard_fds
         for fd in open_descriptors():
             if fd in keep or fd == self.placeholder:
                 continue
@@ -724,6 +742,11 @@ class Server:
                 pass
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         gc.enable()  # off since I was forked
+        try:
+            while os.read(execed, 1):
+                pass
+        finally:
+            os.close(execed)
         return self.worker
 
     def worker(self):
@@ -735,6 +758,17 @@ class Server:
         if self.preload.error is not None:
             raise self.preload.error
         return self.app.run()
+
+
+def tell_master(address, message):
+    """One datagram to the master's notify socket (an abstract name: @NAME)."""
+    if not address:
+        return
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+            notify.sendto(message.encode(), "\0" + address[1:] if address.startswith("@") else address)
+    except OSError:
+        pass  # the guard says it again once it runs
 
 
 def describe_descriptor(fd):

@@ -76,6 +76,14 @@ struct PreloadTests {
         }
     }
 
+    @Test func theForkServerIsFoundBesideTheBinaryAndShownWithoutDotDot() {
+        #expect(ForkServers.withoutDotDot("/usr/bin/../share/bellwether/forkserver.py")
+            == "/usr/share/bellwether/forkserver.py")
+        #expect(ForkServers.withoutDotDot("/r/.build/x86_64/debug/../../../share/./forkserver.py")
+            == "/r/share/forkserver.py")
+        #expect(ForkServers.withoutDotDot("/a/b") == "/a/b")
+    }
+
     @Test func theForkServersAnswersAreRead() {
         #expect(FlatJSON.parse(#"{"ref": 3, "pid": 1234}"#) == ["ref": .int(3), "pid": .int(1234)])
         #expect(FlatJSON.parse(#"{"ref":7,"error":"cannot fork: \"no\" \u00e9\n"}"#)

@@ -24,6 +24,7 @@ server per generation, new code on every HUP.
 usage: preload.py BELLWETHER VENV   (VENV holds gunicorn and flask)
 """
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -222,6 +223,13 @@ def main():
             overlaps = oracle + ".failures"
             check("the oracle never found two schedulers", not os.path.exists(overlaps),
                   open(overlaps).read() if os.path.exists(overlaps) else "")
+
+            text = log_of(scratch, "master")
+            guards = set(re.findall(r"\(guard pid (\d+),", text))
+            readies = re.findall(r"\(pid (\d+)\) is ready", text)
+            check(f"every 'is ready' line ({len(readies)}) names the app, never its guard (the fork server's F "
+                  "tells the master its worker's pid before the worker can be ready)",
+                  readies and not guards & set(readies), f"guards {sorted(guards)}, ready {readies}")
 
             # --- 6. the master SIGKILLed ------------------------------------
             everything = tree(master.pid)[1:]

@@ -83,6 +83,7 @@ public struct PythonPreload: Hashable, Sendable {
             names = []
         } else if value.hasPrefix("@") {
             let file = String(value.dropFirst())
+            if file.isEmpty { throw .invalidValue(source, value: value, expected: "@ followed by a file's path") }
             let absolute = file.hasPrefix("/") ? file : directory + "/" + file
             let bytes: [UInt8]
             do { bytes = try Sys.readFile(absolute) } catch {

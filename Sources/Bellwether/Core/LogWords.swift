@@ -282,8 +282,8 @@ extension MasterHappening {
                 + (modules.isEmpty ? "preloading the app's entry point only" : "preloading " + modules.joined(separator: ", ")),
                 [.init("generation", .int(generation)), .init("pid", .int(Int(pid)))])
         case .forkServerExited(let generation, let pid, let status, let failedOrders):
-            LogRecord(failedOrders > 0 ? .error : .info, "fork_server_exited",
-                      "fork server of generation \(generation) (pid \(pid)) \(status)"
+            LogRecord(failedOrders > 0 ? .error : .warning, "fork_server_exited",
+                      "fork server of generation \(generation) (pid \(pid)) ended: \(status)"
                 + (failedOrders > 0 ? "; \(failedOrders) worker(s) it had not forked yet count as failed boots" : ""),
                 [.init("generation", .int(generation)), .init("pid", .int(Int(pid))),
                  .init("failed_orders", .int(failedOrders))])

@@ -81,7 +81,17 @@ final class ForkServers {
         let bin = shim.lastIndex(of: "/").map { String(shim[..<$0]) } ?? "."
         let candidates = [bin + "/../share/bellwether/forkserver.py", bin + "/../../../share/forkserver.py",
                           bin + "/../../share/forkserver.py"]
-        return candidates.first { Sys.calls.isAccessible($0, R_OK) }
+        return candidates.first { Sys.calls.isAccessible($0, R_OK) }.map(withoutDotDot)
+    }
+
+    /// `/usr/bin/../share` as `/usr/share`, for ps and the logs; BINDIR is
+    /// /proc/self/exe's, with no symbolic link to step back out of.
+    static func withoutDotDot(_ path: String) -> String {
+        var parts: [Substring] = []
+        for part in path.split(separator: "/") where part != "." {
+            if part == "..", let last = parts.last, last != ".." { parts.removeLast() } else { parts.append(part) }
+        }
+        return (path.hasPrefix("/") ? "/" : "") + parts.joined(separator: "/")
     }
 
     /// Every server's pid, closed ones not yet reaped included.

@@ -6,8 +6,9 @@ usage: forkserver.py CONTROL_FD GUARD MASTER_PID CREDENTIALS PRELOAD APP [ARG...
 
   CONTROL_FD   a SOCK_SEQPACKET unix socket shared with the master
   GUARD        the path of bellwether-exec; MASTER_PID and CREDENTIALS are
-               its first two arguments (CREDENTIALS "-": the master started
-               this server with the worker's credentials already)
+               its first two arguments. CREDENTIALS must be "-": the master
+               starts this server through bellwether-exec's plain exec mode,
+               with the workers' credentials already set
   PRELOAD      comma-separated module names to import once, "-" for none
   APP          a script's path, "-m MODULE", or a console script's name (its
                entry point, from the installed distributions' metadata, is
@@ -18,9 +19,10 @@ usage: forkserver.py CONTROL_FD GUARD MASTER_PID CREDENTIALS PRELOAD APP [ARG...
                script (with the working directory after it during the
                preload only: gunicorn and the like add it when they start)
 
-Stdlib only, Python 3.8 or later, Linux. Meant to be installed as
-share/bellwether/forkserver.py (VENV/share/bellwether/ from the wheel); the
-release does not ship it yet, and the master does not use it yet.
+Stdlib only, Python 3.8 or later, Linux. Installed as
+share/bellwether/forkserver.py beside bin/ (/usr/share/bellwether/ from the
+.deb, VENV/share/bellwether/ from the wheel); the master runs one per
+generation for --preload (Sources/Bellwether/System/ForkServers.swift).
 
 The master must be a child subreaper and this server's parent: each worker is
 forked twice (server -> I -> F, I exits), so that F is orphaned to the master
@@ -40,8 +42,11 @@ Protocol, one JSON object per datagram:
     master would pass it to a guard it spawns (LINK and TOKEN are among the
     targets). "env" is the whole environment of the guard and the worker;
     the worker's LISTEN_PID and WATCHDOG_PID, if set, become its own pid.
-  server -> master, the answer: {"ref": N, "pid": F} (F is the master's
-    child now), or {"ref": N, "error": "text"} (nothing was started).
+  server -> master, the answer: {"ref": N, "pid": F} (F is about to be the
+    master's child: it goes on only after the answer is sent), or
+    {"ref": N, "error": "text", "passes": BOOL} (nothing was started;
+    "passes": for want of a process, memory or a descriptor, not for what
+    the worker is).
 End of file on CONTROL_FD ends the server (status 0).
 
 What a worker has:
@@ -82,6 +87,7 @@ import gc
 import json
 import os
 import runpy
+import select
 import signal
 import socket
 import stat
@@ -360,15 +366,16 @@ class WorkerVariablesWatch:
                 watch.note(key)
                 return super().__contains__(key)
 
-        self.saved = environ
-        # The same mapping underneath: what a module keeps of it stays live.
-        os.environ = Watched(environ._data, environ.encodekey, environ.decodekey,
-                             environ.encodevalue, environ.decodevalue)
+        # The same object, watched: a module that keeps `from os import
+        # environ` has it too, and it needs no constructor of os._Environ's
+        # (whose arguments differ between Pythons).
+        self.saved = type(environ)
+        environ.__class__ = Watched
         return self
 
     def __exit__(self, *exc):
         if self.saved is not None:
-            os.environ = self.saved
+            os.environ.__class__ = self.saved
         return False
 
     def note(self, key):
@@ -406,7 +413,12 @@ def threads_refusal():
 # --- one order --------------------------------------------------------------
 
 class OrderError(Exception):
-    pass
+    """An order not carried out. `passes`: for want of a process, memory or a
+    descriptor, which may pass, rather than for what the worker is."""
+
+    def __init__(self, text, passes=False):
+        super().__init__(text)
+        self.passes = passes
 
 
 class Order:
@@ -440,6 +452,7 @@ class Server:
         self.signals = signals  # the dispositions this interpreter had at its start
         self.role_variable = role_variable
         self.zygote = None  # the socket to the web workers' zygote, once it runs
+        self.forwarded = set()  # refs handed to the zygote and not yet answered by it
         self.zygote_off = os.environ.get("BELLWETHER_FORKSERVER_APP", "1") == "0" or not role_variable
         self.is_zygote = False
 
@@ -455,6 +468,12 @@ class Server:
 
     def loop(self):
         while True:
+            if self.zygote is not None:
+                readable, _, _ = select.select([self.orders, self.zygote], [], [])
+                if self.zygote in readable:
+                    self.hear_zygote()
+                if self.orders not in readable:
+                    continue
             try:
                 data, ancillary, flags, _ = self.orders.recvmsg(
                     MAX_ORDER, socket.CMSG_SPACE(MAX_FDS * 4), socket.MSG_CMSG_CLOEXEC)
@@ -469,7 +488,8 @@ class Server:
                 return 0
             try:
                 if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
-                    raise OrderError("order truncated")
+                    # MSG_CTRUNC: descriptors dropped, this server is out of them
+                    raise OrderError("order truncated", passes=bool(flags & socket.MSG_CTRUNC))
                 order = Order(data, received)
                 if self.wants_zygote(order):
                     if self.zygote is None:
@@ -480,7 +500,7 @@ class Server:
                         continue
                 outcome = self.fork(order, received)
             except OrderError as error:
-                outcome = {"ref": reference(data), "error": str(error)}
+                outcome = {"ref": reference(data), "error": str(error), "passes": error.passes}
                 if not self.reply(outcome):
                     outcome = None
             if callable(outcome):
@@ -489,6 +509,11 @@ class Server:
                 os.close(fd)
             if outcome is None:
                 return 0
+            if self.is_zygote:
+                try:
+                    self.orders.send(f"done {outcome.get('ref')}".encode())
+                except OSError:
+                    return 0  # the server is gone: so is this zygote, at its death signal
 
     # --- the web workers' zygote: gunicorn's app imported once per role ----
 
@@ -575,11 +600,37 @@ class Server:
                 describe_descriptor(fd) for fd in sorted(opened)[:3]) + ")"
         return None
 
+    def hear_zygote(self):
+        """The zygote says which forwarded orders it answered; at its end of
+        file (it died), the ones it did not answer are answered here, as
+        failures that pass: the master orders them again."""
+        try:
+            word = self.zygote.recv(256)
+        except OSError:
+            word = b""
+        if word.startswith(b"done "):
+            self.forwarded.discard(reference(b'{"ref": ' + word[5:] + b"}"))
+            return
+        if word:
+            return
+        self.zygote.close()
+        self.zygote, self.zygote_off = None, True
+        say("the web workers' zygote is gone: each imports the app itself from now on")
+        for ref in sorted(self.forwarded, key=str):
+            self.reply({"ref": ref, "error": "the web workers' zygote died before it forked this worker",
+                        "passes": True})
+        self.forwarded.clear()
+        try:
+            os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            pass
+
     def forward(self, data, received):
         """Hands an order to the zygote; False if it is gone (the server forks
         this worker itself, and every one after it)."""
         try:
             self.zygote.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", received))])
+            self.forwarded.add(reference(data))
         except OSError as error:
             say(f"the web workers' zygote is gone ({error.strerror}): each imports the app itself from now on")
             self.zygote.close()
@@ -605,14 +656,22 @@ class Server:
                 stream.flush()  # or every worker writes it out again
             except (OSError, ValueError, AttributeError):
                 pass
-        reader, writer = os.pipe()
-        go_reader, go_writer = os.pipe()
+        try:
+            reader, writer = os.pipe()
+        except OSError as error:
+            raise OrderError(f"cannot make a pipe: {error.strerror}", passes=True)
+        try:
+            go_reader, go_writer = os.pipe()
+        except OSError as error:
+            os.close(reader)
+            os.close(writer)
+            raise OrderError(f"cannot make a pipe: {error.strerror}", passes=True)
         try:
             intermediate = os.fork()
         except OSError as error:
             for fd in (reader, writer, go_reader, go_writer):
                 os.close(fd)
-            raise OrderError(f"cannot fork: {error.strerror}")
+            raise OrderError(f"cannot fork: {error.strerror}", passes=True)
         if intermediate == 0:
             # No collection in I or F: each page one dirtied before W is
             # forked would be a private copy in W. W turns it back on.
@@ -625,22 +684,30 @@ class Server:
                 # executes the guard stays pending across execve and is
                 # forwarded to W, rather than being F's death (and W's).
                 signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
-                # F goes on only once I is gone, and I goes only once the
-                # server has answered the master: whatever F or its worker
-                # does, the master has F's pid in its socket before that.
+                # F goes on only when I passes on the server's "g", sent once
+                # the master has F's pid in its socket: whatever F or its
+                # worker does, the master heard of F first. Without the "g"
+                # (the server or I died on the way) F ends before it is anything.
                 held_reader, held_writer = os.pipe()
                 forked = os.fork()
                 if forked == 0:
                     os.close(writer)
                     os.close(go_reader)
                     os.close(held_writer)
-                    while os.read(held_reader, 1):
-                        pass
+                    heard = os.read(held_reader, 1) == b"g"
                     os.close(held_reader)
+                    if not heard:
+                        os._exit(0)
                     return self.become_guard(order, received)
                 os.close(held_reader)
+                try:
+                    os.setpgid(forked, forked)  # its group exists for the master's renice at once
+                except OSError:
+                    pass
                 os.write(writer, f"{forked}\n".encode())
-                if os.read(go_reader, 1) != b"g":  # the master did not hear of F: F goes
+                if os.read(go_reader, 1) == b"g":
+                    os.write(held_writer, b"g")
+                else:  # the master did not hear of F
                     os.kill(forked, signal.SIGKILL)
                 os._exit(0)
             except BaseException as error:
@@ -659,7 +726,8 @@ class Server:
                 answer += chunk
             text = answer.decode(errors="replace").strip()
             if not text.isdigit():
-                raise OrderError(text[len("error "):] if text.startswith("error ") else "the fork failed")
+                raise OrderError(text[len("error "):] if text.startswith("error ") else "the fork failed",
+                                 passes=True)
             outcome = {"ref": order.ref, "pid": int(text)}
             if not self.reply(outcome):
                 return None
@@ -810,22 +878,6 @@ def reserve_layout_descriptors(control_fd):
     return control, placeholder
 
 
-def drop_credentials(spec):
-    """CREDENTIALS as the guard takes them, UID:GID:GROUPS:UMASK ("-" for
-    any part the worker keeps): this server and its workers take them."""
-    if spec == "-":
-        return
-    uid, gid, groups, mask = spec.split(":")
-    if groups != "-":
-        os.setgroups([int(group) for group in groups.split(",") if group])
-    if gid != "-":
-        os.setgid(int(gid))
-    if uid != "-":
-        os.setuid(int(uid))
-    if mask != "-":
-        os.umask(int(mask, 8))
-
-
 def main(argv):
     if len(argv) < 6:
         say("usage: forkserver.py CONTROL_FD GUARD MASTER_PID CREDENTIALS PRELOAD APP [ARG...]")
@@ -840,16 +892,14 @@ def main(argv):
     if control.family != socket.AF_UNIX or control.type != socket.SOCK_SEQPACKET:
         say(f"CONTROL_FD: expected a SOCK_SEQPACKET unix socket, got {argv[0]!r}")
         return 2
-    try:
-        drop_credentials(argv[3])
-    except (ValueError, OSError) as error:
-        say(f"CREDENTIALS {argv[3]!r}: {error}")
+    if argv[3] != "-":
+        say("CREDENTIALS must be \"-\": start this server with the workers' credentials (the master runs it "
+            "through bellwether-exec's plain exec mode, which sets them)")
         return 2
     # The master's death is this server's (its end of CONTROL_FD would do,
-    # but not while the preload runs). After the credentials: a change of
-    # them clears it.
+    # but not while the preload runs).
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    guard_prefix = [argv[1], argv[2], "-"]  # the guard's credentials are this server's now
+    guard_prefix = argv[1:4]
     modules = [name for name in argv[4].split(",") if name and name != "-"]
     signals = {}
     for number in signal.valid_signals():

@@ -15,7 +15,8 @@ old scheduler's tree lives finds the oracle taken and writes ORACLE.failures.
    scheduler's daemon goes with it, and the oracle never finds two schedulers.
 
 With PRELOAD, the same with `--preload PRELOAD`: the workers are forks of
-a fork server (one per generation), which dies with the master too.
+a fork server (one per generation), which dies with the master too, and
+gunicorn runs its worker without an arbiter (step 3 kills the app only).
 
 usage: trees.py BELLWETHER VENV [PRELOAD]   (VENV holds gunicorn)
 Prints "ok"/"FAIL" lines and exits non-zero on any failure.
@@ -136,17 +137,25 @@ def main():
             check("the scheduler's app SIGKILLed: a new scheduler",
                   wait_for(60, lambda: settled(bellwether, control, 2)
                            and status(bellwether, control)["scheduler"] != scheduler))
-            # gunicorn's own worker, where the app and its daemon's parent run:
-            # with etc/gunicorn.conf.py the arbiter stops too, and the slot is
-            # restarted whole, instead of a new gunicorn worker beside the daemon.
             scheduler = status(bellwether, control)["scheduler"]
             daemon = daemons(scratch)[-1]
-            gunicorn_worker = next(pid for pid in tree(scheduler)[1:] if pid != daemon)
-            os.kill(gunicorn_worker, signal.SIGKILL)
-            check("gunicorn's worker SIGKILLed: the daemon it started is gone",
-                  wait_for(GRACE + 1, lambda: not alive(daemon)))
-            check("gunicorn's worker SIGKILLed: a new scheduler", wait_for(60, lambda: (
-                settled(bellwether, control, 2) and status(bellwether, control)["scheduler"] != scheduler)))
+            if PRELOAD:
+                # Under --preload, gunicorn -w 1 runs its worker without an
+                # arbiter: the scheduler's app is gunicorn's worker, its only
+                # child the daemon.
+                check("--preload: no arbiter, the scheduler's app is gunicorn's worker (its only child the daemon)",
+                      [pid for pid in tree(scheduler)[1:] if alive(pid)] == [daemon],
+                      repr(tree(scheduler)))
+            else:
+                # gunicorn's own worker, where the app and its daemon's parent run:
+                # with etc/gunicorn.conf.py the arbiter stops too, and the slot is
+                # restarted whole, instead of a new gunicorn worker beside the daemon.
+                gunicorn_worker = next(pid for pid in tree(scheduler)[1:] if pid != daemon)
+                os.kill(gunicorn_worker, signal.SIGKILL)
+                check("gunicorn's worker SIGKILLed: the daemon it started is gone",
+                      wait_for(GRACE + 1, lambda: not alive(daemon)))
+                check("gunicorn's worker SIGKILLed: a new scheduler", wait_for(60, lambda: (
+                    settled(bellwether, control, 2) and status(bellwether, control)["scheduler"] != scheduler)))
             for n in (1, 2):
                 daemon = daemons(scratch)[-1]
                 second.send_signal(signal.SIGHUP)

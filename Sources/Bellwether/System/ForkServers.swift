@@ -12,8 +12,12 @@ struct PendingSpawn {
     var pipes: WorkerOutputs.Pipes?
     var reloadNice: Int32
     /// A fork server's: a failure to fork it is a failed boot of its generation
-    /// (the master's own shortage of descriptors or buffer space is not).
+    /// (a shortage of processes, memory or descriptors is not).
     var forked: Bool
+    /// `--worker-output` when its pipes were opened.
+    var output: WorkerOutput
+    /// When the order went out: its answer is due `patience` later.
+    var sentAt: Instant? = nil
 }
 
 /// `--preload`: one fork server (`share/bellwether/forkserver.py`) per
@@ -41,11 +45,13 @@ final class ForkServers {
         let pid: Int32
         var fd: Int32
         var pending: [UInt64: PendingSpawn] = [:]
-        /// When the server must next have said something: its preload done, or an answer.
-        var due: Instant?
-        /// How long it may stay silent with orders pending.
+        /// How long an order may wait for its answer, the preload included.
         var patience: Duration = .seconds(60)
         var ready = false
+        /// Killed for being late: its reaping fails what it had.
+        var expired = false
+        /// An order's answer is overdue from then on.
+        var due: Instant? { pending.values.compactMap(\.sentAt).min().map { $0 + patience } }
 
         init(generation: Int, pid: Int32, fd: Int32) {
             self.generation = generation
@@ -104,7 +110,7 @@ final class ForkServers {
     }
 
     /// The earliest moment a server with orders must have answered.
-    var deadline: Instant? { servers.values.compactMap(\.due).min() }
+    var deadline: Instant? { servers.values.filter { !$0.expired }.compactMap(\.due).min() }
 
     /// Sends `pending`'s order to its generation's server, spawning the
     /// server first if there is none. `descriptors`: (target, fd) as the
@@ -136,9 +142,10 @@ final class ForkServers {
             Sys.calls.sendWithDescriptors(server.fd, bytes, descriptors.map(\.fd))
         }
         if sent < 0 { return ("cannot send the order to the fork server: \(describe(Int32(-sent)))", false) }
-        server.pending[pending.order.ref.serial] = pending
+        var waiting = pending
+        waiting.sentAt = now
+        server.pending[pending.order.ref.serial] = waiting
         server.patience = patience
-        if server.due == nil { server.due = now + patience }
         return nil
     }
 
@@ -154,9 +161,13 @@ final class ForkServers {
         case .success(let pair): ends = pair
         case .failure(let error): return (nil, ("cannot create the fork server's socket: \(describe(error.errno))", false))
         }
-        let arguments = [preload.interpreter, script, "3", shim, String(masterPID), launch.credentials.shimArgument,
+        // Through the guard's plain exec mode: the interpreter starts with the
+        // workers' credentials already (no line of Python, no .pth file, runs
+        // as the master's user) and dies with the master.
+        let arguments = [shim, String(masterPID), launch.credentials.shimArgument, "-", preload.interpreter,
+                         preload.interpreter, script, "3", shim, String(masterPID), "-",
                          preload.modules.isEmpty ? "-" : preload.modules.joined(separator: ",")] + preload.app
-        let spawned = Sys.calls.spawn(SpawnRequest(path: preload.interpreter, arguments: arguments,
+        let spawned = Sys.calls.spawn(SpawnRequest(path: shim, arguments: arguments,
                                                    environment: launch.environment + environment
                                                        + ["BELLWETHER_FORKSERVER_WORKER_VARIABLES="
                                                            + (WorkerEnvironment.perWorker + [launch.roleVariable])
@@ -190,7 +201,7 @@ final class ForkServers {
 
     private func read(_ server: Server, at now: Instant) -> [Answer] {
         var answers: [Answer] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
+        var buffer = [UInt8](repeating: 0, count: 65536)
         while server.fd >= 0 {
             let count = buffer.withUnsafeMutableBytes { Sys.calls.read(server.fd, into: $0) }
             if count == -Int(EINTR) { continue }
@@ -204,10 +215,11 @@ final class ForkServers {
                     answers.append(.spawned(pending, pid: Int32(pid)))
                 } else {
                     let error = message["error"].flatMap { if case .string(let text) = $0 { text } else { nil } }
-                    answers.append(.failed(pending, reason: "the fork server: \(error ?? "no pid in its answer")"))
+                    var failed = pending
+                    if message["passes"] == .bool(true) { failed.forked = false }  // a shortage, not the app
+                    answers.append(.failed(failed, reason: "the fork server: \(error ?? "no pid in its answer")"))
                 }
             }
-            server.due = server.pending.isEmpty ? nil : now + server.patience
         }
         return answers
     }
@@ -234,13 +246,22 @@ final class ForkServers {
     /// SIGKILL to every server past its due time: its reaping fails its orders.
     func expire(at now: Instant) {
         for server in servers.values {
-            guard let due = server.due, now >= due else { continue }
+            guard !server.expired, let due = server.due, now >= due else { continue }
             logger.write(.forkServerExited(generation: server.generation, pid: server.pid,
                                            status: server.ready ? "did not answer an order in time, killed"
                                                : "did not finish its preload in time, killed",
                                            failedOrders: server.pending.count))
             Sys.send(.kill, to: server.pid)
-            server.due = nil
+            server.expired = true
+        }
+    }
+
+    /// While the master stops: a server still owing answers (a preload
+    /// that has not ended) is not waited for. Its reaping fails its orders.
+    func abandonPending() {
+        for server in servers.values where !server.pending.isEmpty && !server.expired {
+            Sys.send(.kill, to: server.pid)
+            server.expired = true
         }
     }
 

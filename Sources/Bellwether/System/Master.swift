@@ -224,6 +224,7 @@ final class Master {
             }
             process()
             forkServers.retain(core.generationsInUse)
+            if core.isStopping && forkServers.hasPending { forkServers.abandonPending() }
         }
         forkServers.finish()
         outputs.finish()
@@ -498,7 +499,7 @@ final class Master {
             }
         }
         let pending = PendingSpawn(order: order, handsToken: handsToken, pipes: pipes, reloadNice: launch.reloadNice,
-                                   forked: launch.preload != nil)
+                                   forked: launch.preload != nil, output: outputMode)
         let layout = spawner.layout(sockets: sockets.map(\.fd), token: handsToken ? token.fd : nil, link: guardLink,
                                     grace: grace, output: pipes)
         if let preload = launch.preload {
@@ -541,7 +542,7 @@ final class Master {
         let order = pending.order
         if let pipes = pending.pipes {
             outputs.adopt(pipes, label: pid.map { .init(slot: order.slot, role: order.role, pid: $0) },
-                          mode: configuration.settings.workerOutput)
+                          mode: pending.output)
         }
         switch answer {
         case .spawned:

@@ -102,7 +102,7 @@ enum MasterHappening: Hashable, Sendable {
     case foreignProc
     case workerStatus(pid: Int32, status: String)
     /// One line a worker wrote, with `--worker-output json`.
-    case workerOutput(slot: Int, role: Role, pid: Int32, stream: String, line: String)
+    case workerOutput(slot: Int?, role: String, pid: Int32, stream: String, line: String)
     case workerStopping(pid: Int32)
     case stray(pid: Int32)
     /// The control socket's or the metrics listener's accept failed.

@@ -260,8 +260,9 @@ extension MasterHappening {
             LogRecord(.info, "worker_status", "pid \(pid): \(status)",
                       [.init("pid", .int(Int(pid))), .init("status", .string(status))])
         case .workerOutput(let slot, let role, let pid, let stream, let line):
-            LogRecord(.info, "worker_output", line, [.init("slot", .int(slot)), .init("role", .string(role.rawValue)),
-                                                     .init("pid", .int(Int(pid))), .init("stream", .string(stream))])
+            // A fork server's line has no slot.
+            LogRecord(.info, "worker_output", line, (slot.map { [LogRecord.Field("slot", .int($0))] } ?? [])
+                + [.init("role", .string(role)), .init("pid", .int(Int(pid))), .init("stream", .string(stream))])
         case .workerStopping(let pid):
             LogRecord(.info, "worker_stopping", "pid \(pid) is stopping", [.init("pid", .int(Int(pid)))])
         case .stray(let pid):

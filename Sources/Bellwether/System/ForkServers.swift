@@ -71,7 +71,12 @@ final class ForkServers {
     /// Servers closed and not yet reaped, by pid: their generation.
     private var closing: [Int32: Int] = [:]
 
-    init(shim: String, masterPID: Int32, masterEnvironment: [String: String], logger: Logger) {
+    /// `--worker-output prefix|json`: the fork servers' own output is labelled too.
+    private let outputs: WorkerOutputs
+
+    init(shim: String, masterPID: Int32, masterEnvironment: [String: String], logger: Logger,
+         outputs: WorkerOutputs) {
+        self.outputs = outputs
         self.shim = shim
         self.masterPID = masterPID
         self.logger = logger
@@ -126,7 +131,7 @@ final class ForkServers {
         if let running = servers[generation] {
             server = running
         } else {
-            let started = start(generation: generation, launch: launch, preload: preload)
+            let started = start(generation: generation, launch: launch, preload: preload, output: pending.output)
             guard let running = started.server else { return started.failure }
             server = running
         }
@@ -150,8 +155,8 @@ final class ForkServers {
     }
 
     /// The server, or why there is none.
-    private func start(generation: Int, launch: Launch,
-                       preload: PythonPreload) -> (server: Server?, failure: (reason: String, failedBoot: Bool)?) {
+    private func start(generation: Int, launch: Launch, preload: PythonPreload,
+                       output: WorkerOutput) -> (server: Server?, failure: (reason: String, failedBoot: Bool)?) {
         guard let script else {
             return (nil, ("--preload: the fork server (share/bellwether/forkserver.py) is not installed beside \(shim)",
                           true))
@@ -160,6 +165,16 @@ final class ForkServers {
         switch Sys.calls.seqpacketPair() {
         case .success(let pair): ends = pair
         case .failure(let error): return (nil, ("cannot create the fork server's socket: \(describe(error.errno))", false))
+        }
+        var pipes: WorkerOutputs.Pipes?
+        if output != .inherit {
+            switch outputs.openPipes() {
+            case .success(let opened): pipes = opened
+            case .failure(let error):
+                Sys.closeFile(ends.0)
+                Sys.closeFile(ends.1)
+                return (nil, ("cannot create the fork server's output pipes: \(describe(error.errno))", false))
+            }
         }
         // Through the guard's plain exec mode: the interpreter starts with the
         // workers' credentials already (no line of Python, no .pth file, runs
@@ -173,8 +188,12 @@ final class ForkServers {
                                                            + (WorkerEnvironment.perWorker + [launch.roleVariable])
                                                            .joined(separator: ","),
                                                           "BELLWETHER_FORKSERVER_ROLE_VARIABLE=\(launch.roleVariable)"],
-                                                   descriptors: [ends.1], directory: launch.directory))
+                                                   descriptors: [ends.1], directory: launch.directory,
+                                                   stdout: pipes?.stdout.write, stderr: pipes?.stderr.write))
         Sys.closeFile(ends.1)
+        if let pipes {
+            outputs.adopt(pipes, label: (try? spawned.get()).map { WorkerOutputs.Label(forkServer: $0) }, mode: output)
+        }
         switch spawned {
         case .success(let pid):
             Sys.calls.setNonBlocking(ends.0)

@@ -97,7 +97,8 @@ final class Master {
         spawner = Spawner(masterPID: Sys.calls.processID())
         guard Sys.calls.isAccessible(spawner.shim, X_OK) else { throw .shimMissing(path: spawner.shim) }
         forkServers = ForkServers(shim: spawner.shim, masterPID: spawner.masterPID,
-                                  masterEnvironment: Bellwether.dictionary(environment), logger: logger)
+                                  masterEnvironment: Bellwether.dictionary(environment), logger: logger,
+                                  outputs: outputs)
         if configuration.launch.preload != nil && forkServers.script == nil {
             throw .forkServerMissing(path: String(spawner.shim.dropLast("bellwether-exec".count))
                 + "../share/bellwether/forkserver.py")

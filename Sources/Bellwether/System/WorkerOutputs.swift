@@ -20,11 +20,24 @@ import Darwin
 final class WorkerOutputs {
     enum Stream: String { case stdout, stderr }
 
-    /// Who wrote a line.
+    /// Who wrote a line: a worker (its slot and role), or a fork server (no slot).
     struct Label: Hashable {
-        var slot: Int
-        var role: Role
+        var slot: Int?
+        var role: String
         var pid: Int32
+
+        init(slot: Int, role: Role, pid: Int32) {
+            self.slot = slot
+            self.role = role.rawValue
+            self.pid = pid
+        }
+
+        /// `--preload`'s fork server of a generation: `-/forkserver/PID`.
+        init(forkServer pid: Int32) {
+            slot = nil
+            role = "forkserver"
+            self.pid = pid
+        }
     }
 
     /// The read ends and write ends of one worker's two pipes.
@@ -55,7 +68,7 @@ final class WorkerOutputs {
             self.label = label
             self.stream = stream
             self.mode = mode
-            prefix = Array("\(label.slot)/\(label.role.rawValue)/\(label.pid) | ".utf8)
+            prefix = Array("\(label.slot.map(String.init) ?? "-")/\(label.role)/\(label.pid) | ".utf8)
         }
 
         /// The master's descriptor its lines go to.

@@ -20,6 +20,8 @@ server per generation, new code on every HUP.
 7. gunicorn's app is imported once for the web workers (by the fork
    server's zygote) and by the scheduler itself; an app that reads
    WORKER_ID at import is imported by each worker, and says so.
+8. With --user nobody, the fork server's interpreter runs as nobody from its
+   first line (a sitecustomize on PYTHONPATH records its uid).
 
 usage: preload.py BELLWETHER VENV   (VENV holds gunicorn and flask)
 """
@@ -264,6 +266,41 @@ def main():
                   answers and all(len(a) == 2 and a[0] == a[1] for a in answers), repr(sorted(answers)))
             check("... and the fork server said why", "web workers import the app themselves: the app reads "
                   "WORKER_ID at import" in log_of(scratch, "idapp"))
+        finally:
+            master.terminate()
+            master.wait(60)
+
+        # --- 8. --user: no line of Python runs as root ----------------------
+        # The fork server starts through bellwether-exec with the workers'
+        # credentials: even what Python runs at its own start (sitecustomize,
+        # from a PYTHONPATH the app's user may write) runs as that user.
+        os.chmod(scratch, 0o755)
+        shared = os.path.join(scratch, "as-nobody")
+        os.mkdir(shared)
+        os.chmod(shared, 0o777)
+        with open(os.path.join(shared, "sitecustomize.py"), "w") as module:
+            module.write("import os\nwith open(os.path.join(os.path.dirname(__file__), 'uids'), 'a') as f:\n"
+                         "    f.write(f'{os.getpid()} {os.getuid()} {os.geteuid()}\\n')\n")
+        with open(os.path.join(shared, "plain.py"), "w") as module:
+            module.write("import os, time\nopen(os.path.join(os.path.dirname(__file__), 'ran'), 'w')"
+                         ".write(str(os.getuid()))\ntime.sleep(60)\n")
+        nobody = 65534
+        with open(os.path.join(scratch, "nobody.log"), "w") as log:
+            master = subprocess.Popen([bellwether, "-w", "1", "--user", "nobody", "--preload", "colorsys",
+                                       "--control-socket", control, "-e", f"PYTHONPATH={shared}", "--",
+                                       "/usr/bin/python3", os.path.join(shared, "plain.py")],
+                                      env=env, stdout=log, stderr=subprocess.STDOUT, cwd=shared)
+        try:
+            ran = wait_for(30, lambda: os.path.exists(os.path.join(shared, "ran")))
+            uids = open(os.path.join(shared, "uids")).read().split("\n") if ran else []
+            servers = fork_servers(master.pid)
+            check("--user nobody: the worker runs as nobody", ran and open(os.path.join(shared, "ran")).read()
+                  == str(nobody), log_of(scratch, "nobody")[-2000:])
+            check("--user nobody: the fork server's interpreter ran its start-up (sitecustomize) as nobody, "
+                  "never as root", uids and all(line.split()[1:] == [str(nobody)] * 2 for line in uids if line),
+                  repr(uids))
+            check("--user nobody: the fork server runs as nobody", len(servers) == 1 and all(
+                os.stat(f"/proc/{pid}").st_uid == nobody for pid in servers), repr(servers))
         finally:
             master.terminate()
             master.wait(60)

@@ -656,20 +656,15 @@ class Server:
                 stream.flush()  # or every worker writes it out again
             except (OSError, ValueError, AttributeError):
                 pass
+        made = []
         try:
             reader, writer = os.pipe()
-        except OSError as error:
-            raise OrderError(f"cannot make a pipe: {error.strerror}", passes=True)
-        try:
+            made += [reader, writer]
             go_reader, go_writer = os.pipe()
-        except OSError as error:
-            os.close(reader)
-            os.close(writer)
-            raise OrderError(f"cannot make a pipe: {error.strerror}", passes=True)
-        try:
+            made += [go_reader, go_writer]
             intermediate = os.fork()
-        except OSError as error:
-            for fd in (reader, writer, go_reader, go_writer):
+        except OSError as error:  # out of descriptors or processes: it may pass
+            for fd in made:
                 os.close(fd)
             raise OrderError(f"cannot fork: {error.strerror}", passes=True)
         if intermediate == 0:

@@ -130,6 +130,9 @@ AFTER_FORK = []
 os.register_at_fork(after_in_child=lambda: AFTER_FORK.append(os.getpid()))
 if os.environ.get("FS_THREAD"):
     threading.Thread(target=time.sleep, args=(3600,), name="fsapp-ticker", daemon=True).start()
+if os.environ.get("FS_READS_ROLE"):
+    from os import environ  # a kept reference is watched too
+    SCHEDULER = environ.get("WORKER_ROLE") == "scheduler"
 if os.environ.get("FS_BREAK"):
     raise RuntimeError("fsapp is broken on purpose")
 
@@ -153,6 +156,7 @@ def run(kind):
     except OSError as error:
         connection_error = error.errno
     report = {
+        "environ_class": type(os.environ).__name__,
         "connection_error": connection_error,
         "kind": kind, "pid": os.getpid(), "ppid": os.getppid(), "pgid": os.getpgid(0),
         "env": dict(os.environ), "argv": sys.argv, "path0": sys.path[0], "sys_path": sys.path,
@@ -574,17 +578,41 @@ def test_import_error(guard):
     master.stop()
 
 
+def expect_refusal(master, name, *words):
+    """Orders one worker, which must exit 1 with every one of `words` on its stderr; answers it."""
+    _, worker = master.order()
+    status = worker and worker.wait()
+    text = worker.stderr() if worker else ""
+    check(name, describe(status) == "exit 1" and all(word in text for word in words), f"{describe(status)}: {text!r}")
+    return worker
+
+
 def test_threads_refused(guard):
     master = Master(scratch, guard, "fsapp", [os.path.join(scratch.dir, "app.py")], env={"FS_THREAD": "1"})
     check("a thread running after the preload is named in the server's failure",
           "fsapp-ticker" in (master.ready.get("failure") or ""), repr(master.ready))
+    worker = expect_refusal(master, "and every worker refuses to run: exit 1, naming the thread",
+                            "refusing to fork", "fsapp-ticker")
+    check("no report: the app never ran", worker is not None and scratch.report_below(worker.guard) is None)
+    master.stop()
+
+
+def test_role_read_refused(guard):
+    watched = {"BELLWETHER_FORKSERVER_WORKER_VARIABLES": "WORKERS_COUNT,WORKER_ID,WORKER_ROLE"}
+    master = Master(scratch, guard, "fsapp", [os.path.join(scratch.dir, "app.py")],
+                    env=dict(watched, FS_READS_ROLE="1"))
+    check("a preload reading WORKER_ROLE is named, with its module, in the server's failure",
+          "read WORKER_ROLE (in fsapp)" in (master.ready.get("failure") or ""), repr(master.ready))
+    expect_refusal(master, "and every worker refuses to run: exit 1, saying so", "read WORKER_ROLE")
+    master.stop()
+    master = Master(scratch, guard, "fsapp", [os.path.join(scratch.dir, "app.py")], env=watched)
+    check("the same preload without the read is not refused",
+          master.ready.get("failure") is None, repr(master.ready))
     _, worker = master.order()
-    status = worker and worker.wait()
-    text = worker.stderr() if worker else ""
-    check("and every worker refuses to run: exit 1, naming the thread",
-          describe(status) == "exit 1" and "refusing to fork" in text and "fsapp-ticker" in text,
-          f"{describe(status)}: {text!r}")
-    check("no report: the app never ran", scratch.report_below(worker.guard) is None)
+    report = worker and harness.wait_for(PATIENCE, lambda: scratch.report_below(worker.guard) is not None) \
+        and scratch.report_below(worker.guard)
+    check("... and its worker runs, with os.environ an ordinary mapping again (the watch undone)",
+          bool(report) and report["environ_class"] == "_Environ", repr(report and report.get("environ_class")))
     master.stop()
 
 
@@ -682,6 +710,7 @@ def main():
         test_modules_and_console_scripts(guard)
         test_import_error(guard)
         test_threads_refused(guard)
+        test_role_read_refused(guard)
     finally:
         shutil.rmtree(scratch.dir, ignore_errors=True)
     return harness.tally("forkserver")

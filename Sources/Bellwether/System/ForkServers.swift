@@ -11,9 +11,9 @@ struct PendingSpawn {
     var handsToken: Bool
     var pipes: WorkerOutputs.Pipes?
     var reloadNice: Int32
-    /// A fork server's: a failure to fork it is a failed boot of its generation
-    /// (a shortage of processes, memory or descriptors is not).
-    var forked: Bool
+    /// A fork server's failure to fork it is a failed boot of its generation;
+    /// a shortage of processes, memory or descriptors, or `posix_spawn`'s, is not.
+    var failureIsFailedBoot: Bool
     /// `--worker-output` when its pipes were opened.
     var output: WorkerOutput
     /// When the order went out: its answer is due `patience` later.
@@ -60,8 +60,9 @@ final class ForkServers {
         }
     }
 
-    /// The fork server's path, if this installation has one.
-    let script: String?
+    /// The fork server's path, if this installation has one: looked for at
+    /// the first `--preload`, not at every start.
+    private(set) lazy var script: String? = Self.locate(nextTo: shim)
     private let shim: String
     private let masterPID: Int32
     /// Passed to every server beyond its launch's environment (BELLWETHER_FORKSERVER_GC_FREEZE).
@@ -80,7 +81,6 @@ final class ForkServers {
         self.shim = shim
         self.masterPID = masterPID
         self.logger = logger
-        script = Self.locate(nextTo: shim)
         environment = ["BELLWETHER_FORKSERVER_GC_FREEZE", "BELLWETHER_FORKSERVER_APP"].compactMap { name in
             masterEnvironment[name].map { "\(name)=\($0)" }
         }
@@ -90,9 +90,15 @@ final class ForkServers {
     /// tarball, a wheel's virtualenv). In a source checkout's .build: share/forkserver.py.
     static func locate(nextTo shim: String) -> String? {
         let bin = shim.lastIndex(of: "/").map { String(shim[..<$0]) } ?? "."
-        let candidates = [bin + "/../share/bellwether/forkserver.py", bin + "/../../../share/forkserver.py",
+        let candidates = [installedPath(nextTo: shim), bin + "/../../../share/forkserver.py",
                           bin + "/../../share/forkserver.py"]
         return candidates.first { Sys.calls.isAccessible($0, R_OK) }.map(withoutDotDot)
+    }
+
+    /// Where an installation puts it, beside `shim`'s bin/.
+    static func installedPath(nextTo shim: String) -> String {
+        let bin = shim.lastIndex(of: "/").map { String(shim[..<$0]) } ?? "."
+        return withoutDotDot(bin + "/../share/bellwether/forkserver.py")
     }
 
     /// `/usr/bin/../share` as `/usr/share`, for ps and the logs; BINDIR is
@@ -235,7 +241,7 @@ final class ForkServers {
                 } else {
                     let error = message["error"].flatMap { if case .string(let text) = $0 { text } else { nil } }
                     var failed = pending
-                    if message["passes"] == .bool(true) { failed.forked = false }  // a shortage, not the app
+                    if message["passes"] == .bool(true) { failed.failureIsFailedBoot = false }  // a shortage, not the app
                     answers.append(.failed(failed, reason: "the fork server: \(error ?? "no pid in its answer")"))
                 }
             }
@@ -286,8 +292,10 @@ final class ForkServers {
 
     /// Closes the servers of generations not in `generations`: end of file
     /// on their socket ends them, TERM ends one still preloading.
-    func retain(_ generations: Set<Int>) {
-        for (generation, server) in servers where !generations.contains(generation) {
+    func retain(_ generations: @autoclosure () -> Set<Int>) {
+        guard !servers.isEmpty else { return }
+        let inUse = generations()
+        for (generation, server) in servers where !inUse.contains(generation) {
             close(server)
         }
     }

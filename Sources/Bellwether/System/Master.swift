@@ -100,8 +100,7 @@ final class Master {
                                   masterEnvironment: Bellwether.dictionary(environment), logger: logger,
                                   outputs: outputs)
         if configuration.launch.preload != nil && forkServers.script == nil {
-            throw .forkServerMissing(path: String(spawner.shim.dropLast("bellwether-exec".count))
-                + "../share/bellwether/forkserver.py")
+            throw .forkServerMissing(path: ForkServers.installedPath(nextTo: spawner.shim))
         }
         // The pidfile first: a second master of the same pidfile names the
         // running one, rather than failing on its busy port.
@@ -224,7 +223,7 @@ final class Master {
                 nextWatchdogPing = after + interval
             }
             process()
-            forkServers.retain(core.generationsInUse)
+            forkServers.retain(core.generationsInUse)  // evaluated only while a fork server runs
             if core.isStopping && forkServers.hasPending { forkServers.abandonPending() }
         }
         forkServers.finish()
@@ -290,8 +289,9 @@ final class Master {
     /// An sd_notify message from a worker (or anything in its process group).
     private func receive(_ fields: [(String, String)], from pid: Int32) {
         func known() -> WorkerRef? { refs[pid] ?? refs[Sys.calls.processGroup(of: pid)] }
-        guard let ref = known() ?? (forkServers.hasPending ? collectForkServerAnswers(then: known) : nil)
-        else { return }
+        // A guard a fork server forked is known once its answer is read.
+        if known() == nil && forkServers.hasPending { collectForkServerAnswers() }
+        guard let ref = known() else { return }
         for (key, value) in fields {
             switch key {
             case "MAINPID" where refs[pid] != nil:  // from the guard itself only
@@ -374,7 +374,8 @@ final class Master {
         guard !reaped.isEmpty else { return }
         // In /proc of another PID namespace, the pids are not the master's to signal.
         // The fork servers are the master's children too, and no worker's.
-        let children = procIsOurs ? Sys.children().filter { !forkServers.pids.contains($0) } : []
+        let servers = forkServers.pids
+        let children = procIsOurs ? Sys.children().filter { !servers.contains($0) } : []
         if forkServers.hasPending { collectForkServerAnswers() }
         // A guard reaps its app before it exits: an app that came to the
         // master lost its guard.
@@ -500,61 +501,55 @@ final class Master {
             }
         }
         let pending = PendingSpawn(order: order, handsToken: handsToken, pipes: pipes, reloadNice: launch.reloadNice,
-                                   forked: launch.preload != nil, output: outputMode)
+                                   failureIsFailedBoot: launch.preload != nil, output: outputMode)
         let layout = spawner.layout(sockets: sockets.map(\.fd), token: handsToken ? token.fd : nil, link: guardLink,
                                     grace: grace, output: pipes)
+        // A fork server answers later (`collectForkServerAnswers`); posix_spawn at once.
+        let answer: ForkServers.Answer?
         if let preload = launch.preload {
-            let failure = forkServers.order(pending, launch: launch, preload: preload, environment: environment,
-                                            descriptors: layout.descriptors, guardSpec: layout.guardSpec,
-                                            patience: core.plan.readyTimeout, at: Sys.monotonicNow())
-            if guardLink != link.read { Sys.closeFile(guardLink) }
-            if let failure {
+            answer = forkServers.order(pending, launch: launch, preload: preload, environment: environment,
+                                       descriptors: layout.descriptors, guardSpec: layout.guardSpec,
+                                       patience: core.plan.readyTimeout, at: Sys.monotonicNow()).map { failure in
                 var unsent = pending
-                unsent.forked = failure.failedBoot
-                finish(.failed(unsent, reason: failure.reason))
+                unsent.failureIsFailedBoot = failure.failedBoot
+                return .failed(unsent, reason: failure.reason)
             }
-            return
+        } else {
+            switch spawner.spawn(launch, layout: layout, environment: environment, output: pipes) {
+            case .success(let pid): answer = .spawned(pending, pid: pid)
+            case .failure(let error): answer = .failed(pending, reason: error.description)
+            }
         }
-        let result = spawner.spawn(launch, layout: layout, environment: environment, output: pipes)
         if guardLink != link.read { Sys.closeFile(guardLink) }
-        switch result {
-        case .success(let pid): finish(.spawned(pending, pid: pid))
-        case .failure(let error): finish(.failed(pending, reason: error.description))
-        }
+        if let answer { finish(answer) }
     }
 
-    /// Reads what the fork servers answered, and finishes those spawns;
-    /// then answers `then()`, e.g. a lookup that may now succeed.
-    @discardableResult
-    private func collectForkServerAnswers<T>(then: () -> T? = { nil as Int? }) -> T? {
+    /// Reads what the fork servers answered, and finishes those spawns.
+    private func collectForkServerAnswers() {
         for answer in forkServers.collect(at: Sys.monotonicNow()) { finish(answer) }
-        return then()
     }
 
     /// A spawn's outcome, from `posix_spawn` or a fork server: the pipes'
     /// read ends labelled, the guard known, the token handed over.
     private func finish(_ answer: ForkServers.Answer) {
-        let pending: PendingSpawn
-        let pid: Int32?
-        switch answer {
-        case .spawned(let spawned, let spawnedPID): (pending, pid) = (spawned, spawnedPID)
-        case .failed(let failed, _): (pending, pid) = (failed, nil)
-        }
-        let order = pending.order
-        if let pipes = pending.pipes {
+        func adoptOutput(of pending: PendingSpawn, pid: Int32?) {
+            guard let pipes = pending.pipes else { return }
+            let order = pending.order
             outputs.adopt(pipes, label: pid.map { .init(slot: order.slot, role: order.role, pid: $0) },
                           mode: pending.output)
         }
         switch answer {
-        case .spawned:
-            guard let pid else { return }
-            refs[pid] = order.ref
-            if order.background { bootPriority.lower(pid, by: pending.reloadNice) }
+        case .spawned(let pending, let pid):
+            adoptOutput(of: pending, pid: pid)
+            refs[pid] = pending.order.ref
+            if pending.order.background { bootPriority.lower(pid, by: pending.reloadNice) }
             if pending.handsToken { token.release() }
-            queue.append(.supervisor(.spawned(order.ref, pid: pid)))
-        case .failed(_, let reason):
-            lease?.closeGuardPipe(for: order.ref)
-            queue.append(.supervisor(.spawnFailed(order.ref, reason: reason, failedBoot: pending.forked)))
+            queue.append(.supervisor(.spawned(pending.order.ref, pid: pid)))
+        case .failed(let pending, let reason):
+            adoptOutput(of: pending, pid: nil)
+            lease?.closeGuardPipe(for: pending.order.ref)
+            queue.append(.supervisor(.spawnFailed(pending.order.ref, reason: reason,
+                                                  failedBoot: pending.failureIsFailedBoot)))
         }
     }
 }
